@@ -1,0 +1,1 @@
+//! BuildKit-compatible dump of a parsed Dockerfile (the conformance `result` format).

@@ -1,0 +1,1 @@
+//! Shell-word expansion with the semantics of BuildKit's shell lexer.

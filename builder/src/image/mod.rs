@@ -1,0 +1,1 @@
+//! Image assembly: config, manifest, OCI layout and docker-archive outputs.

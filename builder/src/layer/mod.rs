@@ -1,0 +1,1 @@
+//! Filesystem layers: unpack, snapshot, deterministic tar writing.

@@ -1,0 +1,6 @@
+//! rbuild's build pipeline: Dockerfile frontend → plan → executor → layers → image.
+
+pub mod dockerfile;
+pub mod dockerignore;
+pub mod image;
+pub mod layer;

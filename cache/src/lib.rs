@@ -1,0 +1,1 @@
+//! Storage: cache keys, blob store, registry client.

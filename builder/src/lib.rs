@@ -1,6 +1,8 @@
 //! rbuild's build pipeline: Dockerfile frontend → plan → executor → layers → image.
 
 pub mod dockerfile;
+pub mod frontend;
 pub mod dockerignore;
 pub mod image;
 pub mod layer;
+pub mod plan;

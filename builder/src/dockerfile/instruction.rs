@@ -1,1 +1,0 @@
-//! Typed Dockerfile instructions.

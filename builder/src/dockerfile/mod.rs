@@ -7,7 +7,9 @@
 //! - [`instruction`] turns nodes into typed [`instruction::Instruction`]s with their flags.
 
 pub mod dump;
+mod heredoc;
 pub mod instruction;
+mod lexer;
 pub mod parser;
 pub mod shell;
 

@@ -1,1 +1,0 @@
-//! Shell-word expansion with the semantics of BuildKit's shell lexer.

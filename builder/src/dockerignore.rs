@@ -1,1 +1,0 @@
-//! `.dockerignore` matching with Docker's semantics (`**`, `!` exceptions).

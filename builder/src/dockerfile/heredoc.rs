@@ -4,7 +4,7 @@
 //! form. It splits the joined line into shell words (quotes and escapes kept), keeps the words
 //! matching `^(\d*)<<(-?)([^<]*)$`, and reads one body per word, in order, after the line.
 
-use super::lexer::{go_to_lower, is_go_space, trim_newline, Lines};
+use super::lexer::{is_go_space, keyword_is, trim_newline, Lines};
 use super::parser::ParseErrorKind;
 use super::{Arg, Heredoc, Node};
 
@@ -21,12 +21,12 @@ impl Heredoc {
 /// True when BuildKit would look for heredocs in this node.
 pub(crate) fn can_contain_heredoc(node: &Node) -> bool {
     let mut node = node;
-    if go_to_lower(&node.keyword) == "onbuild" {
+    if keyword_is(&node.keyword, "onbuild") {
         if let Some(Arg::Nested(child)) = node.args.first() {
             node = child;
         }
     }
-    matches!(go_to_lower(&node.keyword).as_str(), "add" | "copy" | "run") && !node.json_form
+    ["add", "copy", "run"].iter().any(|k| keyword_is(&node.keyword, k)) && !node.json_form
 }
 
 /// The heredocs a logical line opens, in order (bodies still empty).

@@ -31,6 +31,9 @@ fn is_regex_space(c: char) -> bool {
 
 /// Go's `strings.ToLower`: simple lower-case mapping per char (`İ` → `i`, unlike Rust's `i̇`).
 pub(crate) fn go_to_lower(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c == '\u{130}' {
@@ -40,6 +43,15 @@ pub(crate) fn go_to_lower(s: &str) -> String {
         }
     }
     out
+}
+
+/// True when `keyword` lower-cases (as Go does) to `name`, which is ASCII lower case.
+pub(crate) fn keyword_is(keyword: &str, name: &str) -> bool {
+    if keyword.is_ascii() {
+        keyword.eq_ignore_ascii_case(name)
+    } else {
+        go_to_lower(keyword) == name
+    }
 }
 
 /// A cursor over the physical lines of a source text, counting them from 1.

@@ -71,39 +71,91 @@ impl LogicalLine {
 
 /// Parses Dockerfile text into nodes, the way BuildKit's `parser.Parse` does.
 pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
-    let physical: Vec<&str> = source.split('\n').collect();
-    let error_at = |line: usize, column: usize, kind: ParseErrorKind| ParseError {
-        line: line.max(1),
-        column: column.max(1),
-        line_text: physical.get(line.saturating_sub(1)).map_or("", |l| trim_newline(l)).to_string(),
-        kind,
+    let mut reader = Reader {
+        source,
+        lines: Lines::new(source),
+        scanner: DirectiveScanner::default(),
+        directives: Directives::default(),
+        escape: '\\',
     };
-    let mut lines = Lines::new(source);
-    let mut scanner = DirectiveScanner::default();
-    let mut directives = Directives::default();
-    let mut escape = '\\';
     let mut instructions = Vec::new();
     let mut warnings = Vec::new();
+    while let Some((logical, empty_continuation)) = reader.next_logical()? {
+        let (start_line, end_line) = (logical.pieces[0].1, reader.lines.line_no);
+        if empty_continuation {
+            let message = format!("Empty continuation line found in: {}", logical.text);
+            warnings.push(Warning { line: end_line, message });
+        }
+        let mut node = node_from_line(&logical.text, reader.escape, 0).map_err(|(kind, offset)| {
+            let (line, column) = logical.position(offset);
+            reader.error_at(line, column, kind)
+        })?;
+        let column = logical.position(keyword_offset(&logical.text)).1;
+        if can_contain_heredoc(&node) && logical.text.contains("<<") {
+            let at_keyword = |k| reader.error_at(start_line, column, k);
+            let mut docs = heredocs_from_line(&logical.text).map_err(at_keyword)?;
+            for doc in &mut docs {
+                read_body(doc, &mut reader.lines).map_err(|k| reader.error_at(start_line, column, k))?;
+            }
+            node.heredocs = docs;
+        }
+        set_location(&mut node, Location { start_line, end_line: reader.lines.line_no, column });
+        node.original = logical.text;
+        instructions.push(node);
+    }
+    if instructions.is_empty() {
+        return Err(reader.error_at(reader.lines.line_no, 1, ParseErrorKind::Empty));
+    }
+    Ok(Dockerfile { escape: reader.escape, directives: reader.directives, instructions, warnings })
+}
 
-    while let Some(raw) = lines.next_raw() {
-        let untrimmed = trim_newline(raw);
-        let token = untrimmed.trim_start_matches(is_go_space);
-        let line_no = lines.line_no;
-        if let Some(esc) = scanner.scan(token, &mut directives).map_err(|k| error_at(line_no, 1, k))? {
-            escape = esc;
+/// The line loop's state: physical lines, directives and the escape token in force.
+struct Reader<'a> {
+    source: &'a str,
+    lines: Lines<'a>,
+    scanner: DirectiveScanner,
+    directives: Directives,
+    escape: char,
+}
+
+impl Reader<'_> {
+    /// An error at a 1-based position, quoting that source line.
+    fn error_at(&self, line: usize, column: usize, kind: ParseErrorKind) -> ParseError {
+        let text = self.source.split('\n').nth(line.saturating_sub(1)).map_or("", trim_newline);
+        ParseError { line: line.max(1), column: column.max(1), line_text: text.to_string(), kind }
+    }
+
+    /// Feeds one line to the directive scanner.
+    fn scan_directive(&mut self, token: &str) -> Result<(), ParseError> {
+        match self.scanner.scan(token, &mut self.directives) {
+            Ok(Some(escape)) => self.escape = escape,
+            Ok(None) => {}
+            Err(kind) => return Err(self.error_at(self.lines.line_no, 1, kind)),
         }
-        let token = if is_comment(token) { "" } else { token };
-        let (first, mut end_of_line) = trim_continuation(token, escape);
-        if end_of_line && first.is_empty() {
-            continue;
-        }
-        let indent = untrimmed[..untrimmed.len() - token.len()].chars().count();
-        let mut logical = LogicalLine { text: first.to_string(), pieces: vec![(0, line_no, indent + 1)] };
+        Ok(())
+    }
+
+    /// The next instruction's logical line (continuations joined, comments and blank lines
+    /// skipped) and whether an empty continuation line was dropped from it.
+    fn next_logical(&mut self) -> Result<Option<(LogicalLine, bool)>, ParseError> {
+        let (mut logical, mut end_of_line) = loop {
+            let Some(raw) = self.lines.next_raw() else { return Ok(None) };
+            let untrimmed = trim_newline(raw);
+            let token = untrimmed.trim_start_matches(is_go_space);
+            self.scan_directive(token)?;
+            let content = if is_comment(token) { "" } else { token };
+            let (first, end_of_line) = trim_continuation(content, self.escape);
+            if !(end_of_line && first.is_empty()) {
+                let column = untrimmed[..untrimmed.len() - token.len()].chars().count() + 1;
+                let pieces = vec![(0, self.lines.line_no, column)];
+                break (LogicalLine { text: first.to_string(), pieces }, end_of_line);
+            }
+        };
         let mut empty_continuation = false;
         while !end_of_line {
-            let Some(raw) = lines.next_raw() else { break };
+            let Some(raw) = self.lines.next_raw() else { break };
             let token = trim_newline(raw);
-            scanner.scan(token, &mut directives).map_err(|k| error_at(lines.line_no, 1, k))?;
+            self.scan_directive(token)?;
             if is_comment(raw) {
                 continue;
             }
@@ -111,38 +163,13 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
                 empty_continuation = true;
                 continue;
             }
-            let (piece, eol) = trim_continuation(token, escape);
-            logical.pieces.push((logical.text.len(), lines.line_no, 1));
+            let (piece, eol) = trim_continuation(token, self.escape);
+            logical.pieces.push((logical.text.len(), self.lines.line_no, 1));
             logical.text.push_str(piece);
             end_of_line = eol;
         }
-        let end_line = lines.line_no;
-        if empty_continuation {
-            warnings.push(Warning {
-                line: end_line,
-                message: format!("Empty continuation line found in: {}", logical.text),
-            });
-        }
-        let mut node = node_from_line(&logical.text, escape, 0).map_err(|(kind, offset)| {
-            let (line, column) = logical.position(offset);
-            error_at(line, column, kind)
-        })?;
-        if can_contain_heredoc(&node) && logical.text.contains("<<") {
-            let keyword_at = logical.position(0);
-            let mut docs = heredocs_from_line(&logical.text).map_err(|k| error_at(line_no, keyword_at.1, k))?;
-            for doc in &mut docs {
-                read_body(doc, &mut lines).map_err(|k| error_at(line_no, keyword_at.1, k))?;
-            }
-            node.heredocs = docs;
-        }
-        let column = logical.position(keyword_offset(&logical.text)).1;
-        set_location(&mut node, Location { start_line: line_no, end_line: lines.line_no, column });
-        instructions.push(node);
+        Ok(Some((logical, empty_continuation)))
     }
-    if instructions.is_empty() {
-        return Err(error_at(lines.line_no, 1, ParseErrorKind::Empty));
-    }
-    Ok(Dockerfile { escape, directives, instructions, warnings })
 }
 
 /// Byte offset of the keyword in a logical line (after leading whitespace).
@@ -163,7 +190,8 @@ fn set_location(node: &mut Node, location: Location) {
 /// An error from an argument splitter, with the byte offset of the offending token.
 type SplitError = (ParseErrorKind, usize);
 
-/// Splits one logical line into a node (BuildKit's `newNodeFromLine`).
+/// Splits one logical line into a node (BuildKit's `newNodeFromLine`); the caller fills in
+/// `original`, `heredocs` and `location`.
 fn node_from_line(line: &str, escape: char, depth: usize) -> Result<Node, SplitError> {
     if depth > MAX_NESTING {
         return Err((ParseErrorKind::NestingTooDeep { max: MAX_NESTING }, keyword_offset(line)));
@@ -181,7 +209,8 @@ fn node_from_line(line: &str, escape: char, depth: usize) -> Result<Node, SplitE
         "maintainer" | "stopsignal" | "user" | "workdir" => (string_arg(&rest), false),
         "onbuild" if rest.is_empty() => (Vec::new(), false),
         "onbuild" => {
-            let child = node_from_line(&rest, escape, depth + 1).map_err(shift)?;
+            let mut child = node_from_line(&rest, escape, depth + 1).map_err(shift)?;
+            child.original = rest.clone();
             (vec![Arg::Nested(Box::new(child))], false)
         }
         _ => (vec![Arg::Word(String::new())], false),
@@ -192,7 +221,7 @@ fn node_from_line(line: &str, escape: char, depth: usize) -> Result<Node, SplitE
         args,
         json_form,
         heredocs: Vec::new(),
-        original: line.to_string(),
+        original: String::new(),
         location: Location { start_line: 0, end_line: 0, column: 0 },
     })
 }

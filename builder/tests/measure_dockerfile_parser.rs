@@ -127,11 +127,12 @@ fn measure_our_parser_speed() {
                 RUN <<EOF\nset -e\necho hi\nEOF\n";
     let source = format!("FROM scratch\n{}", unit.repeat(500));
     let df = parse(&source).unwrap();
-    let runs = 200;
-    let start = Instant::now();
-    for _ in 0..runs {
+    // The fastest of many runs: the machine is shared, so the mean mostly measures other load.
+    let mut best = std::time::Duration::MAX;
+    for _ in 0..200 {
+        let start = Instant::now();
         std::hint::black_box(parse(std::hint::black_box(&source)).unwrap());
+        best = best.min(start.elapsed());
     }
-    let per = start.elapsed() / runs;
-    println!("parsed {} instructions ({} bytes) in {per:?} per parse", df.instructions.len(), source.len());
+    println!("parsed {} instructions ({} bytes): fastest of 200 runs {best:?}", df.instructions.len(), source.len());
 }

@@ -208,9 +208,12 @@ fn braced_var(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, word: &mut S
 mod tests {
     use super::*;
 
+    /// (name, fd, expand, chomp)
+    type Expected<'a> = Option<(&'a str, u32, bool, bool)>;
+
     #[test]
     fn heredoc_words_are_recognised() {
-        let cases: &[(&str, Option<(&str, u32, bool, bool)>)] = &[
+        let cases: &[(&str, Expected)] = &[
             ("<<EOF", Some(("EOF", 0, true, false))),
             ("<<-EOT", Some(("EOT", 0, true, true))),
             ("<<'EOF'", Some(("EOF", 0, false, false))),

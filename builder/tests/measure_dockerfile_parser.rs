@@ -86,10 +86,14 @@ fn measure_dockerfile_parser_crate() {
     let (mut all, mut heredoc, mut backtick) = (Score::default(), Score::default(), Score::default());
     let (mut typed, mut misc) = (0usize, 0usize);
     for c in cases(&root) {
-        let theirs = Theirs::parse(&c.source).ok();
+        let parsed = Theirs::parse(&c.source);
+        if let Err(e) = &parsed {
+            eprintln!("  {}: {}", c.name, e.to_string().lines().take(4).collect::<Vec<_>>().join(" | "));
+        }
+        let theirs = parsed.ok();
         let count = theirs.as_ref().map(|d| d.instructions.len());
-        if count != Some(c.instructions) {
-            eprintln!("  {}: expected {} instructions, dockerfile-parser {:?}", c.name, c.instructions, count);
+        if count.is_some_and(|n| n != c.instructions) {
+            eprintln!("  {}: expected {} instructions, dockerfile-parser {count:?}", c.name, c.instructions);
         }
         for i in theirs.iter().flat_map(|d| &d.instructions) {
             match i {
@@ -136,3 +140,4 @@ fn measure_our_parser_speed() {
     }
     println!("parsed {} instructions ({} bytes): fastest of 200 runs {best:?}", df.instructions.len(), source.len());
 }
+

@@ -19,37 +19,49 @@ pub const MAX_NESTING: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}, column {column}: {kind}")]
 pub struct ParseError {
+    /// 1-based physical line.
     pub line: usize,
+    /// 1-based column (in chars) of the offending token, else of the instruction keyword.
     pub column: usize,
     /// The physical source line, for quoting in messages.
     pub line_text: String,
+    /// What went wrong.
     pub kind: ParseErrorKind,
 }
 
 /// What went wrong while parsing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseErrorKind {
+    /// Nothing but blank lines, comments and directives.
     #[error("file with no instructions")]
     Empty,
+    /// A parser directive given twice (names compare case-insensitively).
     #[error("only one {name} parser directive can be used")]
     DuplicateDirective { name: String },
+    /// `# escape=` with something other than `` ` `` or `\`.
     #[error("invalid escape token '{token}' does not match ` or \\")]
     InvalidEscapeToken { token: String },
+    /// Legacy `ENV key` / `LABEL key` without a value.
     #[error("{instruction} must have two arguments")]
     MissingValue { instruction: &'static str },
-    #[error("syntax error - can't find = in {word:?}, must be of the form: name=value")]
+    /// `ENV a=b c`: once the first word is `k=v`, every word must be.
+    #[error("{instruction}: can't find = in {word:?}, must be of the form name=value")]
     MissingEquals {
         instruction: &'static str,
         word: String,
     },
+    /// Exec form whose JSON array holds something other than strings.
     #[error(
         "{instruction}: when using JSON array syntax, arrays must be comprised of strings only"
     )]
     JsonNotStringArray { instruction: String },
+    /// End of file before the heredoc's terminator line.
     #[error("unterminated heredoc {name:?}")]
     UnterminatedHeredoc { name: String },
+    /// A heredoc delimiter the shell-word lexer could not read.
     #[error("invalid heredoc delimiter {word:?}")]
     HeredocDelimiter { word: String },
+    /// ONBUILD chains deeper than [`MAX_NESTING`].
     #[error("instructions nested deeper than {max} levels")]
     NestingTooDeep { max: usize },
 }

@@ -7,11 +7,64 @@ use rbuild_builder::dockerfile::{parse, Arg, Node};
 
 /// Pieces that exercise the parser's special cases when glued together at random.
 const TOKENS: &[&str] = &[
-    "FROM", "RUN", "run", "COPY", "ADD", "ENV", "LABEL", "ARG", "CMD", "ENTRYPOINT", "SHELL", "HEALTHCHECK",
-    "ONBUILD", "VOLUME", "EXPOSE", "USER", "WORKDIR", "FOO", " ", "  ", "\t", "\n", "\r\n", "\\", "\\\n", "`",
-    "`\n", "#", "# escape=`\n", "# syntax=x\n", "# check=a\n", "<<EOF", "<<-EOF", "<<'EOF'", "3<<E", "EOF\n",
-    "\tEOF\n", "E\n", "[", "]", "\"", "'", ",", "--from=a", "--", "=", "a=b", "${", "}", "$x", "\u{a0}", "é",
-    "\u{feff}", "\u{0}", "[\"a\", \"b\"]", "[[", "{}", "1",
+    "FROM",
+    "RUN",
+    "run",
+    "COPY",
+    "ADD",
+    "ENV",
+    "LABEL",
+    "ARG",
+    "CMD",
+    "ENTRYPOINT",
+    "SHELL",
+    "HEALTHCHECK",
+    "ONBUILD",
+    "VOLUME",
+    "EXPOSE",
+    "USER",
+    "WORKDIR",
+    "FOO",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\r\n",
+    "\\",
+    "\\\n",
+    "`",
+    "`\n",
+    "#",
+    "# escape=`\n",
+    "# syntax=x\n",
+    "# check=a\n",
+    "<<EOF",
+    "<<-EOF",
+    "<<'EOF'",
+    "3<<E",
+    "EOF\n",
+    "\tEOF\n",
+    "E\n",
+    "[",
+    "]",
+    "\"",
+    "'",
+    ",",
+    "--from=a",
+    "--",
+    "=",
+    "a=b",
+    "${",
+    "}",
+    "$x",
+    "\u{a0}",
+    "é",
+    "\u{feff}",
+    "\u{0}",
+    "[\"a\", \"b\"]",
+    "[[",
+    "{}",
+    "1",
 ];
 
 fn token_soup() -> impl Strategy<Value = String> {
@@ -20,7 +73,11 @@ fn token_soup() -> impl Strategy<Value = String> {
 
 /// Every (start, end, column) of a node and the nodes nested in it.
 fn locations(node: &Node, out: &mut Vec<(usize, usize, usize)>) {
-    out.push((node.location.start_line, node.location.end_line, node.location.column));
+    out.push((
+        node.location.start_line,
+        node.location.end_line,
+        node.location.column,
+    ));
     for arg in &node.args {
         if let Arg::Nested(child) = arg {
             locations(child, out);
@@ -40,7 +97,10 @@ fn check(source: &str) -> Result<(), TestCaseError> {
             let mut locs = Vec::new();
             df.instructions.iter().for_each(|n| locations(n, &mut locs));
             for (start, end, column) in locs {
-                prop_assert!(1 <= start && start <= end && end <= line_count, "{start}-{end} of {line_count}");
+                prop_assert!(
+                    1 <= start && start <= end && end <= line_count,
+                    "{start}-{end} of {line_count}"
+                );
                 prop_assert!(column >= 1);
             }
             for w in &df.warnings {
@@ -49,7 +109,11 @@ fn check(source: &str) -> Result<(), TestCaseError> {
         }
         Err(e) => {
             prop_assert!(e.line >= 1 && e.column >= 1);
-            prop_assert!(e.line <= line_count.max(1), "error line {} of {line_count}", e.line);
+            prop_assert!(
+                e.line <= line_count.max(1),
+                "error line {} of {line_count}",
+                e.line
+            );
         }
     }
     Ok(())

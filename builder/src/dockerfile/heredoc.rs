@@ -4,7 +4,7 @@
 //! form. It splits the joined line into shell words (quotes and escapes kept), keeps the words
 //! matching `^(\d*)<<(-?)([^<]*)$`, and reads one body per word, in order, after the line.
 
-use super::lexer::{go_to_lower, is_go_space, trim_newline, Lines};
+use super::lexer::{is_go_space, keyword_is, trim_newline, Lines};
 use super::parser::ParseErrorKind;
 use super::{Arg, Heredoc, Node};
 
@@ -14,19 +14,25 @@ impl Heredoc {
         if !self.chomp {
             return self.content.clone();
         }
-        self.content.split_inclusive('\n').map(|l| l.trim_start_matches('\t')).collect()
+        self.content
+            .split_inclusive('\n')
+            .map(|l| l.trim_start_matches('\t'))
+            .collect()
     }
 }
 
 /// True when BuildKit would look for heredocs in this node.
 pub(crate) fn can_contain_heredoc(node: &Node) -> bool {
     let mut node = node;
-    if go_to_lower(&node.keyword) == "onbuild" {
+    if keyword_is(&node.keyword, "onbuild") {
         if let Some(Arg::Nested(child)) = node.args.first() {
             node = child;
         }
     }
-    matches!(go_to_lower(&node.keyword).as_str(), "add" | "copy" | "run") && !node.json_form
+    ["add", "copy", "run"]
+        .iter()
+        .any(|k| keyword_is(&node.keyword, k))
+        && !node.json_form
 }
 
 /// The heredocs a logical line opens, in order (bodies still empty).
@@ -57,8 +63,14 @@ fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, ParseErrorKind> {
         return Ok(None);
     }
     // Go ignores the parse error here: no digits → 0; overflow saturates.
-    let fd = if digits == 0 { 0 } else { word[..digits].parse::<u32>().unwrap_or(u32::MAX) };
-    let bad = || ParseErrorKind::HeredocDelimiter { word: word.to_string() };
+    let fd = if digits == 0 {
+        0
+    } else {
+        word[..digits].parse::<u32>().unwrap_or(u32::MAX)
+    };
+    let bad = || ParseErrorKind::HeredocDelimiter {
+        word: word.to_string(),
+    };
     let cooked = shell_words(rest, Quoting::Removed).map_err(|()| bad())?;
     let [name] = cooked.as_slice() else {
         return Ok(None);
@@ -89,7 +101,9 @@ pub(crate) fn read_body(doc: &mut Heredoc, lines: &mut Lines<'_>) -> Result<(), 
         }
         doc.content.push_str(raw);
     }
-    Err(ParseErrorKind::UnterminatedHeredoc { name: doc.name.clone() })
+    Err(ParseErrorKind::UnterminatedHeredoc {
+        name: doc.name.clone(),
+    })
 }
 
 /// How [`shell_words`] treats quotes and escapes.
@@ -159,7 +173,9 @@ fn shell_words(src: &str, mode: Quoting) -> Result<Vec<String>, ()> {
                             }
                             word.extend(chars.next());
                         }
-                        Some('$') if chars.peek() == Some(&'{') => braced_var(&mut chars, &mut word)?,
+                        Some('$') if chars.peek() == Some(&'{') => {
+                            braced_var(&mut chars, &mut word)?
+                        }
                         Some(n) => word.push(n),
                         None => return Err(()),
                     }
@@ -185,7 +201,10 @@ fn shell_words(src: &str, mode: Quoting) -> Result<Vec<String>, ()> {
 }
 
 /// Copies `${...}` (the `$` already consumed) literally, failing when it is not closed.
-fn braced_var(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, word: &mut String) -> Result<(), ()> {
+fn braced_var(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    word: &mut String,
+) -> Result<(), ()> {
     word.push('$');
     let mut depth = 0usize;
     for c in chars.by_ref() {
@@ -208,9 +227,12 @@ fn braced_var(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, word: &mut S
 mod tests {
     use super::*;
 
+    /// (name, fd, expand, chomp)
+    type Expected<'a> = Option<(&'a str, u32, bool, bool)>;
+
     #[test]
     fn heredoc_words_are_recognised() {
-        let cases: &[(&str, Option<(&str, u32, bool, bool)>)] = &[
+        let cases: &[(&str, Expected)] = &[
             ("<<EOF", Some(("EOF", 0, true, false))),
             ("<<-EOT", Some(("EOT", 0, true, true))),
             ("<<'EOF'", Some(("EOF", 0, false, false))),
@@ -221,7 +243,9 @@ mod tests {
             ("cat<<EOF", None),
         ];
         for (word, want) in cases {
-            let got = parse_heredoc(word).unwrap().map(|h| (h.name, h.fd, h.expand, h.chomp));
+            let got = parse_heredoc(word)
+                .unwrap()
+                .map(|h| (h.name, h.fd, h.expand, h.chomp));
             let want = want.map(|(n, fd, e, c)| (n.to_string(), fd, e, c));
             assert_eq!(got, want, "{word}");
         }
@@ -230,13 +254,22 @@ mod tests {
     #[test]
     fn several_heredocs_on_one_line() {
         let docs = heredocs_from_line("RUN cat <<A 3<<-'B' > /x").unwrap();
-        let names: Vec<_> = docs.iter().map(|d| (d.name.as_str(), d.fd, d.expand, d.chomp)).collect();
+        let names: Vec<_> = docs
+            .iter()
+            .map(|d| (d.name.as_str(), d.fd, d.expand, d.chomp))
+            .collect();
         assert_eq!(names, [("A", 0, true, false), ("B", 3, false, true)]);
     }
 
     #[test]
     fn body_strips_tabs_only_when_chomping() {
-        let mut doc = Heredoc { name: "E".into(), fd: 0, expand: true, chomp: true, content: "\t\ta\n\tb\n".into() };
+        let mut doc = Heredoc {
+            name: "E".into(),
+            fd: 0,
+            expand: true,
+            chomp: true,
+            content: "\t\ta\n\tb\n".into(),
+        };
         assert_eq!(doc.body(), "a\nb\n");
         doc.chomp = false;
         assert_eq!(doc.body(), "\t\ta\n\tb\n");

@@ -31,6 +31,9 @@ fn is_regex_space(c: char) -> bool {
 
 /// Go's `strings.ToLower`: simple lower-case mapping per char (`İ` → `i`, unlike Rust's `i̇`).
 pub(crate) fn go_to_lower(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c == '\u{130}' {
@@ -40,6 +43,15 @@ pub(crate) fn go_to_lower(s: &str) -> String {
         }
     }
     out
+}
+
+/// True when `keyword` lower-cases (as Go does) to `name`, which is ASCII lower case.
+pub(crate) fn keyword_is(keyword: &str, name: &str) -> bool {
+    if keyword.is_ascii() {
+        keyword.eq_ignore_ascii_case(name)
+    } else {
+        go_to_lower(keyword) == name
+    }
 }
 
 /// A cursor over the physical lines of a source text, counting them from 1.
@@ -124,7 +136,9 @@ impl DirectiveScanner {
             }
         };
         if self.seen.contains(&key) {
-            return Err(ParseErrorKind::DuplicateDirective { name: key.to_string() });
+            return Err(ParseErrorKind::DuplicateDirective {
+                name: key.to_string(),
+            });
         }
         self.seen.push(key);
         match key {
@@ -132,7 +146,11 @@ impl DirectiveScanner {
                 let token = match value {
                     "`" => '`',
                     "\\" => '\\',
-                    _ => return Err(ParseErrorKind::InvalidEscapeToken { token: value.to_string() }),
+                    _ => {
+                        return Err(ParseErrorKind::InvalidEscapeToken {
+                            token: value.to_string(),
+                        })
+                    }
                 };
                 directives.escape = Some(token);
                 Ok(Some(token))
@@ -183,13 +201,19 @@ pub(crate) fn split_command(line: &str) -> (String, Vec<String>, String, usize) 
         return (trimmed.to_string(), Vec::new(), String::new(), line.len());
     };
     let cmd = trimmed[..sep].to_string();
-    let after_sep = sep + trimmed[sep..].len() - trimmed[sep..].trim_start_matches(is_token_space).len();
+    let after_sep =
+        sep + trimmed[sep..].len() - trimmed[sep..].trim_start_matches(is_token_space).len();
     let rest = &trimmed[after_sep..];
     let (args_at, flags) = extract_flags(rest.as_bytes());
     let tail = String::from_utf8_lossy(rest.as_bytes().get(args_at..).unwrap_or_default());
     let args = tail.trim_matches(is_go_space);
     let lead = tail.len() - tail.trim_start_matches(is_go_space).len();
-    (cmd, flags, args.to_string(), base + after_sep + args_at + lead)
+    (
+        cmd,
+        flags,
+        args.to_string(),
+        base + after_sep + args_at + lead,
+    )
 }
 
 /// BuildKit's `extractBuilderFlags`, byte by byte as it is written: quotes are dropped, a
@@ -349,7 +373,10 @@ mod tests {
         let cases = [
             ("# escape=`", Some(("escape", "`"))),
             ("#escape = \\ ", Some(("escape", "\\"))),
-            ("# syntax = docker/dockerfile:1", Some(("syntax", "docker/dockerfile:1"))),
+            (
+                "# syntax = docker/dockerfile:1",
+                Some(("syntax", "docker/dockerfile:1")),
+            ),
             ("# escape=  ", Some(("escape", " "))),
             ("# escape=", None),
             ("# 1abc=x", None),

@@ -7,44 +7,61 @@
 
 use super::heredoc::{can_contain_heredoc, heredocs_from_line, read_body};
 use super::lexer::{
-    go_to_lower, is_comment, is_go_space, is_go_space_byte, is_token_space, parse_words, split_command, trim_continuation,
-    trim_newline, DirectiveScanner, Lines,
+    go_to_lower, is_comment, is_go_space, is_go_space_byte, is_token_space, parse_words,
+    split_command, trim_continuation, trim_newline, DirectiveScanner, Lines,
 };
 use super::{Arg, Directives, Dockerfile, Location, Node, Warning};
 
 /// ONBUILD may nest instructions; deeper nesting than this is refused instead of recursing.
-const MAX_NESTING: usize = 16;
+pub const MAX_NESTING: usize = 16;
 
 /// A parse failure with its position (1-based line and column) and the offending line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}, column {column}: {kind}")]
 pub struct ParseError {
+    /// 1-based physical line.
     pub line: usize,
+    /// 1-based column (in chars) of the offending token, else of the instruction keyword.
     pub column: usize,
     /// The physical source line, for quoting in messages.
     pub line_text: String,
+    /// What went wrong.
     pub kind: ParseErrorKind,
 }
 
 /// What went wrong while parsing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseErrorKind {
+    /// Nothing but blank lines, comments and directives.
     #[error("file with no instructions")]
     Empty,
+    /// A parser directive given twice (names compare case-insensitively).
     #[error("only one {name} parser directive can be used")]
     DuplicateDirective { name: String },
+    /// `# escape=` with something other than `` ` `` or `\`.
     #[error("invalid escape token '{token}' does not match ` or \\")]
     InvalidEscapeToken { token: String },
+    /// Legacy `ENV key` / `LABEL key` without a value.
     #[error("{instruction} must have two arguments")]
     MissingValue { instruction: &'static str },
-    #[error("syntax error - can't find = in {word:?}, must be of the form: name=value")]
-    MissingEquals { instruction: &'static str, word: String },
-    #[error("{instruction}: when using JSON array syntax, arrays must be comprised of strings only")]
+    /// `ENV a=b c`: once the first word is `k=v`, every word must be.
+    #[error("{instruction}: can't find = in {word:?}, must be of the form name=value")]
+    MissingEquals {
+        instruction: &'static str,
+        word: String,
+    },
+    /// Exec form whose JSON array holds something other than strings.
+    #[error(
+        "{instruction}: when using JSON array syntax, arrays must be comprised of strings only"
+    )]
     JsonNotStringArray { instruction: String },
+    /// End of file before the heredoc's terminator line.
     #[error("unterminated heredoc {name:?}")]
     UnterminatedHeredoc { name: String },
+    /// A heredoc delimiter the shell-word lexer could not read.
     #[error("invalid heredoc delimiter {word:?}")]
     HeredocDelimiter { word: String },
+    /// ONBUILD chains deeper than [`MAX_NESTING`].
     #[error("instructions nested deeper than {max} levels")]
     NestingTooDeep { max: usize },
 }
@@ -59,7 +76,10 @@ struct LogicalLine {
 impl LogicalLine {
     /// Maps a byte offset in the joined text back to (line, column).
     fn position(&self, offset: usize) -> (usize, usize) {
-        let idx = self.pieces.partition_point(|p| p.0 <= offset).saturating_sub(1);
+        let idx = self
+            .pieces
+            .partition_point(|p| p.0 <= offset)
+            .saturating_sub(1);
         let Some(&(start, line, col)) = self.pieces.get(idx) else {
             return (1, 1);
         };
@@ -71,39 +91,126 @@ impl LogicalLine {
 
 /// Parses Dockerfile text into nodes, the way BuildKit's `parser.Parse` does.
 pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
-    let physical: Vec<&str> = source.split('\n').collect();
-    let error_at = |line: usize, column: usize, kind: ParseErrorKind| ParseError {
-        line: line.max(1),
-        column: column.max(1),
-        line_text: physical.get(line.saturating_sub(1)).map_or("", |l| trim_newline(l)).to_string(),
-        kind,
+    let mut reader = Reader {
+        source,
+        lines: Lines::new(source),
+        scanner: DirectiveScanner::default(),
+        directives: Directives::default(),
+        escape: '\\',
     };
-    let mut lines = Lines::new(source);
-    let mut scanner = DirectiveScanner::default();
-    let mut directives = Directives::default();
-    let mut escape = '\\';
     let mut instructions = Vec::new();
     let mut warnings = Vec::new();
+    while let Some((logical, empty_continuation)) = reader.next_logical()? {
+        // `next_logical` always creates the first piece.
+        let (start_line, end_line) = (logical.pieces[0].1, reader.lines.line_no);
+        if empty_continuation {
+            let message = format!("Empty continuation line found in: {}", logical.text);
+            warnings.push(Warning {
+                line: end_line,
+                message,
+            });
+        }
+        let mut node =
+            node_from_line(&logical.text, reader.escape, 0).map_err(|(kind, offset)| {
+                let (line, column) = logical.position(offset);
+                reader.error_at(line, column, kind)
+            })?;
+        let column = logical.position(keyword_offset(&logical.text)).1;
+        if can_contain_heredoc(&node) && logical.text.contains("<<") {
+            let at_keyword = |k| reader.error_at(start_line, column, k);
+            let mut docs = heredocs_from_line(&logical.text).map_err(at_keyword)?;
+            for doc in &mut docs {
+                read_body(doc, &mut reader.lines)
+                    .map_err(|k| reader.error_at(start_line, column, k))?;
+            }
+            node.heredocs = docs;
+        }
+        let location = Location {
+            start_line,
+            end_line: reader.lines.line_no,
+            column,
+        };
+        set_location(&mut node, location, &logical, 0, &logical.text);
+        node.original = logical.text;
+        instructions.push(node);
+    }
+    if instructions.is_empty() {
+        return Err(reader.error_at(reader.lines.line_no, 1, ParseErrorKind::Empty));
+    }
+    Ok(Dockerfile {
+        escape: reader.escape,
+        directives: reader.directives,
+        instructions,
+        warnings,
+    })
+}
 
-    while let Some(raw) = lines.next_raw() {
-        let untrimmed = trim_newline(raw);
-        let token = untrimmed.trim_start_matches(is_go_space);
-        let line_no = lines.line_no;
-        if let Some(esc) = scanner.scan(token, &mut directives).map_err(|k| error_at(line_no, 1, k))? {
-            escape = esc;
+/// The line loop's state: physical lines, directives and the escape token in force.
+struct Reader<'a> {
+    source: &'a str,
+    lines: Lines<'a>,
+    scanner: DirectiveScanner,
+    directives: Directives,
+    escape: char,
+}
+
+impl Reader<'_> {
+    /// An error at a 1-based position, quoting that source line.
+    fn error_at(&self, line: usize, column: usize, kind: ParseErrorKind) -> ParseError {
+        let text = self
+            .source
+            .split('\n')
+            .nth(line.saturating_sub(1))
+            .map_or("", trim_newline);
+        ParseError {
+            line: line.max(1),
+            column: column.max(1),
+            line_text: text.to_string(),
+            kind,
         }
-        let token = if is_comment(token) { "" } else { token };
-        let (first, mut end_of_line) = trim_continuation(token, escape);
-        if end_of_line && first.is_empty() {
-            continue;
+    }
+
+    /// Feeds one line to the directive scanner.
+    fn scan_directive(&mut self, token: &str) -> Result<(), ParseError> {
+        match self.scanner.scan(token, &mut self.directives) {
+            Ok(Some(escape)) => self.escape = escape,
+            Ok(None) => {}
+            Err(kind) => return Err(self.error_at(self.lines.line_no, 1, kind)),
         }
-        let indent = untrimmed[..untrimmed.len() - token.len()].chars().count();
-        let mut logical = LogicalLine { text: first.to_string(), pieces: vec![(0, line_no, indent + 1)] };
+        Ok(())
+    }
+
+    /// The next instruction's logical line (continuations joined, comments and blank lines
+    /// skipped) and whether an empty continuation line was dropped from it.
+    fn next_logical(&mut self) -> Result<Option<(LogicalLine, bool)>, ParseError> {
+        let (mut logical, mut end_of_line) = loop {
+            let Some(raw) = self.lines.next_raw() else {
+                return Ok(None);
+            };
+            let untrimmed = trim_newline(raw);
+            let token = untrimmed.trim_start_matches(is_go_space);
+            self.scan_directive(token)?;
+            let content = if is_comment(token) { "" } else { token };
+            let (first, end_of_line) = trim_continuation(content, self.escape);
+            if !(end_of_line && first.is_empty()) {
+                let column = untrimmed[..untrimmed.len() - token.len()].chars().count() + 1;
+                let pieces = vec![(0, self.lines.line_no, column)];
+                break (
+                    LogicalLine {
+                        text: first.to_string(),
+                        pieces,
+                    },
+                    end_of_line,
+                );
+            }
+        };
         let mut empty_continuation = false;
         while !end_of_line {
-            let Some(raw) = lines.next_raw() else { break };
+            let Some(raw) = self.lines.next_raw() else {
+                break;
+            };
             let token = trim_newline(raw);
-            scanner.scan(token, &mut directives).map_err(|k| error_at(lines.line_no, 1, k))?;
+            self.scan_directive(token)?;
             if is_comment(raw) {
                 continue;
             }
@@ -111,38 +218,15 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
                 empty_continuation = true;
                 continue;
             }
-            let (piece, eol) = trim_continuation(token, escape);
-            logical.pieces.push((logical.text.len(), lines.line_no, 1));
+            let (piece, eol) = trim_continuation(token, self.escape);
+            logical
+                .pieces
+                .push((logical.text.len(), self.lines.line_no, 1));
             logical.text.push_str(piece);
             end_of_line = eol;
         }
-        let end_line = lines.line_no;
-        if empty_continuation {
-            warnings.push(Warning {
-                line: end_line,
-                message: format!("Empty continuation line found in: {}", logical.text),
-            });
-        }
-        let mut node = node_from_line(&logical.text, escape, 0).map_err(|(kind, offset)| {
-            let (line, column) = logical.position(offset);
-            error_at(line, column, kind)
-        })?;
-        if can_contain_heredoc(&node) && logical.text.contains("<<") {
-            let keyword_at = logical.position(0);
-            let mut docs = heredocs_from_line(&logical.text).map_err(|k| error_at(line_no, keyword_at.1, k))?;
-            for doc in &mut docs {
-                read_body(doc, &mut lines).map_err(|k| error_at(line_no, keyword_at.1, k))?;
-            }
-            node.heredocs = docs;
-        }
-        let column = logical.position(keyword_offset(&logical.text)).1;
-        set_location(&mut node, Location { start_line: line_no, end_line: lines.line_no, column });
-        instructions.push(node);
+        Ok(Some((logical, empty_continuation)))
     }
-    if instructions.is_empty() {
-        return Err(error_at(lines.line_no, 1, ParseErrorKind::Empty));
-    }
-    Ok(Dockerfile { escape, directives, instructions, warnings })
 }
 
 /// Byte offset of the keyword in a logical line (after leading whitespace).
@@ -151,28 +235,53 @@ fn keyword_offset(line: &str) -> usize {
 }
 
 /// Sets the location of a node and of the instructions nested in it.
-fn set_location(node: &mut Node, location: Location) {
+/// Sets the location of a node and of the instructions nested in it (same lines, each with the
+/// column of its own keyword). `text` is the node's line, starting at `base` in `logical`.
+fn set_location(
+    node: &mut Node,
+    location: Location,
+    logical: &LogicalLine,
+    base: usize,
+    text: &str,
+) {
     node.location = location;
-    for arg in &mut node.args {
-        if let Arg::Nested(child) = arg {
-            set_location(child, location);
-        }
+    if let Some(Arg::Nested(child)) = node.args.first_mut() {
+        let child_base = base + split_command(text).3;
+        let column = logical.position(child_base).1;
+        let child_text = child.original.clone();
+        set_location(
+            child,
+            Location { column, ..location },
+            logical,
+            child_base,
+            &child_text,
+        );
     }
 }
 
 /// An error from an argument splitter, with the byte offset of the offending token.
 type SplitError = (ParseErrorKind, usize);
 
-/// Splits one logical line into a node (BuildKit's `newNodeFromLine`).
+/// Splits one logical line into a node (BuildKit's `newNodeFromLine`); the caller fills in
+/// `original`, `heredocs` and `location`.
 fn node_from_line(line: &str, escape: char, depth: usize) -> Result<Node, SplitError> {
     if depth > MAX_NESTING {
-        return Err((ParseErrorKind::NestingTooDeep { max: MAX_NESTING }, keyword_offset(line)));
+        return Err((
+            ParseErrorKind::NestingTooDeep { max: MAX_NESTING },
+            keyword_offset(line),
+        ));
     }
     let (keyword, flags, rest, at) = split_command(line);
     let shift = |(kind, offset): SplitError| (kind, at + offset);
     let (args, json_form) = match go_to_lower(&keyword).as_str() {
         "add" | "copy" | "volume" => maybe_json_to_list(&rest, &keyword).map_err(shift)?,
-        "arg" => (parse_words(&rest, escape).into_iter().map(|(_, w)| Arg::Word(w)).collect(), false),
+        "arg" => (
+            parse_words(&rest, escape)
+                .into_iter()
+                .map(|(_, w)| Arg::Word(w))
+                .collect(),
+            false,
+        ),
         "cmd" | "entrypoint" | "run" | "shell" => maybe_json(&rest, &keyword).map_err(shift)?,
         "env" => (name_values(&rest, "ENV", escape).map_err(shift)?, false),
         "label" => (name_values(&rest, "LABEL", escape).map_err(shift)?, false),
@@ -181,7 +290,8 @@ fn node_from_line(line: &str, escape: char, depth: usize) -> Result<Node, SplitE
         "maintainer" | "stopsignal" | "user" | "workdir" => (string_arg(&rest), false),
         "onbuild" if rest.is_empty() => (Vec::new(), false),
         "onbuild" => {
-            let child = node_from_line(&rest, escape, depth + 1).map_err(shift)?;
+            let mut child = node_from_line(&rest, escape, depth + 1).map_err(shift)?;
+            child.original = rest.clone();
             (vec![Arg::Nested(Box::new(child))], false)
         }
         _ => (vec![Arg::Word(String::new())], false),
@@ -192,8 +302,12 @@ fn node_from_line(line: &str, escape: char, depth: usize) -> Result<Node, SplitE
         args,
         json_form,
         heredocs: Vec::new(),
-        original: line.to_string(),
-        location: Location { start_line: 0, end_line: 0, column: 0 },
+        original: String::new(),
+        location: Location {
+            start_line: 0,
+            end_line: 0,
+            column: 0,
+        },
     })
 }
 
@@ -215,7 +329,11 @@ fn whitespace_delimited(rest: &str) -> Vec<Arg> {
     if rest.is_empty() {
         return Vec::new();
     }
-    words(rest.split(is_token_space).filter(|w| !w.is_empty()).map(str::to_string))
+    words(
+        rest.split(is_token_space)
+            .filter(|w| !w.is_empty())
+            .map(str::to_string),
+    )
 }
 
 /// What `parseJSON` made of the arguments.
@@ -240,7 +358,9 @@ fn parse_json(rest: &str, keyword: &str) -> Result<Json, SplitError> {
         match item {
             serde_json::Value::String(s) => out.push(s),
             _ => {
-                let kind = ParseErrorKind::JsonNotStringArray { instruction: keyword.to_ascii_uppercase() };
+                let kind = ParseErrorKind::JsonNotStringArray {
+                    instruction: keyword.to_ascii_uppercase(),
+                };
                 return Err((kind, rest.len() - trimmed.len()));
             }
         }
@@ -270,11 +390,17 @@ fn maybe_json_to_list(rest: &str, keyword: &str) -> Result<(Vec<Arg>, bool), Spl
 /// `parseHealthConfig`: the type word (`CMD`, `NONE`, ...) then the rest as for CMD.
 fn health_config(rest: &str, keyword: &str) -> Result<(Vec<Arg>, bool), SplitError> {
     let bytes = rest.as_bytes();
-    let sep = bytes.iter().position(|&b| is_go_space_byte(b)).unwrap_or(bytes.len());
+    let sep = bytes
+        .iter()
+        .position(|&b| is_go_space_byte(b))
+        .unwrap_or(bytes.len());
     if sep == 0 {
         return Ok((Vec::new(), false));
     }
-    let next = bytes[sep..].iter().position(|&b| !is_go_space_byte(b)).map_or(bytes.len(), |i| sep + i);
+    let next = bytes[sep..]
+        .iter()
+        .position(|&b| !is_go_space_byte(b))
+        .map_or(bytes.len(), |i| sep + i);
     let typ = String::from_utf8_lossy(&bytes[..sep]).into_owned();
     let cmd = String::from_utf8_lossy(&bytes[next..]);
     let (mut args, json_form) = maybe_json(&cmd, keyword).map_err(|(k, o)| (k, next + o))?;
@@ -283,7 +409,11 @@ fn health_config(rest: &str, keyword: &str) -> Result<(Vec<Arg>, bool), SplitErr
 }
 
 /// `parseNameVal` (ENV, LABEL): `key value sep` triples, legacy `KEY value` or `k=v ...`.
-fn name_values(rest: &str, instruction: &'static str, escape: char) -> Result<Vec<Arg>, SplitError> {
+fn name_values(
+    rest: &str,
+    instruction: &'static str,
+    escape: char,
+) -> Result<Vec<Arg>, SplitError> {
     let parsed = parse_words(rest, escape);
     let Some((_, first)) = parsed.first() else {
         return Ok(Vec::new());
@@ -293,7 +423,11 @@ fn name_values(rest: &str, instruction: &'static str, escape: char) -> Result<Ve
             return Err((ParseErrorKind::MissingValue { instruction }, 0));
         };
         let value = rest[sep..].trim_start_matches(is_token_space);
-        return Ok(words([rest[..sep].to_string(), value.to_string(), String::new()]));
+        return Ok(words([
+            rest[..sep].to_string(),
+            value.to_string(),
+            String::new(),
+        ]));
     }
     let mut out = Vec::with_capacity(parsed.len() * 3);
     for (at, word) in parsed {
@@ -303,89 +437,4 @@ fn name_values(rest: &str, instruction: &'static str, escape: char) -> Result<Ve
         out.extend(words([key.to_string(), value.to_string(), "=".to_string()]));
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ParseErrorKind as K;
-
-    #[test]
-    fn errors_name_line_and_column() {
-        let deep = format!("{}RUN x", "ONBUILD ".repeat(20));
-        let cases: Vec<(&str, K, usize, usize)> = vec![
-            ("", K::Empty, 1, 1),
-            ("# only\n\n# comments\n", K::Empty, 3, 1),
-            ("FROM x\nENV PATH\n", K::MissingValue { instruction: "ENV" }, 2, 5),
-            ("FROM x\n  LABEL a=b c\n", K::MissingEquals { instruction: "LABEL", word: "c".into() }, 2, 13),
-            ("ENV a=b \\\n   c", K::MissingEquals { instruction: "ENV", word: "c".into() }, 2, 4),
-            ("CMD [ \"echo\", [ \"x\" ] ]", K::JsonNotStringArray { instruction: "CMD".into() }, 1, 5),
-            ("# escape=`\n# Escape=\\\nFROM x", K::DuplicateDirective { name: "escape".into() }, 2, 1),
-            ("# escape=x\nFROM x", K::InvalidEscapeToken { token: "x".into() }, 1, 1),
-            ("FROM x\nRUN <<EOF\nbody\n", K::UnterminatedHeredoc { name: "EOF".into() }, 2, 1),
-            (&deep, K::NestingTooDeep { max: MAX_NESTING }, 1, 137),
-        ];
-        for (source, kind, line, column) in cases {
-            let err = parse(source).expect_err(source);
-            assert_eq!((err.kind, err.line, err.column), (kind, line, column), "{source:?}");
-        }
-    }
-
-    #[test]
-    fn directives_only_at_the_top() {
-        let df = parse("# Syntax = docker/dockerfile:1\n#ESCAPE=`\n# check=skip=all\nFROM x `\n  y").unwrap();
-        assert_eq!(df.escape, '`');
-        assert_eq!(df.directives.syntax.as_deref(), Some("docker/dockerfile:1"));
-        assert_eq!(df.directives.check.as_deref(), Some("skip=all"));
-        assert_eq!(df.instructions[0].original, "FROM x   y");
-        let df = parse("# hello\n# escape=`\nFROM x").unwrap();
-        assert_eq!((df.escape, df.directives.escape), ('\\', None));
-        let df = parse("FROM x\n# escape=`\n# escape=`\n").unwrap();
-        assert_eq!(df.directives.escape, None);
-    }
-
-    /// (source, index of the node, name, fd, expand, chomp, content, start, end)
-    type HeredocCase<'a> = (&'a str, usize, &'a str, u32, bool, bool, &'a str, usize, usize);
-
-    #[test]
-    fn heredocs_are_read_after_their_line() {
-        let cases: Vec<HeredocCase> = vec![
-            ("FROM x\nRUN <<EOF\nhello\nEOF\nRUN b", 1, "EOF", 0, true, false, "hello\n", 2, 4),
-            ("RUN <<-EOT\n\techo $a\n\t\tEOT\n", 0, "EOT", 0, true, true, "\techo $a\n", 1, 3),
-            ("COPY <<'EOF' /path\n$x\nEOF\n", 0, "EOF", 0, false, false, "$x\n", 1, 3),
-            ("ADD 3<<\"E\" /p\r\nx\r\nE\r\n", 0, "E", 3, false, false, "x\r\n", 1, 3),
-            ("ONBUILD RUN <<EOF\nx\nEOF", 0, "EOF", 0, true, false, "x\n", 1, 3),
-            ("RUN a \\\n  <<EOF\nb\nEOF", 0, "EOF", 0, true, false, "b\n", 1, 4),
-        ];
-        for (source, idx, name, fd, expand, chomp, content, start, end) in cases {
-            let df = parse(source).unwrap();
-            let node = &df.instructions[idx];
-            let doc = &node.heredocs[0];
-            let got = (doc.name.as_str(), doc.fd, doc.expand, doc.chomp, doc.content.as_str());
-            assert_eq!(got, (name, fd, expand, chomp, content), "{source:?}");
-            assert_eq!((node.location.start_line, node.location.end_line), (start, end), "{source:?}");
-        }
-    }
-
-    #[test]
-    fn heredocs_only_where_buildkit_reads_them() {
-        for source in ["RUN [\"<<EOF\"]\nEOF", "LABEL a=<<EOF\nEOF", "RUN cat<<EOF\nEOF", "RUN 'a <<EOF'\nEOF"] {
-            let df = parse(source).unwrap();
-            assert!(df.instructions[0].heredocs.is_empty(), "{source:?}");
-            assert_eq!(df.instructions.len(), 2, "{source:?}");
-        }
-        let df = parse("RUN <<A cat - /dev/fd/3 3<<B\na\nA\nb\nB\n").unwrap();
-        let names: Vec<_> = df.instructions[0].heredocs.iter().map(|h| (h.name.as_str(), h.content.as_str())).collect();
-        assert_eq!(names, [("A", "a\n"), ("B", "b\n")]);
-    }
-
-    #[test]
-    fn locations_and_warnings() {
-        let df = parse("\u{feff}  FROM x\n\nRUN a \\\n\n# c\n  b\n").unwrap();
-        let loc: Vec<_> = df.instructions.iter().map(|n| n.location).collect();
-        let want = [Location { start_line: 1, end_line: 1, column: 3 }, Location { start_line: 3, end_line: 6, column: 1 }];
-        assert_eq!(loc, want);
-        assert_eq!(df.instructions[1].original, "RUN a   b");
-        assert_eq!(df.warnings, [Warning { line: 6, message: "Empty continuation line found in: RUN a   b".into() }]);
-    }
 }

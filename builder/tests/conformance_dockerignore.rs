@@ -60,7 +60,8 @@ fn check_line(row: &str) -> Result<(), String> {
 #[test]
 fn dockerignore_tables() {
     let Some(dir) = corpus("dockerignore") else { return };
-    let tables: [(&str, fn(&str) -> Result<(), String>, usize); 2] = [
+    type RowCheck = fn(&str) -> Result<(), String>;
+    let tables: [(&str, RowCheck, usize); 2] = [
         ("cases.tsv", check_case, 77),
         ("ignorefile-lines.tsv", check_line, 21),
     ];
@@ -149,4 +150,50 @@ fn ignore_file_precedence(
     }
     let got = ignore_file_for(&root.join("ctx"), &root.join(dockerfile));
     assert_eq!(got, want.map(|w| root.join(w)));
+}
+
+// ---- properties: no panics, and `SkipSubtree` never hides a re-included path ----
+
+use proptest::prelude::*;
+
+fn segment() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "a", "b", "ab", "*", "**", "?", "[ab]", "[^a]", "\\*", ".", "..", "x.go", "한", "[", "]",
+    ])
+    .prop_map(str::to_owned)
+}
+
+fn path_like() -> impl Strategy<Value = String> {
+    prop::collection::vec(segment(), 1..4).prop_map(|parts| parts.join("/"))
+}
+
+fn ignore_line() -> impl Strategy<Value = String> {
+    (any::<bool>(), path_like()).prop_map(|(bang, p)| if bang { format!("!{p}") } else { p })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn arbitrary_input_never_panics(text in any::<String>(), path in any::<String>()) {
+        if let Ok(ignore) = DockerIgnore::parse(&text) {
+            let _ = ignore.is_excluded(&path);
+            let _ = ignore.walk_decision(&path);
+        }
+    }
+
+    #[test]
+    fn skip_subtree_is_sound(
+        lines in prop::collection::vec(ignore_line(), 1..5),
+        dir in "[ab]{1,2}(/[ab]{1,2})?",
+        children in prop::collection::vec("[ab]{1,2}(/(x\\.go|[ab]))?", 1..6),
+    ) {
+        let Ok(ignore) = DockerIgnore::parse(&lines.join("\n")) else { return Ok(()) };
+        if ignore.walk_decision(&dir) == WalkDecision::SkipSubtree {
+            for child in children {
+                let path = format!("{dir}/{child}");
+                prop_assert!(ignore.is_excluded(&path), "{:?}: {} kept", lines, path);
+            }
+        }
+    }
 }

@@ -33,7 +33,8 @@ pub enum WalkDecision {
     /// The directory is part of the context: walk it and check each entry.
     Walk,
     /// The directory is excluded, but an exception (`!…`) may re-include something below it:
-    /// walk it and check each entry.
+    /// walk it and check each entry, and emit the directory only if something below it is
+    /// kept (as BuildKit's fsutil does).
     WalkExcluded,
     /// The directory and everything below it are excluded: skip it.
     SkipSubtree,

@@ -252,14 +252,14 @@ pub fn normalize_line(line: &str) -> Option<String> {
     if line.starts_with('#') {
         return None;
     }
-    let mut pattern = line.trim();
-    if pattern.is_empty() {
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
         return None;
     }
-    let exclusion = pattern.starts_with('!');
-    if exclusion {
-        pattern = pattern[1..].trim();
-    }
+    let (exclusion, pattern) = match trimmed.strip_prefix('!') {
+        Some(rest) => (true, rest.trim()),
+        None => (false, trimmed),
+    };
     let mut cleaned = String::new();
     if !pattern.is_empty() {
         cleaned = clean(pattern);

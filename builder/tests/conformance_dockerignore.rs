@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use rbuild_builder::dockerignore::{ignore_file_for, read_patterns, DockerIgnore, WalkDecision};
+use rbuild_builder::dockerignore::{
+    ignore_file_for, read_patterns, DockerIgnore, ParentMatches, WalkDecision,
+};
 use rstest::rstest;
 
 /// The corpus folder, or `None` (after printing why) when it is missing outside CI.
@@ -38,7 +40,9 @@ fn check_case(row: &str) -> Result<(), String> {
     if got_text == *expected {
         Ok(())
     } else {
-        Err(format!("{id}: {path:?} with {patterns:?} → {got:?}, want {expected}"))
+        Err(format!(
+            "{id}: {path:?} with {patterns:?} → {got:?}, want {expected}"
+        ))
     }
 }
 
@@ -59,15 +63,23 @@ fn check_line(row: &str) -> Result<(), String> {
 
 #[test]
 fn dockerignore_tables() {
-    let Some(dir) = corpus("dockerignore") else { return };
-    let tables: [(&str, fn(&str) -> Result<(), String>, usize); 2] = [
+    let Some(dir) = corpus("dockerignore") else {
+        return;
+    };
+    type RowCheck = fn(&str) -> Result<(), String>;
+    let tables: [(&str, RowCheck, usize); 2] = [
         ("cases.tsv", check_case, 77),
         ("ignorefile-lines.tsv", check_line, 21),
     ];
     let (mut passed, mut failures) = (0, Vec::new());
     for (file, check, rows) in tables {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        let results: Vec<_> = text.lines().skip(1).filter(|l| !l.is_empty()).map(check).collect();
+        let results: Vec<_> = text
+            .lines()
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .map(check)
+            .collect();
         assert_eq!(results.len(), rows, "{file}: row count");
         for result in results {
             match result {
@@ -105,7 +117,10 @@ fn walk_decisions(#[case] patterns: &str, #[case] dir: &str, #[case] want: WalkD
     // A skipped directory must really have nothing re-included below it.
     if want == WalkDecision::SkipSubtree {
         for child in ["x", "README.md", "docker/web", "web/x.go", "b/x", "x.whl"] {
-            assert!(ignore.is_excluded(&format!("{dir}/{child}")), "{dir}/{child}");
+            assert!(
+                ignore.is_excluded(&format!("{dir}/{child}")),
+                "{dir}/{child}"
+            );
         }
     }
 }
@@ -124,7 +139,9 @@ fn patterns_are_normalised() {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dockerignore").join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("dockerignore")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("ctx/sub")).unwrap();
     dir
@@ -149,4 +166,66 @@ fn ignore_file_precedence(
     }
     let got = ignore_file_for(&root.join("ctx"), &root.join(dockerfile));
     assert_eq!(got, want.map(|w| root.join(w)));
+}
+
+// ---- properties: no panics, and `SkipSubtree` never hides a re-included path ----
+
+use proptest::prelude::*;
+
+fn segment() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "a", "b", "ab", "*", "**", "?", "[ab]", "[^a]", "\\*", ".", "..", "x.go", "한", "[", "]",
+    ])
+    .prop_map(str::to_owned)
+}
+
+fn path_like() -> impl Strategy<Value = String> {
+    prop::collection::vec(segment(), 1..4).prop_map(|parts| parts.join("/"))
+}
+
+fn ignore_line() -> impl Strategy<Value = String> {
+    (any::<bool>(), path_like()).prop_map(|(bang, p)| if bang { format!("!{p}") } else { p })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn arbitrary_input_never_panics(text in any::<String>(), path in any::<String>()) {
+        if let Ok(ignore) = DockerIgnore::parse(&text) {
+            let _ = ignore.is_excluded(&path);
+            let _ = ignore.walk_decision(&path);
+        }
+    }
+
+    /// The incremental walker check agrees with the one-shot check at every level.
+    #[test]
+    fn check_entry_agrees_with_is_excluded(
+        lines in prop::collection::vec(ignore_line(), 1..5),
+        path in prop::collection::vec("[ab]{1,2}|x\\.go", 1..5),
+    ) {
+        let Ok(ignore) = DockerIgnore::parse(&lines.join("\n")) else { return Ok(()) };
+        let mut parent = ParentMatches::default();
+        for depth in 1..=path.len() {
+            let prefix = path[..depth].join("/");
+            let (excluded, here) = ignore.check_entry(&prefix, &parent);
+            prop_assert_eq!(excluded, ignore.is_excluded(&prefix), "{:?}: {}", lines, prefix);
+            parent = here;
+        }
+    }
+
+    #[test]
+    fn skip_subtree_is_sound(
+        lines in prop::collection::vec(ignore_line(), 1..5),
+        dir in "[ab]{1,2}(/[ab]{1,2})?",
+        children in prop::collection::vec("[ab]{1,2}(/(x\\.go|[ab]))?", 1..6),
+    ) {
+        let Ok(ignore) = DockerIgnore::parse(&lines.join("\n")) else { return Ok(()) };
+        if ignore.walk_decision(&dir) == WalkDecision::SkipSubtree {
+            for child in children {
+                let path = format!("{dir}/{child}");
+                prop_assert!(ignore.is_excluded(&path), "{:?}: {} kept", lines, path);
+            }
+        }
+    }
 }

@@ -34,7 +34,12 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 fn env_var_test() {
     let Some(dir) = corpus("shell") else { return };
     let text = std::fs::read_to_string(dir.join("envVarTest")).unwrap();
-    let env = pairs(&[("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]);
+    let env = pairs(&[
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]);
     let lexer = ShellLexer::new('\\');
     let (mut passed, mut failures) = (0, Vec::new());
     for (index, line) in text.lines().enumerate() {
@@ -59,10 +64,16 @@ fn env_var_test() {
         if ok {
             passed += 1;
         } else {
-            failures.push(format!("line {}: {input:?} → {got:?}, want {expected:?}", index + 1));
+            failures.push(format!(
+                "line {}: {input:?} → {got:?}, want {expected:?}",
+                index + 1
+            ));
         }
     }
-    println!("shell envVarTest: {passed} passed, {} failed", failures.len());
+    println!(
+        "shell envVarTest: {passed} passed, {} failed",
+        failures.len()
+    );
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
     assert_eq!(passed, 228, "expected the 226 `A` + 2 `U` rows");
 }
@@ -97,10 +108,16 @@ fn words_test() {
         if ok {
             passed += 1;
         } else {
-            failures.push(format!("line {}: {input:?} → {got:?}, want {expected:?}", index + 1));
+            failures.push(format!(
+                "line {}: {input:?} → {got:?}, want {expected:?}",
+                index + 1
+            ));
         }
     }
-    println!("shell wordsTest: {passed} passed, {} failed", failures.len());
+    println!(
+        "shell wordsTest: {passed} passed, {} failed",
+        failures.len()
+    );
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
     assert_eq!(passed, 24, "expected 24 cases");
 }
@@ -139,10 +156,26 @@ use rstest::rstest;
 #[case("${FOO%%.*}", "FOO=app.tar.gz", Ok("app"))]
 #[case("${FOO%하*}", "FOO=한국어하세요", Ok("한국어"))]
 // / and // : first / every match, `*` greedy
-#[case("${FOO/$N/.} - ${FOO//$N/.}", r"FOO=/foo*/*/*.txt;N=\*/", Ok("/foo.*/*.txt - /foo..*.txt"))]
-#[case("${FOO/$N/} - ${FOO//$N/}", "FOO=/tmp/tmp/bar.txt;N=/tmp", Ok("/tmp/bar.txt - /bar.txt"))]
-#[case("${FOO/$N/$R} - ${FOO//$N/$R}", "FOO=/a/foo/b/c.txt;N=/?/;R=/", Ok("/foo/b/c.txt - /foo/c.txt"))]
-#[case("${FOO/$N/$R}", "FOO=http://google.de;N=http://;R=https://", Ok("https://google.de"))]
+#[case(
+    "${FOO/$N/.} - ${FOO//$N/.}",
+    r"FOO=/foo*/*/*.txt;N=\*/",
+    Ok("/foo.*/*.txt - /foo..*.txt")
+)]
+#[case(
+    "${FOO/$N/} - ${FOO//$N/}",
+    "FOO=/tmp/tmp/bar.txt;N=/tmp",
+    Ok("/tmp/bar.txt - /bar.txt")
+)]
+#[case(
+    "${FOO/$N/$R} - ${FOO//$N/$R}",
+    "FOO=/a/foo/b/c.txt;N=/?/;R=/",
+    Ok("/foo/b/c.txt - /foo/c.txt")
+)]
+#[case(
+    "${FOO/$N/$R}",
+    "FOO=http://google.de;N=http://;R=https://",
+    Ok("https://google.de")
+)]
 #[case(r"${FOO//\//\/}", "FOO=/tmp/foo.txt", Ok(r"\/tmp\/foo.txt"))]
 #[case("${FOO/$BAR/ww}", "FOO=xxyy;BAR=", Ok("wwxxyy"))]
 #[case("${FOO///}", "FOO=xxyy", Ok("xxyy"))]
@@ -215,8 +248,16 @@ fn used_and_unset(
 ) {
     let env = parse_env(env);
     let got = ShellLexer::new('\\').expand_word(input, &env).unwrap();
-    assert_eq!(got.used.iter().map(String::as_str).collect::<Vec<_>>(), used, "{input}");
-    assert_eq!(got.unset.iter().map(String::as_str).collect::<Vec<_>>(), unset, "{input}");
+    assert_eq!(
+        got.used.iter().map(String::as_str).collect::<Vec<_>>(),
+        used,
+        "{input}"
+    );
+    assert_eq!(
+        got.unset.iter().map(String::as_str).collect::<Vec<_>>(),
+        unset,
+        "{input}"
+    );
 }
 
 /// With `# escape=` `` ` `` the backtick escapes and `\` is an ordinary character.

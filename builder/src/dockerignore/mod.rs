@@ -33,7 +33,8 @@ pub enum WalkDecision {
     /// The directory is part of the context: walk it and check each entry.
     Walk,
     /// The directory is excluded, but an exception (`!…`) may re-include something below it:
-    /// walk it and check each entry.
+    /// walk it and check each entry, and emit the directory only if something below it is
+    /// kept (as BuildKit's fsutil does).
     WalkExcluded,
     /// The directory and everything below it are excluded: skip it.
     SkipSubtree,
@@ -87,6 +88,11 @@ impl fmt::Display for Pattern {
     }
 }
 
+/// For one directory: which patterns match it or one of its parents (see
+/// [`DockerIgnore::check_entry`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParentMatches(Vec<bool>);
+
 /// A compiled `.dockerignore`.
 #[derive(Debug, Clone, Default)]
 pub struct DockerIgnore {
@@ -111,7 +117,9 @@ impl DockerIgnore {
         )
     }
 
-    fn compile(lines: impl IntoIterator<Item = (usize, String)>) -> Result<Self, DockerIgnoreError> {
+    fn compile(
+        lines: impl IntoIterator<Item = (usize, String)>,
+    ) -> Result<Self, DockerIgnoreError> {
         let mut patterns = Vec::new();
         for (line, raw) in lines {
             let trimmed = raw.trim();
@@ -174,6 +182,35 @@ impl DockerIgnore {
             .rposition(|p| p.matches_or_parent(&path, &parent))
     }
 
+    /// [`DockerIgnore::is_excluded`] for a walker: `parent` is what this call returned for the
+    /// entry's parent directory (`ParentMatches::default()` for entries of the context root,
+    /// or when unknown). Each pattern is then tested against `rel_path` alone, not against
+    /// every parent again. Keep the returned value for the entries of a directory.
+    pub fn check_entry(&self, rel_path: &str, parent: &ParentMatches) -> (bool, ParentMatches) {
+        let path = clean(rel_path);
+        if path == "." {
+            return (false, ParentMatches(vec![false; self.patterns.len()]));
+        }
+        let matched: Vec<bool> = if parent.0.len() == self.patterns.len() {
+            self.patterns
+                .iter()
+                .zip(&parent.0)
+                .map(|(p, &above)| above || p.matcher.matches(&path))
+                .collect()
+        } else {
+            let parent_dir = dir(&path);
+            self.patterns
+                .iter()
+                .map(|p| p.matches_or_parent(&path, &parent_dir))
+                .collect()
+        };
+        let excluded = matched
+            .iter()
+            .rposition(|&m| m)
+            .is_some_and(|i| !self.patterns[i].exclusion);
+        (excluded, ParentMatches(matched))
+    }
+
     /// Tells a walker whether directory `rel_dir` must be walked or can be skipped whole.
     pub fn walk_decision(&self, rel_dir: &str) -> WalkDecision {
         let Some(decider) = self.last_match(rel_dir) else {
@@ -215,14 +252,14 @@ pub fn normalize_line(line: &str) -> Option<String> {
     if line.starts_with('#') {
         return None;
     }
-    let mut pattern = line.trim();
-    if pattern.is_empty() {
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
         return None;
     }
-    let exclusion = pattern.starts_with('!');
-    if exclusion {
-        pattern = pattern[1..].trim();
-    }
+    let (exclusion, pattern) = match trimmed.strip_prefix('!') {
+        Some(rest) => (true, rest.trim()),
+        None => (false, trimmed),
+    };
     let mut cleaned = String::new();
     if !pattern.is_empty() {
         cleaned = clean(pattern);
@@ -230,7 +267,11 @@ pub fn normalize_line(line: &str) -> Option<String> {
             cleaned.remove(0);
         }
     }
-    Some(if exclusion { format!("!{cleaned}") } else { cleaned })
+    Some(if exclusion {
+        format!("!{cleaned}")
+    } else {
+        cleaned
+    })
 }
 
 /// Go's `filepath.Clean` for `/`-separated paths.

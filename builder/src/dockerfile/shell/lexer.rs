@@ -289,7 +289,11 @@ impl Scanner<'_> {
         }
         let unset = value.is_none() || (null_is_unset && value.as_deref() == Some(""));
         match op {
-            Some('-') => Ok(if unset { word } else { value.unwrap_or_default() }),
+            Some('-') => Ok(if unset {
+                word
+            } else {
+                value.unwrap_or_default()
+            }),
             Some('+') => Ok(if unset { String::new() } else { word }),
             Some('?') => match value {
                 Some(value) if !unset => Ok(value),

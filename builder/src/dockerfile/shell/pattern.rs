@@ -39,7 +39,9 @@ fn to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, Patter
                 }
                 let escaped = chars.next();
                 match escaped {
-                    Some(c @ ('*' | '?' | '\\')) => out.push_str(&regex::escape(c.encode_utf8(&mut buf))),
+                    Some(c @ ('*' | '?' | '\\')) => {
+                        out.push_str(&regex::escape(c.encode_utf8(&mut buf)))
+                    }
                     _ => return Err(PatternError::InvalidEscape { escaped }),
                 }
             }
@@ -50,7 +52,11 @@ fn to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, Patter
 }
 
 /// `${v#p}` (shortest) / `${v##p}` (longest): removes a matching prefix.
-pub(super) fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, PatternError> {
+pub(super) fn trim_prefix(
+    pattern: &str,
+    value: &str,
+    greedy: bool,
+) -> Result<String, PatternError> {
     let re = to_regex(pattern, greedy, true)?;
     Ok(match re.find(value) {
         Some(m) => value[m.end()..].to_owned(),
@@ -60,7 +66,11 @@ pub(super) fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<St
 
 /// `${v%p}` (shortest) / `${v%%p}` (longest): removes a matching suffix. Like BuildKit, the
 /// pattern and the value are reversed so that the suffix search becomes a prefix search.
-pub(super) fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, PatternError> {
+pub(super) fn trim_suffix(
+    pattern: &str,
+    value: &str,
+    greedy: bool,
+) -> Result<String, PatternError> {
     let reversed: String = value.chars().rev().collect();
     let trimmed = trim_prefix(&reverse_pattern(pattern), &reversed, greedy)?;
     Ok(trimmed.chars().rev().collect())
@@ -118,7 +128,9 @@ pub(super) fn replace(
     let mut last_end = 0;
     let mut search = 0;
     while search <= value.len() {
-        let Some(m) = re.find_at(value, search) else { break };
+        let Some(m) = re.find_at(value, search) else {
+            break;
+        };
         out.push_str(&value[last_end..m.start()]);
         if m.end() > last_end || m.start() == 0 {
             expand_template(&mut out, replacement, m.as_str());

@@ -221,6 +221,7 @@ const ERRORS: &[(&str, &str, Option<&str>, &str, usize, usize)] = &[
     ("HEALTHCHECK tiny interval", "FROM scratch\nHEALTHCHECK --interval=1us CMD true\n", None, "--interval cannot be less than 1ms", 2, 1),
     ("bad mount type", "FROM scratch\nRUN --mount=type=nfs,target=/x true\n", None, "unsupported mount type \"nfs\"", 2, 1),
     ("cache mount without target", "FROM scratch\nRUN --mount=type=cache true\n", None, "mount type cache requires a target", 2, 1),
+    ("tmpfs mount without target", "FROM scratch\nRUN --mount=type=tmpfs true\n", None, "mount type tmpfs requires a target", 2, 1),
     ("bad network", "FROM scratch\nRUN --network=bridge true\n", None, "invalid value \"bridge\" for flag --network", 2, 1),
     ("bad platform", "FROM --platform=linux scratch\n", None, "invalid platform \"linux\"", 1, 1),
     ("bad substitution", "FROM scratch\nWORKDIR ${}\n", None, "failed to expand WORKDIR", 2, 1),
@@ -264,4 +265,33 @@ fn unconsumed_build_args_warn_but_proxy_args_do_not() {
     let warnings: Vec<_> = plan.warnings.iter().map(|w| w.message.clone()).collect();
     assert_eq!(warnings, vec!["build-arg \"UNUSED\" was not consumed by any ARG".to_string()]);
     assert_eq!(plan.proxy_args.get("HTTP_PROXY").map(String::as_str), Some("http://p"));
+}
+
+/// Every real-world Dockerfile of the conformance corpus plans (typing, expansion, stage graph),
+/// not only parses.
+#[test]
+fn real_world_dockerfiles_plan() {
+    let dir = std::env::var("RBUILD_CONFORMANCE_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance").to_string());
+    let root = Path::new(&dir).join("real-world");
+    if !root.is_dir() {
+        assert!(std::env::var_os("CI").is_none(), "conformance corpus missing at {}", root.display());
+        eprintln!("skipped: no conformance corpus at {}", root.display());
+        return;
+    }
+    let mut files = Vec::new();
+    for repo in std::fs::read_dir(&root).unwrap().flatten() {
+        for case in std::fs::read_dir(repo.path()).into_iter().flatten().flatten() {
+            let file = case.path().join("Dockerfile");
+            if file.is_file() {
+                files.push(file);
+            }
+        }
+    }
+    assert!(files.len() >= 22, "found only {} real-world Dockerfiles", files.len());
+    let failures: Vec<String> = files
+        .iter()
+        .filter_map(|f| rbuild_builder::frontend::load_plan(f, &PlanRequest::host(), &Bases).err().map(|e| e.to_string()))
+        .collect();
+    assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), files.len(), failures.join("\n"));
 }

@@ -116,7 +116,14 @@ impl Plan {
         let mut planner = stage::Planner::new(df.escape, request, bases);
         planner.global_args(global)?;
         planner.stages(staged)?;
-        planner.finish(df.warnings.clone())
+        let mut warnings = df.warnings.clone();
+        if let Some(syntax) = &df.directives.syntax {
+            warnings.push(Warning {
+                line: 1,
+                message: format!("syntax directive {syntax:?} ignored: rbuild uses its built-in Dockerfile frontend"),
+            });
+        }
+        planner.finish(warnings)
     }
 }
 

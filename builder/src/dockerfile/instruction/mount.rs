@@ -27,7 +27,8 @@ pub enum Sharing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mount {
     pub kind: MountKind,
-    /// Where it appears inside the step; secrets and ssh have defaults.
+    /// Where it appears inside the step. Secrets and ssh have defaults, and a bind mount
+    /// without a target is mounted on the working directory (BuildKit's own Dockerfile relies on it).
     pub target: Option<String>,
     pub source: Option<String>,
     /// A stage name/index or image the source comes from.
@@ -91,7 +92,7 @@ impl Mount {
             };
             m.set(&key, val)?;
         }
-        if m.target.is_none() && matches!(kind, MountKind::Bind | MountKind::Cache | MountKind::Tmpfs) {
+        if m.target.is_none() && matches!(kind, MountKind::Cache | MountKind::Tmpfs) {
             return Err(MountError::NoTarget { kind: kind_name(kind) });
         }
         Ok(m)

@@ -14,7 +14,7 @@ for t in conformance_parser conformance_shell conformance_dockerignore; do
     p=$(sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
     f=$(sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
     passed=$((passed + p)) failed=$((failed + f))
-  done < <(grep -E '^[^ ].*: [0-9]+ passed, [0-9]+ failed' "$out")
+  done < <(grep -oE '[A-Za-z][A-Za-z. ]*: [0-9]+ passed, [0-9]+ failed' "$out")
 done
 echo "conformance: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] || status=1

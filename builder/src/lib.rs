@@ -4,3 +4,4 @@ pub mod dockerfile;
 pub mod dockerignore;
 pub mod image;
 pub mod layer;
+pub mod sandbox;

@@ -1,7 +1,7 @@
 //! A [`Sys`] that records typed calls instead of making them, for unit tests of the
 //! sandbox's ordering logic (what is mounted where, in which order, with which flags).
 
-use std::cell::RefCell;
+use std::sync::{Mutex, MutexGuard};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -43,10 +43,10 @@ pub enum Call {
 /// unless they end in `.file`), and a call matching `fail_on` fails with `EPERM`.
 #[derive(Debug, Default)]
 pub struct FakeSys {
-    calls: RefCell<Vec<Call>>,
-    existing: RefCell<BTreeSet<PathBuf>>,
+    calls: Mutex<Vec<Call>>,
+    existing: Mutex<BTreeSet<PathBuf>>,
     fail_on: Option<Box<Call>>,
-    links: RefCell<Vec<(PathBuf, PathBuf)>>,
+    links: Mutex<Vec<(PathBuf, PathBuf)>>,
 }
 
 impl FakeSys {
@@ -57,14 +57,14 @@ impl FakeSys {
 
     /// Mark `paths` as already existing.
     pub fn with_existing<I: IntoIterator<Item = PathBuf>>(self, paths: I) -> Self {
-        self.existing.borrow_mut().extend(paths);
+        self.existing.lock_ok().extend(paths);
         self
     }
 
     /// Make `link` a symlink to `target` (for path-resolution tests).
     pub fn with_link(self, link: &str, target: &str) -> Self {
-        self.existing.borrow_mut().insert(PathBuf::from(link));
-        self.links.borrow_mut().push((PathBuf::from(link), PathBuf::from(target)));
+        self.existing.lock_ok().insert(PathBuf::from(link));
+        self.links.lock_ok().push((PathBuf::from(link), PathBuf::from(target)));
         self
     }
 
@@ -76,12 +76,12 @@ impl FakeSys {
 
     /// The calls made so far, in order.
     pub fn calls(&self) -> Vec<Call> {
-        self.calls.borrow().clone()
+        self.calls.lock_ok().clone()
     }
 
     fn record(&self, call: Call) -> SysResult {
         let fail = self.fail_on.as_deref() == Some(&call);
-        self.calls.borrow_mut().push(call);
+        self.calls.lock_ok().push(call);
         if fail {
             Err(nix::Error::EPERM)
         } else {
@@ -113,20 +113,20 @@ impl Sys for FakeSys {
         if self.exists(path) {
             return Ok(false);
         }
-        self.existing.borrow_mut().insert(path.to_path_buf());
+        self.existing.lock_ok().insert(path.to_path_buf());
         self.record(Call::CreateNode(path.to_path_buf(), kind)).map(|()| true)
     }
     fn symlink(&self, target: &Path, link: &Path) -> SysResult {
         self.record(Call::Symlink(target.to_path_buf(), link.to_path_buf()))
     }
     fn exists(&self, path: &Path) -> bool {
-        self.existing.borrow().contains(path)
+        self.existing.lock_ok().contains(path)
     }
     fn is_dir(&self, path: &Path) -> bool {
         self.exists(path) && !path.extension().is_some_and(|e| e == "file")
     }
     fn read_link(&self, path: &Path) -> Option<PathBuf> {
-        self.links.borrow().iter().find(|(l, _)| l == path).map(|(_, t)| t.clone())
+        self.links.lock_ok().iter().find(|(l, _)| l == path).map(|(_, t)| t.clone())
     }
     fn sethostname(&self, name: &str) -> SysResult {
         self.record(Call::SetHostname(name.to_string()))
@@ -143,5 +143,16 @@ impl Sys for FakeSys {
             path: PathBuf::from(format!("/proc/{pid}/uid_map")),
             source: std::io::Error::from(source),
         })
+    }
+}
+
+/// Lock a mutex of the fake, ignoring poisoning (a panicking test already failed).
+trait LockOk<T> {
+    fn lock_ok(&self) -> MutexGuard<'_, T>;
+}
+
+impl<T> LockOk<T> for Mutex<T> {
+    fn lock_ok(&self) -> MutexGuard<'_, T> {
+        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -26,10 +26,10 @@ pub mod user;
 
 pub use channel::{SetupError, SetupStep};
 pub use idmap::{IdMapError, IdMapKind, IdMapMode, IdMapSources};
-pub use init::{find_program, namespace_flags, sandbox_init_main, DEFAULT_PATH};
+pub use init::{enter_namespaces, find_program, namespace_flags, sandbox_init_main, DEFAULT_PATH};
 pub use mounts::SetupNote;
 pub use probe::Capabilities;
-pub use run::{RunReport, Sandbox, SandboxError};
+pub use run::{hint_for, RunReport, Sandbox, SandboxError};
 pub use user::{resolve_user, UserError, UserSpec};
 
 /// First argument that makes a binary act as the sandbox's init process; the binary's

@@ -44,7 +44,7 @@ pub enum SandboxError {
     #[error("sandbox init process protocol")]
     Channel(#[from] ChannelError),
     /// A setup step inside the sandbox failed; `hint` says what usually fixes it.
-    #[error("{source}{}", hint.map(|h| format!("; {h}")).unwrap_or_default())]
+    #[error("sandbox setup failed{}", hint.map(|h| format!(" (hint: {h})")).unwrap_or_default())]
     Setup {
         #[source]
         source: SetupError,

@@ -1,7 +1,8 @@
 //! Test and benchmark helper: run one command in the sandbox.
 //!
 //! `sandbox_run [--user SPEC] [--cwd DIR] [--env K=V]... [--network none] [--id-map single|range]
-//!  [--shared-pid] [--mount SRC:DST[:ro]] [--overlay LOWER:UPPER:WORK] [--report FILE] ROOTFS -- ARGV...`
+//!  [--shared-pid] [--chroot] [--mount SRC:DST[:ro]] [--overlay LOWER:UPPER:WORK] [--report FILE] ROOTFS -- ARGV...`
+//! or `sandbox_run --probe` to print what this host allows.
 //!
 //! Output is relayed; the exit code is the command's; `--report` writes the id map kind and
 //! placeholders as `key=value` lines. SIGINT/SIGTERM cancel the RUN.
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rbuild_builder::sandbox::{
-    cancel_on_signals, resolve_user, sandbox_init_main, ExtraMount, IdMapMode, NetworkMode, OverlaySpec, ProcessSandbox, Sandbox,
+    cancel_on_signals, resolve_user, IsolationMode, sandbox_init_main, ExtraMount, IdMapMode, NetworkMode, OverlaySpec, ProcessSandbox, Sandbox,
     SandboxConfig, Stream, UserSpec, INIT_ARG,
 };
 
@@ -41,6 +42,7 @@ fn run() -> Result<i32, Box<dyn Error>> {
     let (mut user, mut cwd, mut env) = (None, PathBuf::from("/"), Vec::new());
     let (mut network, mut id_map, mut process_sandbox) = (NetworkMode::Host, IdMapMode::Auto, ProcessSandbox::Private);
     let (mut mounts, mut overlay, mut report, mut rootfs) = (Vec::new(), None, None, None);
+    let mut isolation = IsolationMode::UserNs;
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -67,6 +69,11 @@ fn run() -> Result<i32, Box<dyn Error>> {
                 overlay = Some(OverlaySpec { lower: vec![l.clone()], upper: u.clone(), work: w.clone() });
             }
             "--report" => report = Some(PathBuf::from(val()?)),
+            "--chroot" => isolation = IsolationMode::Chroot,
+            "--probe" => {
+                println!("{:?}", Sandbox::new().probe());
+                return Ok(0);
+            }
             "--" => break,
             _ => rootfs = Some(PathBuf::from(a)),
         }
@@ -79,7 +86,7 @@ fn run() -> Result<i32, Box<dyn Error>> {
     };
     let cfg = SandboxConfig { rootfs, argv, env, cwd, user, network, hostname: "rbuild".into(), mounts, id_map, process_sandbox, overlay };
     let cancel = cancel_on_signals()?;
-    let out = Sandbox::new().run(
+    let out = Sandbox::new().isolation(isolation).run(
         &cfg,
         |stream, data| {
             let _ = match stream {
@@ -91,7 +98,8 @@ fn run() -> Result<i32, Box<dyn Error>> {
     )?;
     if let Some(path) = report {
         let placeholders: Vec<String> = out.placeholders.iter().map(|p| p.display().to_string()).collect();
-        std::fs::write(path, format!("id_map={:?}\nplaceholders={}\nnotes={:?}\n", out.id_map, placeholders.join(","), out.notes))?;
+        let hint = out.id_map_hint().unwrap_or("");
+        std::fs::write(path, format!("id_map={:?}\nplaceholders={}\nnotes={:?}\nhint={hint}\n", out.id_map, placeholders.join(","), out.notes))?;
     }
     Ok(out.status.code())
 }

@@ -185,7 +185,8 @@ fn chown_fails_with_a_single_id_map_and_the_map_is_reported() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("Invalid argument"), "{}", text(&out.stderr));
     assert_eq!(fs::metadata(h.root().join("mine")).unwrap().uid(), h.uid);
-    assert!(fs::read_to_string(h.report()).unwrap().contains("id_map=Single"));
+    let report = fs::read_to_string(h.report()).unwrap();
+    assert!(report.contains("id_map=Single") && report.contains("hint=this RUN had a single-id"), "{report}");
 }
 
 fn listing(dir: &Path) -> Vec<String> {
@@ -272,7 +273,12 @@ fn sigterm_mid_run_leaves_nothing_behind() {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
-    assert_eq!(processes_with(&format!("sleep {marker}")).len(), 1, "the RUN is running");
+    // "ready" is printed just before `sleep` starts; wait for it to show up.
+    let started = Instant::now();
+    while processes_with(&format!("sleep {marker}")).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the RUN's sleep never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let sent = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = loop {
@@ -289,4 +295,27 @@ fn sigterm_mid_run_leaves_nothing_behind() {
     assert_eq!(processes_with(&format!("sleep {marker}")), Vec::<String>::new());
     assert_eq!(fs::read_to_string("/proc/self/mountinfo").unwrap(), mounts_before);
     assert_eq!(listing(&h.root()), root_before);
+}
+
+/// The probe finds what this host allows; only the user with a range gets the full map.
+#[rstest]
+#[case::with_range(WITH_RANGE, "subid_range: true")]
+#[case::without_range(WITHOUT_RANGE, "subid_range: false")]
+fn probe_reports_capabilities(#[case] user: &'static str, #[case] range: &str) {
+    let Some(h) = harness(user) else { return };
+    let out = Command::new("setpriv").args(["--reuid", user, "--regid", user, "--init-groups"]).arg(&h.bin).arg("--probe").output().unwrap();
+    let caps = text(&out.stdout);
+    assert!(caps.contains("user_namespaces: true") && caps.contains("overlay_in_userns: true") && caps.contains(range), "{caps} {}", text(&out.stderr));
+}
+
+/// As real root, `--isolation chroot` runs without a user namespace: uid 0 is the host's
+/// root, yet the RUN still has its own pid namespace and leaves no placeholder.
+#[test]
+fn chroot_isolation_as_real_root() {
+    let Some(h) = harness(WITH_RANGE) else { return };
+    let before = listing(&h.root());
+    let out = Command::new(&h.bin).args(["--chroot", "--report", &h.report()]).arg(h.root()).args(["--", "/bin/sh", "-c", "cat /proc/self/uid_map | tr -s ' '; echo $$"]).output().unwrap();
+    assert_eq!(text(&out.stdout), " 0 0 4294967295\n1\n", "{}", text(&out.stderr));
+    assert!(fs::read_to_string(h.report()).unwrap().contains("id_map=Host"));
+    assert_eq!(listing(&h.root()), before);
 }

@@ -123,7 +123,7 @@ impl Sys for FakeSys {
         self.existing.lock_ok().contains(path)
     }
     fn is_dir(&self, path: &Path) -> bool {
-        self.exists(path) && !path.extension().is_some_and(|e| e == "file")
+        self.exists(path) && path.extension().is_none_or(|e| e != "file")
     }
     fn read_link(&self, path: &Path) -> Option<PathBuf> {
         self.links.lock_ok().iter().find(|(l, _)| l == path).map(|(_, t)| t.clone())

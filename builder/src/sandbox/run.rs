@@ -19,7 +19,7 @@ use super::idmap::{IdMapError, IdMapKind, IdMapMode, IdMapSources, PlannedMap};
 use super::linux::{spawn_with_socket, LinuxSys};
 use super::mounts::SetupNote;
 use super::sys::{NodeKind, Sys};
-use super::{CancelToken, ExitStatus, IsolationMode, SandboxConfig, Stream, INIT_ARG};
+use super::{CancelToken, ExitStatus, IsolationMode, ProcessSandbox, SandboxConfig, Stream, INIT_ARG};
 
 /// How often a waiting RUN looks at its cancel token.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
@@ -69,6 +69,16 @@ pub struct RunReport {
     pub placeholders: Vec<PathBuf>,
     /// Setup steps skipped or weakened.
     pub notes: Vec<SetupNote>,
+}
+
+impl RunReport {
+    /// A hint for a failed command that ran with a single-id map, where `chown` and
+    /// `USER` with other ids fail with `EINVAL`/`EPERM`.
+    pub fn id_map_hint(&self) -> Option<&'static str> {
+        (self.id_map == IdMapKind::Single && !self.status.success()).then_some(
+            "this RUN had a single-id user namespace map, so chown and setuid to ids other than 0 fail; grant the user a subordinate range of 65536 ids in /etc/subuid and /etc/subgid (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER) and install uidmap",
+        )
+    }
 }
 
 /// What usually fixes a failed setup step.
@@ -161,6 +171,12 @@ impl Sandbox {
     /// the RUN is gone; on cancel it kills them all and returns [`SandboxError::Cancelled`].
     pub fn run(&self, cfg: &SandboxConfig, mut output: impl FnMut(Stream, &[u8]), cancel: &CancelToken) -> Result<RunReport, SandboxError> {
         validate(cfg)?;
+        if cfg.process_sandbox == ProcessSandbox::SharedPidNs {
+            tracing::warn!("RUN shares the host pid namespace and /proc: it can see and signal the caller's other processes");
+        }
+        if self.isolation == IsolationMode::Chroot {
+            tracing::warn!("RUN isolated by chroot without a user namespace: uid 0 in the RUN is the host's root");
+        }
         let plan = self.plan_map(cfg.id_map)?;
         let spec = InitSpec {
             config: cfg.clone(),

@@ -4,7 +4,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -177,8 +177,12 @@ impl IdMapSources {
             IdMapWriter::Helpers => {
                 let uid_tool = self.newuidmap.as_ref().ok_or(IdMapError::HelperMissing { tool: "newuidmap" })?;
                 let gid_tool = self.newgidmap.as_ref().ok_or(IdMapError::HelperMissing { tool: "newgidmap" })?;
-                run_helper(uid_tool, pid, &map.uids)?;
-                run_helper(gid_tool, pid, &map.gids)
+                // Both helpers run at once: each is a setuid exec costing a few milliseconds.
+                let uid_child = spawn_helper(uid_tool, pid, &map.uids)?;
+                let gid_child = spawn_helper(gid_tool, pid, &map.gids)?;
+                let uid_done = finish_helper(uid_tool, uid_child);
+                let gid_done = finish_helper(gid_tool, gid_child);
+                uid_done.and(gid_done)
             }
         }
     }
@@ -200,13 +204,17 @@ fn write_file(path: &Path, contents: &str) -> Result<(), IdMapError> {
     fs::write(path, contents).map_err(|source| IdMapError::Write { path: path.to_path_buf(), source })
 }
 
-fn run_helper(tool: &Path, pid: u32, ranges: &[IdRange]) -> Result<(), IdMapError> {
+fn spawn_helper(tool: &Path, pid: u32, ranges: &[IdRange]) -> Result<std::process::Child, IdMapError> {
     let mut cmd = Command::new(tool);
-    cmd.arg(pid.to_string());
+    cmd.arg(pid.to_string()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     for r in ranges {
         cmd.args([r.inside.to_string(), r.outside.to_string(), r.count.to_string()]);
     }
-    let out = cmd.output().map_err(|source| IdMapError::Spawn { tool: tool.to_path_buf(), source })?;
+    cmd.spawn().map_err(|source| IdMapError::Spawn { tool: tool.to_path_buf(), source })
+}
+
+fn finish_helper(tool: &Path, child: std::process::Child) -> Result<(), IdMapError> {
+    let out = child.wait_with_output().map_err(|source| IdMapError::Spawn { tool: tool.to_path_buf(), source })?;
     if out.status.success() {
         Ok(())
     } else {

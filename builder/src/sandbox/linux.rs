@@ -99,7 +99,7 @@ fn errno_of(e: &io::Error) -> nix::Error {
 
 /// Spawn `cmd` with `socket` available to it as descriptor [`INIT_FD`] (and nothing else
 /// leaked: every other descriptor of ours stays close-on-exec).
-pub fn spawn_with_socket(cmd: &mut Command, socket: &UnixStream) -> io::Result<Child> {
+pub(crate) fn spawn_with_socket(cmd: &mut Command, socket: &UnixStream) -> io::Result<Child> {
     let fd = socket.as_raw_fd();
     // SAFETY: the closure runs in the forked child before exec and only calls `dup2` and
     // `fcntl`, both async-signal-safe; it allocates nothing and touches no lock, so it is
@@ -123,7 +123,7 @@ pub fn spawn_with_socket(cmd: &mut Command, socket: &UnixStream) -> io::Result<C
 
 /// Take the control socket the parent left on [`INIT_FD`]; call once, first thing in
 /// the init process.
-pub fn take_init_socket() -> io::Result<UnixStream> {
+pub(crate) fn take_init_socket() -> io::Result<UnixStream> {
     // SAFETY: borrowing only to test validity with F_GETFD; the borrow ends at once.
     let valid = fcntl(unsafe { BorrowedFd::borrow_raw(INIT_FD) }, FcntlArg::F_GETFD).is_ok();
     if !valid {
@@ -139,7 +139,7 @@ pub fn take_init_socket() -> io::Result<UnixStream> {
 
 /// The two sides of a `fork`.
 #[derive(Debug)]
-pub enum Forked {
+pub(crate) enum Forked {
     /// In the parent: the child's pid.
     Parent(nix::unistd::Pid),
     /// In the child.
@@ -150,7 +150,7 @@ pub enum Forked {
 ///
 /// Only called from the re-executed init process, which has a single thread (the lead's
 /// `main` calls [`super::sandbox_init_main`] before starting anything).
-pub fn fork_single_threaded() -> nix::Result<Forked> {
+pub(crate) fn fork_single_threaded() -> nix::Result<Forked> {
     // SAFETY: the init process is single-threaded (see above), so the child inherits no
     // lock held by another thread and may allocate and run arbitrary code after fork.
     match unsafe { nix::unistd::fork() }? {

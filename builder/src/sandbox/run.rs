@@ -24,6 +24,11 @@ use super::{CancelToken, ExitStatus, IsolationMode, ProcessSandbox, SandboxConfi
 /// How often a waiting RUN looks at its cancel token.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
 
+/// How long output may stay open after the command's exit was reported. In a private pid
+/// namespace every writer is dead by then; in the shared one a background process of the
+/// RUN could hold the pipes forever.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
 /// Errors of a RUN (not its command's failure: that is an [`ExitStatus`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -169,6 +174,9 @@ impl Sandbox {
 
     /// Run one RUN; `output` gets its stdout and stderr live. Returns when every process of
     /// the RUN is gone; on cancel it kills them all and returns [`SandboxError::Cancelled`].
+    ///
+    /// Blocks the calling thread, which must live until it returns (the RUN's processes
+    /// die with it through `PR_SET_PDEATHSIG`); call it from a dedicated or blocking thread.
     pub fn run(&self, cfg: &SandboxConfig, mut output: impl FnMut(Stream, &[u8]), cancel: &CancelToken) -> Result<RunReport, SandboxError> {
         validate(cfg)?;
         if cfg.process_sandbox == ProcessSandbox::SharedPidNs {
@@ -315,7 +323,12 @@ fn watch(rx: &mpsc::Receiver<Event>, output: &mut dyn FnMut(Stream, &[u8]), canc
     let mut out = Outcome::default();
     let mut open = 3;
     let mut first_process: Option<Pid> = None;
+    let mut exited_at: Option<std::time::Instant> = None;
     while open > 0 {
+        if exited_at.is_some_and(|t| t.elapsed() > OUTPUT_GRACE) {
+            tracing::warn!("RUN output still open after its exit; a background process of the RUN holds it");
+            break;
+        }
         if cancel.is_cancelled() && !out.cancelled {
             out.cancelled = true;
             // Killing the pid namespace's init makes the kernel kill every process in it;
@@ -338,7 +351,10 @@ fn watch(rx: &mpsc::Receiver<Event>, output: &mut dyn FnMut(Stream, &[u8]), canc
                     out.notes = notes;
                 }
                 ChildMsg::Started { pid } => first_process = Some(Pid::from_raw(pid)),
-                ChildMsg::Exited(status) => out.status = Some(status),
+                ChildMsg::Exited(status) => {
+                    out.status = Some(status);
+                    exited_at = Some(std::time::Instant::now());
+                }
                 ChildMsg::Error(e) => out.error = Some(e),
                 ChildMsg::IdMapRequest => {}
             },

@@ -41,16 +41,24 @@ fn ensure_users() -> Result<(), String> {
     status.success().then_some(()).ok_or_else(|| format!("{} failed", script.display()))
 }
 
+/// The `sandbox_run` example, rebuilt once per test process so it is never stale
+/// (`cargo test --test sandbox_run` alone does not rebuild examples).
 fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = profile_dir.join("examples/sandbox_run");
-    if !bin.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let ok = Command::new(cargo).args(["build", "-p", "rbuild-builder", "--example", "sandbox_run"]).status().unwrap().success();
-        assert!(ok, "cannot build the sandbox_run example");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args(["build", "-p", "rbuild-builder", "--example", "sandbox_run"]);
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            assert!(build.status().unwrap().success(), "cannot build the sandbox_run example");
+            profile_dir.join("examples/sandbox_run")
+        })
+        .clone()
 }
 
 struct Harness {
@@ -303,9 +311,15 @@ fn sigterm_mid_run_leaves_nothing_behind() {
 #[case::without_range(WITHOUT_RANGE, "subid_range: false")]
 fn probe_reports_capabilities(#[case] user: &'static str, #[case] range: &str) {
     let Some(h) = harness(user) else { return };
+    let probe_dirs = || -> Vec<PathBuf> {
+        let ours = |p: &PathBuf| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("rbuild-probe-")) && fs::metadata(p).is_ok_and(|m| m.uid() == h.uid);
+        fs::read_dir("/tmp").unwrap().filter_map(|e| Some(e.ok()?.path())).filter(ours).collect()
+    };
+    let before = probe_dirs();
     let out = Command::new("setpriv").args(["--reuid", user, "--regid", user, "--init-groups"]).arg(&h.bin).arg("--probe").output().unwrap();
     let caps = text(&out.stdout);
     assert!(caps.contains("user_namespaces: true") && caps.contains("overlay_in_userns: true") && caps.contains(range), "{caps} {}", text(&out.stderr));
+    assert_eq!(probe_dirs(), before, "the probe removes its temp dirs");
 }
 
 /// As real root, `--isolation chroot` runs without a user namespace: uid 0 is the host's

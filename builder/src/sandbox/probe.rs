@@ -2,6 +2,7 @@
 //! gets as far as `execve` only if every namespace and mount step works.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 
 use super::channel::SetupStep;
 use super::idmap::IdMapKind;
@@ -28,6 +29,7 @@ impl Sandbox {
         let Ok(dir) = tempfile::Builder::new().prefix("rbuild-probe-").tempdir() else { return caps };
         let root = dir.path().join("root");
         let (lower, upper, work) = (dir.path().join("lower"), dir.path().join("upper"), dir.path().join("work"));
+        let work_dir = work.clone();
         if [&root, &lower, &upper, &work].iter().any(|d| fs::create_dir(d).is_err()) {
             return caps;
         }
@@ -57,6 +59,8 @@ impl Sandbox {
             cfg.overlay = Some(OverlaySpec { lower: vec![lower], upper, work });
             caps.overlay_in_userns = reached_exec(&self.run(&cfg, |_, _| {}, &cancel)).0;
         }
+        // overlayfs leaves `work/work` with mode 000; open it up so the temp dir can go.
+        let _ = fs::set_permissions(work_dir.join("work"), fs::Permissions::from_mode(0o700));
         caps
     }
 }

@@ -270,3 +270,21 @@ fn setup_errors_carry_a_hint(#[case] step: SetupStep, #[case] errno: i32, #[case
     let hint = hint_for(&SetupError { step, errno, path: None }).unwrap_or_default();
     assert!(hint.contains(needle), "{hint}");
 }
+
+/// A RUN without network brings `lo` up before switching root; with the host's network it
+/// leaves interfaces alone.
+#[rstest]
+#[case::none(NetworkMode::None, true)]
+#[case::host(NetworkMode::Host, false)]
+fn loopback_follows_network_mode(#[case] network: NetworkMode, #[case] want: bool) {
+    let sys = FakeSys::new().with_existing([PathBuf::from("/bin/true")]);
+    let cfg = SandboxConfig { network, argv: vec!["/bin/true".into()], ..config() };
+    let _ = rbuild_builder::sandbox::setup_process(&sys, &spec(cfg, IdMapKind::Range), &mut |_| {});
+    let calls = sys.calls();
+    let lo = calls.iter().position(|c| *c == Call::LoopbackUp);
+    let pivot = calls.iter().position(|c| matches!(c, Call::PivotRoot(..)));
+    assert_eq!(lo.is_some(), want);
+    if let (Some(lo), Some(pivot)) = (lo, pivot) {
+        assert!(lo < pivot);
+    }
+}

@@ -151,6 +151,7 @@ fn text(b: &[u8]) -> String {
 #[case::path_lookup_inside_root(&["--env", "PATH=/bin"], &["echo", "hi"], 0, "hi\n")]
 #[case::hostname(&[], &["hostname"], 0, "rbuild\n")]
 #[case::network_none_has_only_lo(&["--network", "none"], &["/bin/sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; ip route; tail -n +2 /proc/net/route"], 0, "lo\n")]
+#[case::network_none_lo_is_up(&["--network", "none"], &["/bin/sh", "-c", "ip -o link show lo | grep -o 'UP,LOWER_UP'"], 0, "UP,LOWER_UP\n")]
 #[case::stderr_is_separate(&[], &["/bin/sh", "-c", "echo out; echo err >&2"], 0, "out\n")]
 fn run_cases(#[case] args: &[&str], #[case] argv: &[&str], #[case] code: i32, #[case] stdout: &str) {
     let Some(h) = harness(WITH_RANGE) else { return };
@@ -226,6 +227,27 @@ fn placeholders_are_removed_and_reported() {
     for p in ["/proc", "/dev", "/sys", "/etc/hosts"] {
         assert!(report.contains(p), "{p} not reported: {report}");
     }
+}
+
+/// `RUN --mount` style binds: read-write writes through to the host, read-only refuses,
+/// and the created mount points are removed afterwards.
+#[test]
+fn extra_mounts_bind_host_dirs() {
+    let Some(h) = harness(WITH_RANGE) else { return };
+    let (rw, ro) = (h.dir.path().join("cache"), h.dir.path().join("secret"));
+    for d in [&rw, &ro] {
+        fs::create_dir(d).unwrap();
+        lchown(d, Some(h.uid), None).unwrap();
+    }
+    fs::write(ro.join("token"), "s3cret").unwrap();
+    let before = listing(&h.root());
+    let mounts = [format!("{}:/var/cache/x", rw.display()), format!("{}:/run/secrets:ro", ro.display())];
+    let script = "touch /var/cache/x/written && cat /run/secrets/token && ! touch /run/secrets/nope 2>/dev/null";
+    let out = h.run(&["--mount", &mounts[0], "--mount", &mounts[1]], &["/bin/sh", "-c", script]);
+    assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "s3cret"), "{}", text(&out.stderr));
+    assert!(rw.join("written").exists());
+    assert!(!ro.join("nope").exists());
+    assert_eq!(listing(&h.root()), before, "mount points removed");
 }
 
 #[test]

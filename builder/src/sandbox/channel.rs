@@ -66,6 +66,8 @@ pub enum SetupStep {
     SwitchRoot,
     /// `sethostname`.
     Hostname,
+    /// Bringing `lo` up in a new network namespace.
+    Network,
     /// `setgroups`, `setresgid`, `setresuid`.
     Credentials,
     /// `chdir` into the working directory.

@@ -29,6 +29,8 @@ pub enum Call {
     CreateNode(PathBuf, NodeKind),
     /// `symlink(target, link)`.
     Symlink(PathBuf, PathBuf),
+    /// `lo` set up.
+    LoopbackUp,
     /// `sethostname(name)`.
     SetHostname(String),
     /// `setgroups(groups)`.
@@ -127,6 +129,9 @@ impl Sys for FakeSys {
     }
     fn read_link(&self, path: &Path) -> Option<PathBuf> {
         self.links.lock_ok().iter().find(|(l, _)| l == path).map(|(_, t)| t.clone())
+    }
+    fn loopback_up(&self) -> SysResult {
+        self.record(Call::LoopbackUp)
     }
     fn sethostname(&self, name: &str) -> SysResult {
         self.record(Call::SetHostname(name.to_string()))

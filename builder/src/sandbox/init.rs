@@ -53,6 +53,9 @@ pub fn enter_namespaces<S: Read + Write>(sys: &dyn Sys, spec: &InitSpec, chan: &
 pub fn setup_process(sys: &dyn Sys, spec: &InitSpec, report: &mut dyn FnMut(ChildMsg)) -> Result<PathBuf, SetupError> {
     let prepared = mounts::prepare_root(sys, spec)?;
     report(ChildMsg::Prepared { placeholders: prepared.placeholders, notes: prepared.notes });
+    if spec.config.network == NetworkMode::None {
+        sys.loopback_up().map_err(|e| SetupError::new(SetupStep::Network, e, None))?;
+    }
     mounts::switch_root(sys, &spec.config.rootfs, spec.isolation)?;
     if !spec.config.hostname.is_empty() {
         sys.sethostname(&spec.config.hostname).map_err(|e| SetupError::new(SetupStep::Hostname, e, None))?;

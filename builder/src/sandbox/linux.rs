@@ -1,5 +1,6 @@
 //! The real [`Sys`], and the only `unsafe` of rbuild: handing the control socket to the
-//! re-executed init process, taking it there, and `fork` in that single-threaded process.
+//! re-executed init process, taking it there, `fork` in that single-threaded process, and
+//! the `ioctl` that brings `lo` up in a RUN without network.
 #![allow(unsafe_code)]
 
 use std::fs;
@@ -13,7 +14,9 @@ use std::process::{Child, Command};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::mount::{mount, umount2, MntFlags};
+use nix::errno::Errno;
 use nix::sched::{unshare, CloneFlags};
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use nix::unistd::{chdir, chroot, pivot_root, setgroups, setresgid, setresuid, sethostname, ForkResult, Gid, Uid};
 
 use super::idmap::{IdMapError, IdMapSources};
@@ -75,6 +78,22 @@ impl Sys for LinuxSys {
     }
     fn read_link(&self, path: &Path) -> Option<PathBuf> {
         fs::read_link(path).ok()
+    }
+    fn loopback_up(&self) -> SysResult {
+        let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+        // SAFETY: `ifreq` is plain old data (arrays, integers, a union of such and a raw
+        // pointer), for which all-zero bytes are a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
+            *dst = *src as libc::c_char;
+        }
+        // SAFETY: `sock` is an open socket and `req` a valid, writable ifreq that outlives
+        // the call; SIOCGIFFLAGS writes only `ifr_ifru.ifru_flags`.
+        Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+        // SAFETY: the kernel just initialised `ifru_flags`, the union field read here.
+        unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+        // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+        Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
     }
     fn sethostname(&self, name: &str) -> SysResult {
         sethostname(name)

@@ -26,7 +26,7 @@ pub mod user;
 
 pub use channel::{SetupError, SetupStep};
 pub use idmap::{IdMapError, IdMapKind, IdMapMode, IdMapSources};
-pub use init::{enter_namespaces, find_program, namespace_flags, sandbox_init_main, DEFAULT_PATH};
+pub use init::{enter_namespaces, find_program, namespace_flags, sandbox_init_main, setup_process, DEFAULT_PATH};
 pub use mounts::SetupNote;
 pub use probe::Capabilities;
 pub use run::{hint_for, RunReport, Sandbox, SandboxError};
@@ -69,7 +69,7 @@ pub enum NetworkMode {
     /// The host's network namespace (Docker's default for builds).
     #[default]
     Host,
-    /// A new network namespace with only a loopback device, which stays down.
+    /// A new network namespace with only the loopback device, brought up.
     None,
 }
 

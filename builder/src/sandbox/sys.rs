@@ -90,6 +90,8 @@ pub trait Sys {
     fn is_dir(&self, path: &Path) -> bool;
     /// The target of `path` if it is a symlink.
     fn read_link(&self, path: &Path) -> Option<PathBuf>;
+    /// Bring the loopback interface of the current network namespace up.
+    fn loopback_up(&self) -> SysResult;
     /// `sethostname(2)`.
     fn sethostname(&self, name: &str) -> SysResult;
     /// `setgroups(2)`.

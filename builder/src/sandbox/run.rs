@@ -331,12 +331,11 @@ fn watch(rx: &mpsc::Receiver<Event>, output: &mut dyn FnMut(Stream, &[u8]), canc
         }
         if cancel.is_cancelled() && !out.cancelled {
             out.cancelled = true;
-            // Killing the pid namespace's init makes the kernel kill every process in it;
-            // the init process then reaps it and reports.
-            if let Some(pid) = first_process {
-                let _ = kill(pid, Signal::SIGKILL);
-            }
-            let _ = kill(init, Signal::SIGKILL);
+            // Killing the pid namespace's first process makes the kernel kill every process
+            // in it, and it is reaped (by our init process) only after all of them are gone,
+            // so the init process's report means "nothing left". Before the first process
+            // exists, kill the init process; the first process follows by PDEATHSIG.
+            let _ = kill(first_process.unwrap_or(init), Signal::SIGKILL);
         }
         match rx.recv_timeout(CANCEL_POLL) {
             Ok(Event::Output(stream, data)) => output(stream, &data),

@@ -1,0 +1,290 @@
+//! User-namespace id maps: which ids the caller may map (`/etc/subuid`, `/etc/subgid`),
+//! which map a RUN gets, and how it is written (directly, or by `newuidmap`/`newgidmap`).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use super::sys::{IdMap, IdMapWriter, IdRange};
+
+/// Ids a full map covers inside the namespace (0–65535), as buildah and podman do.
+pub const FULL_RANGE: u32 = 65536;
+
+/// Errors of id-map planning and writing.
+#[derive(Debug, thiserror::Error)]
+pub enum IdMapError {
+    /// A subordinate range was required but the caller has none (or too small).
+    #[error("no subordinate id range of {FULL_RANGE} ids for uid {uid} in {subuid} and {subgid}; add `USER:100000:65536` to both files (e.g. `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`)")]
+    NoRange { uid: u32, subuid: PathBuf, subgid: PathBuf },
+    /// `newuidmap`/`newgidmap` is missing.
+    #[error("{tool} not found; install the `uidmap` package")]
+    HelperMissing { tool: &'static str },
+    /// Writing a map file failed.
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A helper could not be started.
+    #[error("cannot run {tool}")]
+    Spawn {
+        tool: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A helper ran and failed.
+    #[error("{tool} failed with {status}: {stderr}")]
+    Helper { tool: PathBuf, status: std::process::ExitStatus, stderr: String },
+}
+
+/// Which map the caller asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum IdMapMode {
+    /// The full range when `/etc/subuid` and `/etc/subgid` grant one and the helpers exist, else one id.
+    #[default]
+    Auto,
+    /// Only the caller's own uid and gid, mapped to 0.
+    Single,
+    /// The full range; an error if it cannot be had.
+    Range,
+}
+
+/// Which map a RUN actually got; a failing RUN under [`IdMapKind::Single`] deserves a hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdMapKind {
+    /// Only id 0 exists inside (`chown 1000` fails with `EINVAL`).
+    Single,
+    /// Ids 0–65535 exist inside.
+    Range,
+    /// No user namespace ([`super::IsolationMode::Chroot`]).
+    Host,
+}
+
+/// A subordinate id range from `/etc/subuid` or `/etc/subgid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubIdRange {
+    /// First subordinate id.
+    pub start: u32,
+    /// Number of ids.
+    pub count: u32,
+}
+
+/// Find the first range of at least `min` ids granted to `name` or `id` in a subid file.
+pub fn find_subid_range(contents: &str, name: Option<&str>, id: u32, min: u32) -> Option<SubIdRange> {
+    contents.lines().find_map(|line| {
+        let mut fields = line.trim().split(':');
+        let owner = fields.next()?;
+        let start = fields.next()?.trim().parse::<u32>().ok()?;
+        let count = fields.next()?.trim().parse::<u32>().ok()?;
+        let matches = Some(owner) == name || owner.parse::<u32>().ok() == Some(id);
+        (matches && count >= min && start.checked_add(count).is_some()).then_some(SubIdRange { start, count })
+    })
+}
+
+/// The map decided for one RUN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedMap {
+    /// Which kind it is.
+    pub kind: IdMapKind,
+    /// The ranges.
+    pub map: IdMap,
+    /// How to write it.
+    pub writer: IdMapWriter,
+}
+
+/// Where id-map inputs live; fields so tests can point them at a tempdir.
+#[derive(Debug, Clone)]
+pub struct IdMapSources {
+    /// `/etc/subuid`.
+    pub subuid: PathBuf,
+    /// `/etc/subgid`.
+    pub subgid: PathBuf,
+    /// `newuidmap`, if found.
+    pub newuidmap: Option<PathBuf>,
+    /// `newgidmap`, if found.
+    pub newgidmap: Option<PathBuf>,
+}
+
+impl IdMapSources {
+    /// The host's files and helpers.
+    pub fn host() -> Self {
+        Self {
+            subuid: PathBuf::from("/etc/subuid"),
+            subgid: PathBuf::from("/etc/subgid"),
+            newuidmap: find_helper("newuidmap"),
+            newgidmap: find_helper("newgidmap"),
+        }
+    }
+
+    /// Decide the map for a caller with `uid`/`gid` (and login `name`, if known).
+    pub fn plan(&self, mode: IdMapMode, name: Option<&str>, uid: u32, gid: u32) -> Result<PlannedMap, IdMapError> {
+        let single = PlannedMap {
+            kind: IdMapKind::Single,
+            map: IdMap { uids: vec![IdRange { inside: 0, outside: uid, count: 1 }], gids: vec![IdRange { inside: 0, outside: gid, count: 1 }] },
+            writer: IdMapWriter::Direct,
+        };
+        if mode == IdMapMode::Single {
+            return Ok(single);
+        }
+        match self.range_map(name, uid, gid) {
+            Ok(map) => Ok(map),
+            Err(err) if mode == IdMapMode::Auto => {
+                tracing::debug!(%err, "no subordinate id range, using a single-id map");
+                Ok(single)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn range_map(&self, name: Option<&str>, uid: u32, gid: u32) -> Result<PlannedMap, IdMapError> {
+        let need = FULL_RANGE - 1;
+        let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
+        let no_range = || IdMapError::NoRange { uid, subuid: self.subuid.clone(), subgid: self.subgid.clone() };
+        let sub_u = find_subid_range(&read(&self.subuid), name, uid, need).ok_or_else(no_range)?;
+        let sub_g = find_subid_range(&read(&self.subgid), name, gid, need).ok_or_else(no_range)?;
+        if self.newuidmap.is_none() {
+            return Err(IdMapError::HelperMissing { tool: "newuidmap" });
+        }
+        if self.newgidmap.is_none() {
+            return Err(IdMapError::HelperMissing { tool: "newgidmap" });
+        }
+        let ranges = |own: u32, sub: SubIdRange| {
+            vec![
+                IdRange { inside: 0, outside: own, count: 1 },
+                IdRange { inside: 1, outside: sub.start, count: sub.count.min(FULL_RANGE) },
+            ]
+        };
+        Ok(PlannedMap {
+            kind: IdMapKind::Range,
+            map: IdMap { uids: ranges(uid, sub_u), gids: ranges(gid, sub_g) },
+            writer: IdMapWriter::Helpers,
+        })
+    }
+
+    /// Write `map` for `pid` the way `writer` says; `proc_root` is normally `/proc`.
+    pub fn write(&self, proc_root: &Path, pid: u32, map: &IdMap, writer: IdMapWriter) -> Result<(), IdMapError> {
+        match writer {
+            IdMapWriter::Direct => {
+                let dir = proc_root.join(pid.to_string());
+                write_file(&dir.join("setgroups"), "deny")?;
+                write_file(&dir.join("uid_map"), &map_lines(&map.uids))?;
+                write_file(&dir.join("gid_map"), &map_lines(&map.gids))
+            }
+            IdMapWriter::Helpers => {
+                let uid_tool = self.newuidmap.as_ref().ok_or(IdMapError::HelperMissing { tool: "newuidmap" })?;
+                let gid_tool = self.newgidmap.as_ref().ok_or(IdMapError::HelperMissing { tool: "newgidmap" })?;
+                // Both helpers run at once: each is a setuid exec costing a few milliseconds.
+                let uid_child = spawn_helper(uid_tool, pid, &map.uids)?;
+                let gid_child = spawn_helper(gid_tool, pid, &map.gids)?;
+                let uid_done = finish_helper(uid_tool, uid_child);
+                let gid_done = finish_helper(gid_tool, gid_child);
+                uid_done.and(gid_done)
+            }
+        }
+    }
+}
+
+/// Map `inside` to its host id under `ranges`, if mapped.
+pub fn host_id(ranges: &[IdRange], inside: u32) -> Option<u32> {
+    ranges.iter().find_map(|r| {
+        let offset = inside.checked_sub(r.inside)?;
+        (offset < r.count).then(|| r.outside.checked_add(offset)).flatten()
+    })
+}
+
+fn map_lines(ranges: &[IdRange]) -> String {
+    ranges.iter().map(|r| format!("{} {} {}\n", r.inside, r.outside, r.count)).collect()
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<(), IdMapError> {
+    fs::write(path, contents).map_err(|source| IdMapError::Write { path: path.to_path_buf(), source })
+}
+
+fn spawn_helper(tool: &Path, pid: u32, ranges: &[IdRange]) -> Result<std::process::Child, IdMapError> {
+    let mut cmd = Command::new(tool);
+    cmd.arg(pid.to_string()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    for r in ranges {
+        cmd.args([r.inside.to_string(), r.outside.to_string(), r.count.to_string()]);
+    }
+    cmd.spawn().map_err(|source| IdMapError::Spawn { tool: tool.to_path_buf(), source })
+}
+
+fn finish_helper(tool: &Path, child: std::process::Child) -> Result<(), IdMapError> {
+    let out = child.wait_with_output().map_err(|source| IdMapError::Spawn { tool: tool.to_path_buf(), source })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Err(IdMapError::Helper { tool: tool.to_path_buf(), status: out.status, stderr })
+    }
+}
+
+fn find_helper(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::by_name("rb:100000:65536\n", Some("rb"), 1000, Some((100000, 65536)))]
+    #[case::by_uid("1000:200000:70000\n", Some("rb"), 1000, Some((200000, 70000)))]
+    #[case::too_small("rb:100000:1000\n", Some("rb"), 1000, None)]
+    #[case::other_user("alice:100000:65536\n", Some("rb"), 1000, None)]
+    #[case::first_big_enough("rb:1:10\nrb:300000:65536\n", Some("rb"), 1000, Some((300000, 65536)))]
+    #[case::garbage("rb:x:y\n::\n\nrb", Some("rb"), 1000, None)]
+    #[case::overflow("rb:4294967295:65536\n", Some("rb"), 1000, None)]
+    fn subid_lookup(#[case] file: &str, #[case] name: Option<&str>, #[case] id: u32, #[case] want: Option<(u32, u32)>) {
+        let got = find_subid_range(file, name, id, FULL_RANGE - 1).map(|r| (r.start, r.count));
+        assert_eq!(got, want);
+    }
+
+    #[rstest]
+    #[case::root(0, Some(1000))]
+    #[case::app(1000, Some(100999))]
+    #[case::last(65535, Some(165534))]
+    #[case::unmapped(70000, None)]
+    fn host_ids(#[case] inside: u32, #[case] want: Option<u32>) {
+        let ranges = [IdRange { inside: 0, outside: 1000, count: 1 }, IdRange { inside: 1, outside: 100000, count: 65535 }];
+        assert_eq!(host_id(&ranges, inside), want);
+    }
+
+    fn sources(dir: &Path, subuid: &str, helpers: bool) -> IdMapSources {
+        fs::write(dir.join("subuid"), subuid).unwrap();
+        fs::write(dir.join("subgid"), subuid).unwrap();
+        let helper = helpers.then(|| dir.join("subuid"));
+        IdMapSources { subuid: dir.join("subuid"), subgid: dir.join("subgid"), newuidmap: helper.clone(), newgidmap: helper }
+    }
+
+    #[rstest]
+    #[case::auto_with_range(IdMapMode::Auto, "rb:100000:65536\n", true, Some(IdMapKind::Range))]
+    #[case::auto_without_range(IdMapMode::Auto, "", true, Some(IdMapKind::Single))]
+    #[case::auto_without_helpers(IdMapMode::Auto, "rb:100000:65536\n", false, Some(IdMapKind::Single))]
+    #[case::single(IdMapMode::Single, "rb:100000:65536\n", true, Some(IdMapKind::Single))]
+    #[case::range_required(IdMapMode::Range, "", true, None)]
+    fn plan_kind(#[case] mode: IdMapMode, #[case] subuid: &str, #[case] helpers: bool, #[case] want: Option<IdMapKind>) {
+        let dir = tempfile::tempdir().unwrap();
+        let got = sources(dir.path(), subuid, helpers).plan(mode, Some("rb"), 1000, 1000).ok().map(|p| p.kind);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn direct_write_denies_setgroups_then_writes_maps() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = sources(dir.path(), "", false);
+        let plan = src.plan(IdMapMode::Single, None, 1000, 1001).unwrap();
+        fs::create_dir(dir.path().join("42")).unwrap();
+        src.write(dir.path(), 42, &plan.map, plan.writer).unwrap();
+        let read = |f: &str| fs::read_to_string(dir.path().join("42").join(f)).unwrap();
+        assert_eq!((read("setgroups"), read("uid_map"), read("gid_map")), ("deny".into(), "0 1000 1\n".into(), "0 1001 1\n".into()));
+    }
+}

@@ -9,6 +9,11 @@ use cli::{Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A RUN step's sandbox re-executes this binary; that path must run before anything else
+    // (no threads, no logging) and never returns.
+    if std::env::args().nth(1).as_deref() == Some(rbuild_builder::sandbox::INIT_ARG) {
+        rbuild_builder::sandbox::sandbox_init_main();
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));

@@ -224,10 +224,9 @@ impl<W: Write> TarLayerWriter<W> {
         h.set_gid(st.gid.min(MAX_OCTAL_8));
         h.set_size(st.size);
         h.set_mtime(st.mtime);
-        if let Some((major, minor)) = st.device {
-            h.set_device_major(major).map_err(wr)?;
-            h.set_device_minor(minor).map_err(wr)?;
-        }
+        let (major, minor) = st.device.unwrap_or((0, 0));
+        h.set_device_major(major).map_err(wr)?;
+        h.set_device_minor(minor).map_err(wr)?;
         h.set_cksum();
         if !pax.is_empty() {
             self.write_pax(name, &pax, st.mtime)?;

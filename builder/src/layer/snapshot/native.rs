@@ -225,3 +225,13 @@ pub fn diff(root: &Path, index: &Path) -> Result<NativeDiff, SnapshotError> {
     w.into_inner().map_err(|e| index_err("write", &pending)(e.into_error()))?;
     Ok(NativeDiff { entries: m.set.into_entries(), pending, index: index.to_path_buf() })
 }
+
+/// Every path under `root` as a change set (a first layer, or `ADD`/`COPY` into an empty dir).
+pub fn all_entries(root: &Path) -> Result<Vec<LayerEntry>, SnapshotError> {
+    let mut set = ChangeSet::default();
+    walk(root, |r| {
+        set.add(LayerEntry::Path(r.path));
+        Ok(())
+    })?;
+    Ok(set.into_entries())
+}

@@ -7,6 +7,7 @@ use oci_spec::image::Digest;
 use serde::Serialize;
 
 use super::manifest::AssembledImage;
+use crate::layer::ManifestFormat;
 use super::ImageError;
 
 #[derive(Serialize)]
@@ -48,7 +49,10 @@ fn place_blob(src: &Path, dst: &Path) -> Result<(), ImageError> {
 
 /// Writes `image` as an OCI image layout in `dir` (created if missing). `index.json`
 /// lists this one manifest, annotated with `ref_name` (`org.opencontainers.image.ref.name`).
+/// The layout always holds an OCI manifest (skopeo and umoci ignore Docker manifests
+/// in a layout); blobs and config bytes are the same, only the manifest digest differs.
 pub fn write_oci_layout(dir: &Path, image: &AssembledImage, ref_name: Option<&str>) -> Result<(), ImageError> {
+    let image = &image.to_format(ManifestFormat::Oci);
     let blobs = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).map_err(write_err(&blobs))?;
     write_atomic(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;

@@ -70,6 +70,45 @@ pub fn manifest_media_type(format: ManifestFormat) -> MediaType {
     }
 }
 
+impl AssembledImage {
+    /// The same image (same config bytes and layer blobs) with manifest and
+    /// descriptors in `format`'s media types; the manifest digest changes.
+    pub fn to_format(&self, format: ManifestFormat) -> AssembledImage {
+        if format == self.format {
+            return self.clone();
+        }
+        let config = Descriptor::new(config_media_type(format), self.config.size(), self.config.digest().clone());
+        let (manifest_json, manifest) = manifest_for(format, &config, &self.layers);
+        AssembledImage { format, config_json: self.config_json.clone(), config, manifest_json, manifest, layers: self.layers.clone() }
+    }
+}
+
+fn config_media_type(format: ManifestFormat) -> MediaType {
+    match format {
+        ManifestFormat::Docker => MediaType::Other(DOCKER_CONFIG.into()),
+        ManifestFormat::Oci => MediaType::ImageConfig,
+    }
+}
+
+fn manifest_for(format: ManifestFormat, config: &Descriptor, layers: &[ImageLayer]) -> (Vec<u8>, Descriptor) {
+    let media_type = match format {
+        ManifestFormat::Docker => DOCKER_MANIFEST,
+        ManifestFormat::Oci => OCI_MANIFEST,
+    };
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type,
+        config,
+        layers: layers.iter().map(|l| l.descriptor.descriptor(format)).collect(),
+        annotations: BTreeMap::new(),
+    };
+    // Invariant: the manifest holds only strings, integers and oci-spec descriptors,
+    // which always serialise.
+    let json = serde_json::to_vec(&manifest).expect("manifest serialises");
+    let desc = descriptor_of(manifest_media_type(format), &json);
+    (json, desc)
+}
+
 /// Builds config and manifest. `config.rootfs.diff_ids` is replaced by the layers'
 /// diff ids; the history's non-empty entries must match the layer count when given.
 pub fn assemble(
@@ -92,24 +131,7 @@ pub fn assemble(
     config.rootfs.diff_ids = layers.iter().map(|l| l.descriptor.diff_id.clone()).collect();
     let config_json =
         serde_json::to_vec(&config).map_err(|source| ImageError::Json { what: "image config", source })?;
-    let config_type = match format {
-        ManifestFormat::Docker => MediaType::Other(DOCKER_CONFIG.into()),
-        ManifestFormat::Oci => MediaType::ImageConfig,
-    };
-    let config_desc = descriptor_of(config_type, &config_json);
-    let media_type = match format {
-        ManifestFormat::Docker => DOCKER_MANIFEST,
-        ManifestFormat::Oci => OCI_MANIFEST,
-    };
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type,
-        config: &config_desc,
-        layers: layers.iter().map(|l| l.descriptor.descriptor(format)).collect(),
-        annotations: BTreeMap::new(),
-    };
-    let manifest_json =
-        serde_json::to_vec(&manifest).map_err(|source| ImageError::Json { what: "manifest", source })?;
-    let manifest_desc = descriptor_of(manifest_media_type(format), &manifest_json);
+    let config_desc = descriptor_of(config_media_type(format), &config_json);
+    let (manifest_json, manifest_desc) = manifest_for(format, &config_desc, &layers);
     Ok(AssembledImage { format, config_json, config: config_desc, manifest_json, manifest: manifest_desc, layers })
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
@@ -129,7 +129,7 @@ pub fn filetime_secs(s: i64) -> rustix::fs::Timestamps {
 pub enum Compare {
     /// Everything incl. owners, mtimes and xattrs.
     Full,
-    /// Skip owners, mtimes of directories and non-user xattrs (rootless unpackers).
+    /// Skip owners, mtimes, device nodes and non-user xattrs (rootless unpackers).
     Rootless,
 }
 
@@ -151,7 +151,9 @@ fn describe(root: &Path, how: Compare) -> (BTreeMap<PathBuf, Node>, Vec<Vec<Path
         let p = root.join(&rel);
         let md = std::fs::symlink_metadata(&p).unwrap();
         let ft = md.file_type();
-        use std::os::unix::fs::FileTypeExt;
+        if how == Compare::Rootless && (ft.is_char_device() || ft.is_block_device() || rel.starts_with("dev")) {
+            continue; // rootless unpackers cannot create device nodes
+        }
         let kind = [
             (ft.is_dir(), "dir"), (ft.is_file(), "file"), (ft.is_symlink(), "symlink"),
             (ft.is_char_device(), "char"), (ft.is_block_device(), "block"), (ft.is_fifo(), "fifo"),
@@ -175,7 +177,8 @@ fn describe(root: &Path, how: Compare) -> (BTreeMap<PathBuf, Node>, Vec<Vec<Path
             for n in xattr::list(&p).unwrap() {
                 let n = n.to_string_lossy().to_string();
                 let keep = n.starts_with("user.") || (how == Compare::Full && n == "security.capability");
-                if keep && !n.starts_with("user.rbuild.") {
+                // umoci --rootless records owners in user.rootlesscontainers, as we do in user.rbuild.*
+                if keep && !n.starts_with("user.rbuild.") && n != "user.rootlesscontainers" {
                     xattrs.insert(n.clone(), xattr::get(&p, &n).unwrap().unwrap_or_default());
                 }
             }

@@ -178,3 +178,60 @@ fn forged_rbuild_xattrs_are_dropped() {
     assert_eq!(xattr::get(&f, "user.rbuild.device").unwrap(), None);
     assert_eq!(xattr::get(&f, "user.ok").unwrap().as_deref(), Some(&b"1"[..]));
 }
+
+/// Runs in a real user namespace with a single mapped id (`unshare --map-root-user`):
+/// device nodes cannot be created and other owners cannot be set, so both are
+/// recorded — and come back out of the layer writer.
+#[test]
+fn rootless_single_id_records_devices_and_owners() {
+    const NAME: &str = "rootless_single_id_records_devices_and_owners";
+    if std::env::var_os("RBUILD_TEST_IN_USERNS").is_none() {
+        let probe = std::process::Command::new("unshare").args(["--user", "--map-root-user", "true"]).status();
+        if !probe.is_ok_and(|s| s.success()) {
+            eprintln!("skipping: user namespaces unavailable");
+            return;
+        }
+        let st = std::process::Command::new("unshare")
+            .args(["--user", "--map-root-user"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--test-threads=1"])
+            .env("RBUILD_TEST_IN_USERNS", "1")
+            .status()
+            .unwrap();
+        assert!(st.success(), "test inside the user namespace failed");
+        return;
+    }
+    let s = scene();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = header("dev/null", EntryType::Char, 0o666, 0);
+    h.set_device_major(1).unwrap();
+    h.set_device_minor(3).unwrap();
+    h.set_cksum();
+    b.append(&h, std::io::empty()).unwrap();
+    let mut h = header("f", EntryType::Regular, 0o640, 2);
+    h.set_uid(1000);
+    h.set_gid(1000);
+    h.set_cksum();
+    b.append(&h, &b"hi"[..]).unwrap();
+    let r = RootDir::open(&s.root).unwrap();
+    let opts = UnpackOptions { ownership: OwnershipMode::Record };
+    let stats = unpack_layer(&r, Codec::None, &b.into_inner().unwrap()[..], &opts).unwrap();
+    assert_eq!(stats.recorded_devices, 1);
+    let dev = s.root.join("dev/null");
+    assert!(std::fs::symlink_metadata(&dev).unwrap().is_file());
+    assert_eq!(xattr::get(&dev, "user.rbuild.device").unwrap().unwrap(), b"c:1:3");
+    let entries = rbuild_builder::layer::snapshot::native::all_entries(&s.root).unwrap();
+    let lo = rbuild_builder::layer::LayerOptions { compression: rbuild_builder::layer::Compression::None, ..Default::default() };
+    let (_, blob) = rbuild_builder::layer::write_layer(Vec::new(), &s.root, &entries, &lo).unwrap();
+    let mut seen = Vec::new();
+    for e in tar::Archive::new(blob.as_slice()).entries().unwrap() {
+        let e = e.unwrap();
+        let h = e.header();
+        seen.push((e.path().unwrap().display().to_string(), h.entry_type(), h.uid().unwrap(), h.mode().unwrap()));
+    }
+    assert_eq!(seen, vec![
+        ("dev/".to_string(), EntryType::Directory, 0, 0o755),
+        ("dev/null".to_string(), EntryType::Char, 0, 0o666),
+        ("f".to_string(), EntryType::Regular, 1000, 0o640),
+    ]);
+}

@@ -50,7 +50,7 @@ where
     let (tx, rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
     let (back_tx, back_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
     let compression = opts.compression;
-    let workers = zstd_workers(opts.zstd_workers);
+    let workers = opts.zstd_workers;
     std::thread::scope(|s| {
         let consumer = s.spawn(move || compress(out, compression, workers, rx, back_tx));
         let mut w = ChunkWriter { buf: Vec::with_capacity(CHUNK), tx: Some(tx), back: back_rx, hash: Sha256::new(), len: 0 };
@@ -71,13 +71,6 @@ where
         tracing::debug!(digest = %desc.digest, diff_id = %desc.diff_id, size, uncompressed_size, "wrote layer");
         Ok((desc, out))
     })
-}
-
-fn zstd_workers(requested: u32) -> u32 {
-    if requested > 0 {
-        return requested;
-    }
-    std::thread::available_parallelism().map(|n| n.get().min(2) as u32).unwrap_or(1)
 }
 
 /// The tar side of the pipeline: hashes (diff id) and forwards uncompressed bytes.
@@ -176,7 +169,9 @@ fn compress<W: Write>(
         }
         Compression::Zstd { level } => {
             let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
-            enc.multithread(zstd_workers.max(1))?;
+            if zstd_workers > 0 {
+                enc.multithread(zstd_workers)?;
+            }
             feed(&mut enc)?;
             enc.finish()?
         }

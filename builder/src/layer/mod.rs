@@ -183,7 +183,9 @@ pub struct LayerOptions {
     pub format: ManifestFormat,
     /// How on-disk owners map back to the ids written into the layer.
     pub ids: ownership::IdMaps,
-    /// zstd worker threads (0 = one per available core, capped at 2). Output does not depend on it.
+    /// zstd worker threads: 0 (default) compresses on the pipeline's compressor thread;
+    /// n ≥ 1 uses zstd's multithreading. Output depends only on 0 vs ≥ 1, never on the
+    /// core count, so digests stay reproducible across machines.
     pub zstd_workers: u32,
 }
 

@@ -27,9 +27,6 @@ pub enum TarWriteError {
     /// `lstat`, `readlink`, open or read of a source file failed.
     #[error("cannot read {path}")]
     Source { path: PathBuf, #[source] source: io::Error },
-    /// A file's size changed while it was being written.
-    #[error("file {path} changed size while being written to the layer")]
-    FileChanged { path: PathBuf },
     /// A recorded owner/device xattr is malformed.
     #[error("bad ownership record on {path}")]
     Record { path: PathBuf, #[source] source: OwnershipError },
@@ -111,6 +108,11 @@ impl<W: Write> TarLayerWriter<W> {
         let src_err = |source| TarWriteError::Source { path: full.clone(), source };
         let md = std::fs::symlink_metadata(&full).map_err(src_err)?;
         let ft = md.file_type();
+        if ft.is_socket() {
+            // Sockets cannot live in a layer (Docker and BuildKit skip them too).
+            tracing::warn!(path = %full.display(), "skipping socket");
+            return Ok(());
+        }
         let mut st = self.stat(&full, &md)?;
         let mut name = rel.as_os_str().as_bytes().to_vec();
         if ft.is_dir() {
@@ -178,7 +180,7 @@ impl<W: Write> TarLayerWriter<W> {
         } else {
             return Err(TarWriteError::Source {
                 path: full.to_path_buf(),
-                source: io::Error::new(io::ErrorKind::Unsupported, "sockets cannot be stored in a layer"),
+                source: io::Error::new(io::ErrorKind::Unsupported, "file type cannot be stored in a layer"),
             });
         };
         let size = if kind == EntryType::Regular { md.size() } else { 0 };

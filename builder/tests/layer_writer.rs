@@ -98,7 +98,7 @@ fn same_inputs_same_digest_and_epoch_clamps_mtimes() {
     assert_eq!(a, b);
     let (c1, _) = write(t.path(), &clamp);
     for p in list_tree(t.path()) {
-        let _ = rustix::fs::utimensat(rustix::fs::CWD, &t.path().join(p), &filetime_secs(1_700_000_000), rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+        let _ = rustix::fs::utimensat(rustix::fs::CWD, t.path().join(p), &filetime_secs(1_700_000_000), rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
     }
     let (a2, _) = write(t.path(), &keep);
     let (c2, _) = write(t.path(), &clamp);

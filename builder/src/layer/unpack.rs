@@ -412,9 +412,9 @@ fn create_file(dir: &OwnedFd, name: &OsStr, rel: &Path) -> Result<File, UnpackEr
 fn list_dir(fd: BorrowedFd<'_>, rel: &Path) -> Result<Vec<OsString>, UnpackError> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let dfd = rfs::openat(fd, ".", flags, Mode::empty()).map_err(|e| io_err("openat", rel, e))?;
-    let mut dir = rfs::Dir::read_from(&dfd).map_err(|e| io_err("opendir", rel, e))?;
+    let dir = rfs::Dir::read_from(&dfd).map_err(|e| io_err("opendir", rel, e))?;
     let mut out = Vec::new();
-    while let Some(ent) = dir.next() {
+    for ent in dir {
         let ent = ent.map_err(|e| io_err("readdir", rel, e))?;
         let n = ent.file_name().to_bytes();
         if n != b"." && n != b".." {

@@ -30,8 +30,7 @@ fn overlay_xattr(path: &Path, key: &str) -> Result<Option<Vec<u8>>, SnapshotErro
 /// The change set an upper directory describes (read the files from `upper`).
 pub fn upper_changes(upper: &Path) -> Result<Vec<LayerEntry>, SnapshotError> {
     let mut set = ChangeSet::default();
-    let mut walk = WalkDir::new(upper).min_depth(1).sort_by_file_name().into_iter();
-    while let Some(ent) = walk.next() {
+    for ent in WalkDir::new(upper).min_depth(1).sort_by_file_name() {
         let ent = ent.map_err(|source| SnapshotError::Walk { root: upper.to_path_buf(), source })?;
         let rel = relative(upper, ent.path());
         let md = ent.metadata().map_err(|source| SnapshotError::Walk { root: upper.to_path_buf(), source })?;

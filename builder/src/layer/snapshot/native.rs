@@ -9,12 +9,13 @@
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use walkdir::WalkDir;
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
-use super::{relative, ChangeSet, SnapshotError};
+use super::{ChangeSet, SnapshotError};
 use crate::layer::LayerEntry;
 
 const MAGIC: &[u8] = b"rbuild-stat-index-v1\n";
@@ -32,16 +33,16 @@ struct Record {
 }
 
 impl Record {
-    fn new(path: PathBuf, md: &std::fs::Metadata) -> Self {
+    fn from_stat(path: PathBuf, st: &rfs::Stat) -> Self {
         Record {
             path,
-            ino: md.ino(),
-            size: md.size(),
-            mtime: (md.mtime(), md.mtime_nsec()),
-            ctime: (md.ctime(), md.ctime_nsec()),
-            mode: md.mode(),
-            uid: md.uid(),
-            gid: md.gid(),
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime, st.st_ctime_nsec as i64),
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
         }
     }
 
@@ -107,13 +108,45 @@ fn index_err<'a>(op: &'static str, path: &'a Path) -> impl Fn(io::Error) -> Snap
     move |source| SnapshotError::Index { op, path: path.to_path_buf(), source }
 }
 
-/// Walks `root` in index order, calling `f` for each record.
+/// Walks `root` in index order (per directory sorted by name, parents first),
+/// calling `f` for each record. `fstatat` relative to an open directory avoids a
+/// full path lookup per file (measured: faster than walkdir's path-based `lstat`).
 fn walk(root: &Path, mut f: impl FnMut(Record) -> Result<(), SnapshotError>) -> Result<(), SnapshotError> {
-    for ent in WalkDir::new(root).min_depth(1).sort_by_file_name() {
-        let err = |source| SnapshotError::Walk { root: root.to_path_buf(), source };
-        let ent = ent.map_err(err)?;
-        let md = ent.metadata().map_err(err)?;
-        f(Record::new(relative(root, ent.path()), &md))?;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let fd = rfs::open(root, flags, Mode::empty()).map_err(|e| walk_err(root, e))?;
+    walk_dir(root, &fd, PathBuf::new(), &mut f)
+}
+
+fn walk_err(path: &Path, e: rustix::io::Errno) -> SnapshotError {
+    SnapshotError::Attr { path: path.to_path_buf(), source: e.into() }
+}
+
+fn walk_dir(
+    root: &Path,
+    dir: &OwnedFd,
+    rel: PathBuf,
+    f: &mut impl FnMut(Record) -> Result<(), SnapshotError>,
+) -> Result<(), SnapshotError> {
+    let mut names = Vec::new();
+    let entries = rfs::Dir::read_from(dir).map_err(|e| walk_err(&root.join(&rel), e))?;
+    for ent in entries {
+        let ent = ent.map_err(|e| walk_err(&root.join(&rel), e))?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(OsStr::from_bytes(n).to_os_string());
+        }
+    }
+    names.sort();
+    for name in names {
+        let path = rel.join(&name);
+        let st = rfs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| walk_err(&root.join(&path), e))?;
+        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        f(Record::from_stat(path.clone(), &st))?;
+        if is_dir {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let sub = rfs::openat(dir, name.as_os_str(), flags, Mode::empty()).map_err(|e| walk_err(&root.join(&path), e))?;
+            walk_dir(root, &sub, path, f)?;
+        }
     }
     Ok(())
 }

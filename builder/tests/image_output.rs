@@ -153,3 +153,29 @@ fn docker_archive_copies_through_skopeo() {
     umoci_unpack(&copy, "v1", &bundle, false);
     assert_same_tree(&src, &bundle.join("rootfs"), Compare::Full);
 }
+
+#[test]
+fn docker_archive_manifest_names_tags_config_and_layers() {
+    let t = tempfile::tempdir().unwrap();
+    let src = source(t.path());
+    let img = build(t.path(), &src, ManifestFormat::Docker, Compression::Gzip { level: 6 });
+    let tags = vec!["registry.example.com/team/app:v1".to_string(), "registry.example.com/team/app:latest".to_string()];
+    let archive = t.path().join("image.tar");
+    write_docker_archive_file(&archive, &img, &tags).unwrap();
+    let mut ar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    let mut names = Vec::new();
+    let mut manifest = None;
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        if name == "manifest.json" {
+            manifest = Some(serde_json::from_reader::<_, serde_json::Value>(&mut e).unwrap());
+        }
+        names.push(name);
+    }
+    let m = manifest.unwrap();
+    assert_eq!(m[0]["RepoTags"], serde_json::json!(tags));
+    assert_eq!(m[0]["Config"], format!("blobs/sha256/{}", img.config.digest().digest()));
+    assert_eq!(m[0]["Layers"][0], format!("blobs/sha256/{}", img.layers[0].descriptor.digest.hex()));
+    assert!(names.contains(&format!("blobs/sha256/{}", img.layers[0].descriptor.digest.hex())));
+}

@@ -150,3 +150,31 @@ fn recorded_owners_devices_and_xattrs_reach_the_layer() {
         ("kept".into(), '0', 33, 44, 0o4755, None, vec![]),
     ]);
 }
+
+#[test]
+fn big_ids_use_pax_and_sockets_are_skipped() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("big"), b"x").unwrap();
+    std::os::unix::fs::chown(t.path().join("big"), Some(3_000_000), Some(3_000_001)).unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(t.path().join("sock")).unwrap();
+    let (_, blob) = write(t.path(), &LayerOptions { compression: Compression::None, ..Default::default() });
+    let mut ar = tar::Archive::new(blob.as_slice());
+    let got: Vec<(String, u64, u64)> = ar
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path().unwrap().display().to_string(), e.header().uid().unwrap(), e.header().gid().unwrap())
+        })
+        .collect();
+    assert_eq!(got.len(), 1, "socket skipped: {got:?}");
+    // Ids above the 7-digit octal limit travel in PAX records, and our unpacker applies them.
+    let text = String::from_utf8_lossy(&blob);
+    assert!(text.contains("uid=3000000\n") && text.contains("gid=3000001\n"), "PAX ids present");
+    let dst = tempfile::tempdir().unwrap();
+    let opts = UnpackOptions { ownership: OwnershipMode::Chown(Default::default()) };
+    unpack_layer(&RootDir::open(dst.path()).unwrap(), Compression::None.codec(), blob.as_slice(), &opts).unwrap();
+    let md = std::fs::metadata(dst.path().join("big")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((md.uid(), md.gid()), (3_000_000, 3_000_001));
+}

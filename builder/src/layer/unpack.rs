@@ -166,6 +166,13 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, rel: &Path) -> Result<Meta,
         for ext in exts {
             let ext = ext.map_err(|e| io_err("read pax", rel, e))?;
             let Ok(key) = ext.key() else { continue };
+            let number = || ext.value().ok().and_then(|v| v.split('.').next()?.parse::<i64>().ok());
+            match (key, number()) {
+                ("uid", Some(v)) => meta.uid = u32::try_from(v).unwrap_or(65534),
+                ("gid", Some(v)) => meta.gid = u32::try_from(v).unwrap_or(65534),
+                ("mtime", Some(v)) => meta.mtime = v,
+                _ => {}
+            }
             let Some(name) = key.strip_prefix("SCHILY.xattr.") else { continue };
             // Never let input forge rbuild's own records or overlayfs internals.
             if name.starts_with(RBUILD_XATTR_PREFIX) || name.contains(".overlay.") {

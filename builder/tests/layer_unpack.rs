@@ -208,6 +208,7 @@ fn rootless_single_id_records_devices_and_owners() {
     h.set_device_minor(3).unwrap();
     h.set_cksum();
     b.append(&h, std::io::empty()).unwrap();
+    b.append(&header("fifo", EntryType::Fifo, 0o600, 0), std::io::empty()).unwrap();
     let mut h = header("f", EntryType::Regular, 0o640, 2);
     h.set_uid(1000);
     h.set_gid(1000);
@@ -233,5 +234,6 @@ fn rootless_single_id_records_devices_and_owners() {
         ("dev/".to_string(), EntryType::Directory, 0, 0o755),
         ("dev/null".to_string(), EntryType::Char, 0, 0o666),
         ("f".to_string(), EntryType::Regular, 1000, 0o640),
+        ("fifo".to_string(), EntryType::Fifo, 0, 0o600),
     ]);
 }

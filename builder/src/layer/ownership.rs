@@ -15,8 +15,8 @@
 //!   writer turns it back into a device entry.
 //! * An xattr that cannot be set (e.g. `security.capability` without
 //!   `CAP_SETFCAP`) is stored as `user.rbuild.x.<name>` ([`fallback_xattr`]).
-//! * Symlinks cannot carry `user.*` xattrs: a symlink's recorded owner is lost and
-//!   it is written with the mapped on-disk owner (root for files the caller owns).
+//! * Symlinks and fifos cannot carry `user.*` xattrs: their recorded owner is lost and
+//!   they are written with the mapped on-disk owner (root for files the caller owns).
 //! * Incoming layers can never set `user.rbuild.*` xattrs (the unpacker drops them).
 
 use std::fmt;

@@ -371,8 +371,12 @@ impl Unpacker<'_> {
                 .map_err(|e| io_err("fchmodat", rel, e))?;
             if self.opts.ownership == OwnershipMode::Record {
                 let rec = OwnerRecord { uid: meta.uid, gid: meta.gid, mode: meta.mode };
-                rfs::lsetxattr(&path, OWNER_XATTR, rec.to_string().as_bytes(), rfs::XattrFlags::empty())
-                    .map_err(|e| io_err("lsetxattr", rel, e))?;
+                // Linux allows user.* xattrs only on files and directories: a fifo or a
+                // device node (created as real root) keeps the caller as owner.
+                match rfs::lsetxattr(&path, OWNER_XATTR, rec.to_string().as_bytes(), rfs::XattrFlags::empty()) {
+                    Ok(()) | Err(Errno::PERM) => {}
+                    Err(e) => return Err(io_err("lsetxattr", rel, e)),
+                }
             }
         }
         for (k, v) in &meta.xattrs {

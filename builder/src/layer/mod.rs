@@ -6,6 +6,15 @@
 //! [`tar_writer`] + [`compress`] turn those into a blob in one pass that yields
 //! both the compressed digest and the diff id. [`ownership`] holds the contract
 //! for ids and device nodes that a rootless process cannot represent on disk.
+//!
+//! Flow for the executor:
+//! 1. `unpack::unpack_layer` each base layer into the stage root (a [`root_path::RootDir`]);
+//! 2. native snapshotter: `snapshot::native::write_index(root, index)` once (index outside
+//!    the root); overlay: the sandbox mounts `userxattr,redirect_dir=off,metacopy=off`;
+//! 3. after a step: `native::diff(root, index)` or `overlay::upper_changes(upper)` gives
+//!    sorted [`LayerEntry`]s; [`write_layer`] streams them into the caller's sink
+//!    (e.g. a temp file of the blob store) and returns a [`LayerDescriptor`];
+//! 4. native only: `NativeDiff::commit()` once the blob is safely stored.
 
 pub mod compress;
 pub mod ownership;

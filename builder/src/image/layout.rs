@@ -1,0 +1,79 @@
+//! OCI image layout directory output (`--oci-layout-path`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::Digest;
+use serde::Serialize;
+
+use super::manifest::AssembledImage;
+use crate::layer::ManifestFormat;
+use super::ImageError;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Index<'a> {
+    schema_version: u32,
+    media_type: &'a str,
+    manifests: Vec<serde_json::Value>,
+}
+
+fn write_err(path: &Path) -> impl Fn(std::io::Error) -> ImageError + '_ {
+    move |source| ImageError::Write { path: path.to_path_buf(), source }
+}
+
+fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs").join(digest.algorithm().as_ref()).join(digest.digest())
+}
+
+/// Writes `bytes` to `path` through a temp file and a rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(write_err(&tmp))?;
+    f.write_all(bytes).map_err(write_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(write_err(path))
+}
+
+/// Places a layer blob: a hardlink when on the same file system, else a copy.
+fn place_blob(src: &Path, dst: &Path) -> Result<(), ImageError> {
+    if dst.exists() {
+        return Ok(());
+    }
+    if std::fs::hard_link(src, dst).is_ok() {
+        return Ok(());
+    }
+    let tmp = dst.with_extension("tmp");
+    std::fs::copy(src, &tmp).map_err(|source| ImageError::Blob { path: src.to_path_buf(), source })?;
+    std::fs::rename(&tmp, dst).map_err(write_err(dst))
+}
+
+/// Writes `image` as an OCI image layout in `dir` (created if missing). `index.json`
+/// lists this one manifest, annotated with `ref_name` (`org.opencontainers.image.ref.name`).
+/// The layout always holds an OCI manifest (skopeo and umoci ignore Docker manifests
+/// in a layout); blobs and config bytes are the same, only the manifest digest differs.
+pub fn write_oci_layout(dir: &Path, image: &AssembledImage, ref_name: Option<&str>) -> Result<(), ImageError> {
+    let image = &image.to_format(ManifestFormat::Oci);
+    let blobs = dir.join("blobs").join("sha256");
+    std::fs::create_dir_all(&blobs).map_err(write_err(&blobs))?;
+    write_atomic(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    for layer in &image.layers {
+        place_blob(&layer.blob, &blob_path(dir, layer.descriptor.digest.digest()))?;
+    }
+    write_atomic(&blob_path(dir, image.config.digest()), &image.config_json)?;
+    write_atomic(&blob_path(dir, image.manifest.digest()), &image.manifest_json)?;
+    let mut desc = serde_json::json!({
+        "mediaType": image.manifest.media_type().to_string(),
+        "digest": image.manifest.digest().to_string(),
+        "size": image.manifest.size(),
+    });
+    if let Some(name) = ref_name {
+        desc["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": name });
+    }
+    let index = Index {
+        schema_version: 2,
+        media_type: "application/vnd.oci.image.index.v1+json",
+        manifests: vec![desc],
+    };
+    let json = serde_json::to_vec(&index).map_err(|source| ImageError::Json { what: "index", source })?;
+    write_atomic(&dir.join("index.json"), &json)
+}

@@ -1,0 +1,4 @@
+//! Subcommands.
+
+pub mod inspect;
+pub mod pull;

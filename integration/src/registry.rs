@@ -145,21 +145,22 @@ impl TestRegistry {
         config
     }
 
-    /// skopeo flags to read (`src`) or write (`dest`) this registry.
-    pub fn skopeo_flags(&self, side: &str) -> Vec<String> {
+    /// skopeo flags to reach this registry; `prefix` is `src-`/`dest-` for `copy`, empty for
+    /// `inspect`.
+    pub fn skopeo_flags(&self, prefix: &str) -> Vec<String> {
         let mut flags = Vec::new();
         match self.variant {
-            Variant::Http => flags.push(format!("--{side}-tls-verify=false")),
+            Variant::Http => flags.push(format!("--{prefix}tls-verify=false")),
             _ => {
                 // skopeo wants a directory of `*.crt` CA files.
                 let certs = self.dir().join("skopeo-certs");
                 std::fs::create_dir_all(&certs).expect("cert dir");
                 std::fs::copy(self.dir().join("ca.pem"), certs.join("ca.crt")).expect("copy ca");
-                flags.push(format!("--{side}-cert-dir={}", certs.display()));
+                flags.push(format!("--{prefix}cert-dir={}", certs.display()));
             }
         }
         if self.variant.needs_auth() {
-            flags.push(format!("--{side}-creds={USER}:{PASSWORD}"));
+            flags.push(format!("--{prefix}creds={USER}:{PASSWORD}"));
         }
         flags
     }

@@ -6,6 +6,8 @@ use rstest::rstest;
 
 use crate::support::{assert_blobs_verified, TestContext};
 
+const SRC: &str = "src-";
+
 /// Lines of the registry's log about requests of `method` to `path_part`.
 fn requests(log: &str, method: &str, path_part: &str) -> usize {
     log.lines()
@@ -47,12 +49,12 @@ async fn push_then_pull_round_trip_checked_by_skopeo(#[case] chunk_size: u64, #[
     // An independent client reads it back identically.
     let src = format!("docker://{}/roundtrip/app:v1", ctx.registry.addr());
     let mut args = vec!["inspect".to_owned(), "--raw".to_owned()];
-    args.extend(ctx.registry.skopeo_flags("src"));
+    args.extend(ctx.registry.skopeo_flags(""));
     args.push(src.clone());
     assert_eq!(ctx.skopeo(&args).stdout, manifest.bytes.to_vec());
     let layout = ctx.dir.path().join("skopeo-oci");
     let mut args = vec!["copy".to_owned()];
-    args.extend(ctx.registry.skopeo_flags("src"));
+    args.extend(ctx.registry.skopeo_flags(SRC));
     args.extend([src, format!("oci:{}:v1", layout.display())]);
     ctx.skopeo(&args);
     let index: serde_json::Value =
@@ -83,7 +85,7 @@ async fn docker_media_types_are_kept_and_present_blobs_skipped() {
     assert_eq!(raw.kind, ManifestKind::DockerManifest);
     assert_eq!(raw.digest, manifest.digest);
     let mut args = vec!["inspect".to_owned()];
-    args.extend(ctx.registry.skopeo_flags("src"));
+    args.extend(ctx.registry.skopeo_flags(""));
     args.push(format!("docker://{repo}:v1"));
     let out: serde_json::Value = serde_json::from_slice(&ctx.skopeo(&args).stdout).unwrap();
     assert_eq!(out["Digest"], manifest.digest.to_string());
@@ -115,7 +117,7 @@ async fn cross_repo_mount_uploads_no_layer_bytes(#[case] variant: Variant) {
     assert_eq!(requests(log, "PUT", "/v2/mounted/app/blobs/uploads/"), 0);
     let pulled = ctx
         .client
-        .pull(&target, &TargetPlatform::host(), &ctx.fresh_store("pulled"))
+        .pull(&target.with_tag("v1"), &TargetPlatform::host(), &ctx.fresh_store("pulled"))
         .await
         .unwrap();
     assert_eq!(pulled.resolved.manifest.digest, ctx.base.busybox);

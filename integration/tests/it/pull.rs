@@ -68,3 +68,38 @@ async fn docker_hub_images_come_from_the_mirror() {
     assert_eq!(pulled.resolved.manifest.digest, ctx.base.busybox);
     assert_blobs_verified(&store, &pulled);
 }
+
+#[tokio::test]
+async fn busybox_fixture_has_a_usable_rootfs() {
+    let Some(ctx) = TestContext::start(Variant::Http).await else { return };
+    let store = ctx.fresh_store("pulled");
+    let pulled = ctx
+        .client
+        .pull(&ctx.registry.reference("busybox"), &TargetPlatform::host(), &store)
+        .await
+        .unwrap();
+    let layer = store.open_blob(pulled.resolved.image.layers()[0].digest()).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(layer));
+    let mut seen = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let mode = entry.header().mode().unwrap();
+        let link = entry.link_name().unwrap().map(|l| l.display().to_string());
+        let mut text = String::new();
+        if path.starts_with("etc/") {
+            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+        }
+        seen.insert(path, (mode, link, text));
+    }
+    for applet in rbuild_integration::images::APPLETS {
+        assert_eq!(seen[&format!("bin/{applet}")].1.as_deref(), Some("busybox"), "{applet}");
+    }
+    assert_eq!(seen["bin/busybox"].0 & 0o111, 0o111);
+    assert_eq!(seen["tmp"].0, 0o1777);
+    let passwd = &seen["etc/passwd"].2;
+    for user in ["root:x:0:0:", "nobody:x:65534:", "user:x:1000:1000:"] {
+        assert!(passwd.contains(user), "{user} missing from {passwd}");
+    }
+    assert!(seen["etc/group"].2.contains("root:x:0:"));
+}

@@ -164,9 +164,9 @@ pub enum RegistryError {
         /// Where it came from.
         reference: String,
         /// Expected.
-        expected: Digest,
+        expected: Box<Digest>,
         /// Actual.
-        actual: Digest,
+        actual: Box<Digest>,
     },
     /// No manifest in the index matches the wanted platform.
     #[error("{reference} has no image for platform {platform} (available: {available})")]

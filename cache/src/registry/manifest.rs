@@ -89,9 +89,9 @@ pub struct RawManifest {
 #[derive(Debug, Clone)]
 pub enum Manifest {
     /// An image manifest (OCI or Docker schema2; the shapes agree).
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     /// An index (OCI index or Docker manifest list).
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 impl RawManifest {
@@ -113,9 +113,9 @@ impl RawManifest {
             source,
         };
         if self.kind.is_index() {
-            serde_json::from_slice(&self.bytes).map(Manifest::Index).map_err(err)
+            serde_json::from_slice(&self.bytes).map(|i| Manifest::Index(Box::new(i))).map_err(err)
         } else {
-            serde_json::from_slice(&self.bytes).map(Manifest::Image).map_err(err)
+            serde_json::from_slice(&self.bytes).map(|m| Manifest::Image(Box::new(m))).map_err(err)
         }
     }
 }
@@ -184,8 +184,8 @@ pub async fn get_manifest(
             return Err(RegistryError::DigestMismatch {
                 what: "manifest",
                 reference: reference.to_string(),
-                expected: expected.clone(),
-                actual: raw.digest,
+                expected: Box::new(expected.clone()),
+                actual: Box::new(raw.digest),
             });
         }
     }
@@ -226,8 +226,8 @@ pub async fn put_manifest(
         return Err(RegistryError::DigestMismatch {
             what: "pushed manifest",
             reference: format!("{}/{repository}:{tag_or_digest}", endpoint.name),
-            expected: manifest.digest.clone(),
-            actual: confirmed,
+            expected: Box::new(manifest.digest.clone()),
+            actual: Box::new(confirmed),
         });
     }
     tracing::info!(registry = %endpoint.name, repository, tag = tag_or_digest, digest = %manifest.digest, "manifest pushed");

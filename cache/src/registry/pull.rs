@@ -177,8 +177,8 @@ impl RegistryClient {
             return Err(RegistryError::DigestMismatch {
                 what: "config",
                 reference: resolved.reference.to_string(),
-                expected: descriptor.digest().clone(),
-                actual,
+                expected: Box::new(descriptor.digest().clone()),
+                actual: Box::new(actual),
             });
         }
         Ok(bytes.to_vec())
@@ -270,7 +270,7 @@ impl RegistryClient {
 
 fn image_of(raw: &RawManifest, reference: &Reference) -> Result<ImageManifest, RegistryError> {
     match raw.parse(reference)? {
-        Manifest::Image(image) => Ok(image),
+        Manifest::Image(image) => Ok(*image),
         Manifest::Index(_) => Err(RegistryError::UnsupportedMediaType {
             reference: reference.to_string(),
             media_type: format!("{} (nested index)", raw.kind.media_type()),

@@ -114,17 +114,22 @@ async fn upload_session(
     plan: &UploadPlan<'_>,
     blob: BlobUpload<'_>,
 ) -> Result<BlobPush, RegistryError> {
+    let sources: Vec<&String> = plan
+        .mount_from
+        .iter()
+        .filter(|s| s.as_str() != plan.repository)
+        .collect();
     let mut location = None;
-    for source in plan.mount_from.iter().filter(|s| s.as_str() != plan.repository) {
+    for (i, source) in sources.iter().enumerate() {
         match try_mount(transport, plan, blob.digest, source).await? {
             MountAnswer::Mounted => {
                 tracing::info!(digest = %blob.digest, from = %source, "blob mounted");
                 return Ok(BlobPush::Mounted);
             }
-            MountAnswer::Session(url) => {
-                location = Some(url);
-                break;
-            }
+            // Not in that repository: the registry opened an ordinary session instead. Use it
+            // if this was the last candidate, else cancel it and try the next one.
+            MountAnswer::Session(url) if i + 1 == sources.len() => location = Some(url),
+            MountAnswer::Session(url) => cancel_session(transport, plan, url).await,
         }
     }
     let location = match location {
@@ -163,6 +168,14 @@ async fn try_mount(
         StatusCode::CREATED => Ok(MountAnswer::Mounted),
         StatusCode::ACCEPTED => Ok(MountAnswer::Session(location(&call, &response)?)),
         _ => Err(call.status_error(response).await),
+    }
+}
+
+/// Best-effort `DELETE` of an unused upload session (the registry expires it anyway).
+async fn cancel_session(transport: &Transport, plan: &UploadPlan<'_>, url: Url) {
+    let call = plan.call(Operation::StartUpload, Method::DELETE, url);
+    if let Err(e) = transport.send(&call).await {
+        tracing::debug!(error = %e, "cancelling an unused upload session failed");
     }
 }
 

@@ -1,8 +1,8 @@
 //! The OCI types the workspace shares, re-exported from `oci-spec` in one place.
 
 pub use oci_spec::image::{
-    Arch, Descriptor, DescriptorBuilder, Digest, DigestAlgorithm, ImageConfiguration,
-    ImageIndex, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, Os, Platform,
+    Arch, Descriptor, DescriptorBuilder, Digest, DigestAlgorithm, ImageConfiguration, ImageIndex,
+    ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, Os, Platform,
     PlatformBuilder, Sha256Digest,
 };
 

@@ -131,13 +131,12 @@ impl FromStr for Reference {
     type Err = ReferenceError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let parsed =
-            oci_spec::distribution::Reference::from_str(input).map_err(|source| {
-                ReferenceError::Invalid {
-                    input: input.to_owned(),
-                    source,
-                }
-            })?;
+        let parsed = oci_spec::distribution::Reference::from_str(input).map_err(|source| {
+            ReferenceError::Invalid {
+                input: input.to_owned(),
+                source,
+            }
+        })?;
         let digest = parsed
             .digest()
             .map(Digest::from_str)
@@ -180,12 +179,36 @@ mod tests {
     #[case("busybox", "docker.io", "library/busybox", Some("latest"), false)]
     #[case("busybox:1.36", "docker.io", "library/busybox", Some("1.36"), false)]
     #[case("user/app", "docker.io", "user/app", Some("latest"), false)]
-    #[case("docker.io/busybox", "docker.io", "library/busybox", Some("latest"), false)]
-    #[case("index.docker.io/library/busybox", "docker.io", "library/busybox", Some("latest"), false)]
+    #[case(
+        "docker.io/busybox",
+        "docker.io",
+        "library/busybox",
+        Some("latest"),
+        false
+    )]
+    #[case(
+        "index.docker.io/library/busybox",
+        "docker.io",
+        "library/busybox",
+        Some("latest"),
+        false
+    )]
     #[case("localhost/app", "localhost", "app", Some("latest"), false)]
     #[case("localhost:5000/app:v1", "localhost:5000", "app", Some("v1"), false)]
-    #[case("127.0.0.1:41234/a/b/c:t", "127.0.0.1:41234", "a/b/c", Some("t"), false)]
-    #[case("reg.example.com/team/app", "reg.example.com", "team/app", Some("latest"), false)]
+    #[case(
+        "127.0.0.1:41234/a/b/c:t",
+        "127.0.0.1:41234",
+        "a/b/c",
+        Some("t"),
+        false
+    )]
+    #[case(
+        "reg.example.com/team/app",
+        "reg.example.com",
+        "team/app",
+        Some("latest"),
+        false
+    )]
     #[case(&format!("busybox@{D}"), "docker.io", "library/busybox", None, true)]
     #[case(&format!("r.io:443/x:v2@{D}"), "r.io:443", "x", Some("v2"), true)]
     fn normalises_like_docker(

@@ -235,12 +235,10 @@ impl BlobWriter {
         let target = self.store.path(&actual);
         // `persist` is a rename(2) in the same directory: atomic, and replacing an identical
         // blob written concurrently by another process is harmless.
-        self.file
-            .persist(&target)
-            .map_err(|e| StoreError::Io {
-                path: target.clone(),
-                source: e.error,
-            })?;
+        self.file.persist(&target).map_err(|e| StoreError::Io {
+            path: target.clone(),
+            source: e.error,
+        })?;
         tracing::debug!(digest = %actual, size = self.written, "blob committed");
         Ok(StoredBlob {
             digest: actual,
@@ -303,7 +301,9 @@ mod tests {
             w.commit(None, Some(3)),
             Err(StoreError::SizeMismatch { .. })
         ));
-        let left = fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count();
+        let left = fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .count();
         assert_eq!(left, 0, "temp files are removed on failure");
     }
 

@@ -133,7 +133,11 @@ pub fn write_image(
 ) -> io::Result<RawManifest> {
     let (config_type, layer_type, kind) = match flavor {
         Flavor::Oci => (OCI_CONFIG, OCI_LAYER_GZIP, ManifestKind::OciManifest),
-        Flavor::Docker => (DOCKER_CONFIG, DOCKER_LAYER_GZIP, ManifestKind::DockerManifest),
+        Flavor::Docker => (
+            DOCKER_CONFIG,
+            DOCKER_LAYER_GZIP,
+            ManifestKind::DockerManifest,
+        ),
     };
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
     let mut config = json!({
@@ -211,27 +215,55 @@ pub async fn push_base_images(
     let layer = busybox_layer(store, Path::new("/bin/busybox"))?;
     let busybox = write_image(store, Flavor::Oci, &host_arch, None, &[layer])?;
     for repo in ["busybox", "library/busybox"] {
-        push(client, store, &format!("{registry}/{repo}"), &["latest"], &busybox).await?;
+        push(
+            client,
+            store,
+            &format!("{registry}/{repo}"),
+            &["latest"],
+            &busybox,
+        )
+        .await?;
     }
     let mut children = Vec::new();
     let mut entries = Vec::new();
     for (arch, variant) in [("amd64", None), ("arm64", Some("v8"))] {
-        let marker = format!("linux/{arch}{}\n", variant.map(|v| format!("/{v}")).unwrap_or_default());
+        let marker = format!(
+            "linux/{arch}{}\n",
+            variant.map(|v| format!("/{v}")).unwrap_or_default()
+        );
         let layer = write_layer(store, &[Entry::File("platform", marker.as_bytes(), 0o644)])?;
         let manifest = write_image(store, Flavor::Oci, arch, variant, &[layer])?;
-        push(client, store, &format!("{registry}/multiarch"), &[], &manifest).await?;
+        push(
+            client,
+            store,
+            &format!("{registry}/multiarch"),
+            &[],
+            &manifest,
+        )
+        .await?;
         let mut platform = json!({"os": "linux", "architecture": arch});
         if let Some(v) = variant {
             platform["variant"] = json!(v);
         }
-        entries.push(json!({"mediaType": OCI_MANIFEST, "digest": manifest.digest.to_string(),
-            "size": manifest.bytes.len(), "platform": platform}));
+        entries.push(
+            json!({"mediaType": OCI_MANIFEST, "digest": manifest.digest.to_string(),
+            "size": manifest.bytes.len(), "platform": platform}),
+        );
         children.push(manifest.digest.clone());
     }
-    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))?;
+    let index = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}),
+    )?;
     store.put_bytes(&index)?;
     let index = RawManifest::new(index, ManifestKind::OciIndex);
-    push(client, store, &format!("{registry}/multiarch"), &["latest"], &index).await?;
+    push(
+        client,
+        store,
+        &format!("{registry}/multiarch"),
+        &["latest"],
+        &index,
+    )
+    .await?;
     let [amd64, arm64]: [Digest; 2] = children
         .try_into()
         .map_err(|_| "two platform manifests expected")?;

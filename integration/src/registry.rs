@@ -121,7 +121,9 @@ impl TestRegistry {
 
     /// `ADDR/repo[:tag]` parsed.
     pub fn reference(&self, repo_and_tag: &str) -> Reference {
-        format!("{}/{repo_and_tag}", self.addr).parse().expect("valid test reference")
+        format!("{}/{repo_and_tag}", self.addr)
+            .parse()
+            .expect("valid test reference")
     }
 
     /// A client config that reaches this registry (scheme, CA, credentials) with quick retries.

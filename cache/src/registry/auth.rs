@@ -270,7 +270,11 @@ impl CredentialStore {
         }
     }
 
-    async fn run_helper(&self, name: &str, registry: &str) -> Result<Option<Credential>, AuthError> {
+    async fn run_helper(
+        &self,
+        name: &str,
+        registry: &str,
+    ) -> Result<Option<Credential>, AuthError> {
         let helper = format!("docker-credential-{name}");
         let mut cmd = tokio::process::Command::new(&helper);
         cmd.arg("get")
@@ -417,7 +421,11 @@ fn parse_params(input: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let mut rest = input.trim();
     while let Some((key, after)) = rest.split_once('=') {
-        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         let after = after.trim_start();
         let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
             match quoted.find('"') {

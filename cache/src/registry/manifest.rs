@@ -113,9 +113,13 @@ impl RawManifest {
             source,
         };
         if self.kind.is_index() {
-            serde_json::from_slice(&self.bytes).map(|i| Manifest::Index(Box::new(i))).map_err(err)
+            serde_json::from_slice(&self.bytes)
+                .map(|i| Manifest::Index(Box::new(i)))
+                .map_err(err)
         } else {
-            serde_json::from_slice(&self.bytes).map(|m| Manifest::Image(Box::new(m))).map_err(err)
+            serde_json::from_slice(&self.bytes)
+                .map(|m| Manifest::Image(Box::new(m)))
+                .map_err(err)
         }
     }
 }
@@ -153,9 +157,27 @@ pub async fn get_manifest(
     reference: &Reference,
 ) -> Result<RawManifest, RegistryError> {
     let repo = reference.repository();
-    let url = manifest_url(endpoint, repo, &reference.manifest_ref(), Operation::GetManifest)?;
-    let mut call = Call::new(endpoint, repo, Operation::GetManifest, Method::GET, url, &[pull_scope(repo)]);
-    let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST].join(", ");
+    let url = manifest_url(
+        endpoint,
+        repo,
+        &reference.manifest_ref(),
+        Operation::GetManifest,
+    )?;
+    let mut call = Call::new(
+        endpoint,
+        repo,
+        Operation::GetManifest,
+        Method::GET,
+        url,
+        &[pull_scope(repo)],
+    );
+    let accept = [
+        OCI_INDEX,
+        OCI_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+        DOCKER_MANIFEST,
+    ]
+    .join(", ");
     call.headers.push((ACCEPT.as_str(), accept));
     let response = transport.send(&call).await?;
     if !response.status().is_success() {
@@ -241,7 +263,10 @@ mod tests {
 
     #[rstest]
     #[case(OCI_MANIFEST, Some(ManifestKind::OciManifest))]
-    #[case("application/vnd.oci.image.index.v1+json; charset=utf-8", Some(ManifestKind::OciIndex))]
+    #[case(
+        "application/vnd.oci.image.index.v1+json; charset=utf-8",
+        Some(ManifestKind::OciIndex)
+    )]
     #[case(DOCKER_MANIFEST, Some(ManifestKind::DockerManifest))]
     #[case(DOCKER_MANIFEST_LIST, Some(ManifestKind::DockerManifestList))]
     #[case("application/json", None)]
@@ -250,7 +275,10 @@ mod tests {
     }
 
     #[rstest]
-    #[case(r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#, ManifestKind::DockerManifest)]
+    #[case(
+        r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#,
+        ManifestKind::DockerManifest
+    )]
     #[case(r#"{"schemaVersion":2,"manifests":[]}"#, ManifestKind::OciIndex)]
     #[case(r#"{"schemaVersion":2,"layers":[]}"#, ManifestKind::OciManifest)]
     fn sniffs_documents(#[case] doc: &str, #[case] kind: ManifestKind) {

@@ -160,12 +160,22 @@ impl RegistryClient {
                 reason: "repository does not form a valid url",
             })?;
         let scopes = [pull_scope(repository)];
-        let call = Call::new(endpoint, repository, Operation::GetBlob, Method::GET, url, &scopes);
+        let call = Call::new(
+            endpoint,
+            repository,
+            Operation::GetBlob,
+            Method::GET,
+            url,
+            &scopes,
+        );
         let response = self.transport().send(&call).await?;
         if !response.status().is_success() {
             return Err(call.status_error(response).await);
         }
-        if response.content_length().is_some_and(|len| len > descriptor.size()) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > descriptor.size())
+        {
             return Err(call.invalid("config is larger than its descriptor says"));
         }
         let bytes = response
@@ -204,7 +214,10 @@ impl RegistryClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.download(endpoint, repository, digest, size, store).await {
+            match self
+                .download(endpoint, repository, digest, size, store)
+                .await
+            {
                 Err(e) if e.is_retryable() && attempt <= retry.retries => {
                     tokio::time::sleep(retry.delay(attempt)).await;
                 }
@@ -230,7 +243,14 @@ impl RegistryClient {
                 reason: "repository does not form a valid url",
             })?;
         let scopes = [pull_scope(repository)];
-        let call = Call::new(endpoint, repository, Operation::GetBlob, Method::GET, url, &scopes);
+        let call = Call::new(
+            endpoint,
+            repository,
+            Operation::GetBlob,
+            Method::GET,
+            url,
+            &scopes,
+        );
         let response = self.transport().send(&call).await?;
         if !response.status().is_success() {
             return Err(call.status_error(response).await);

@@ -23,7 +23,10 @@ pub struct ImageToPush {
 
 impl ImageToPush {
     /// Take the blob list from an image manifest (config + layers).
-    pub fn from_manifest(manifest: RawManifest, reference: &Reference) -> Result<Self, RegistryError> {
+    pub fn from_manifest(
+        manifest: RawManifest,
+        reference: &Reference,
+    ) -> Result<Self, RegistryError> {
         let blobs = match manifest.parse(reference)? {
             Manifest::Image(image) => std::iter::once(image.config())
                 .chain(image.layers())
@@ -116,7 +119,14 @@ impl RegistryClient {
             tags.to_vec()
         };
         for tag in &refs {
-            put_manifest(self.transport(), &endpoint, repository, tag, &image.manifest).await?;
+            put_manifest(
+                self.transport(),
+                &endpoint,
+                repository,
+                tag,
+                &image.manifest,
+            )
+            .await?;
         }
         Ok(PushReport {
             digest: image.manifest.digest.clone(),
@@ -125,13 +135,20 @@ impl RegistryClient {
     }
 
     /// Fetch the raw manifest `reference` names (tag or digest), without platform selection.
-    pub async fn get_raw_manifest(&self, reference: &Reference) -> Result<RawManifest, RegistryError> {
+    pub async fn get_raw_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<RawManifest, RegistryError> {
         let endpoint = self.endpoint(reference.registry());
         crate::registry::manifest::get_manifest(self.transport(), &endpoint, reference).await
     }
 
     /// Check that `reference`'s repository holds blob `digest`.
-    pub async fn blob_exists(&self, reference: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
+    pub async fn blob_exists(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
         let endpoint = self.endpoint(reference.registry());
         let scopes = [pull_scope(reference.repository())];
         let plan = UploadPlan {

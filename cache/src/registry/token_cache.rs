@@ -119,14 +119,20 @@ mod tests {
     #[tokio::test]
     async fn scope_order_does_not_matter_and_registries_are_separate() {
         let cache = TokenCache::default();
-        let scopes = vec!["repository:a:pull".to_owned(), "repository:b:push".to_owned()];
+        let scopes = vec![
+            "repository:a:pull".to_owned(),
+            "repository:b:push".to_owned(),
+        ];
         let reversed: Vec<String> = scopes.iter().rev().cloned().collect();
         cache
             .insert(TokenKey::new("r1", &scopes), Secret::new("t"), Some(300))
             .await;
         assert!(cache.get(&TokenKey::new("r1", &reversed)).await.is_some());
         assert!(cache.get(&TokenKey::new("r2", &scopes)).await.is_none());
-        assert!(cache.get(&TokenKey::new("r1", &scopes[..1])).await.is_none());
+        assert!(cache
+            .get(&TokenKey::new("r1", &scopes[..1]))
+            .await
+            .is_none());
     }
 
     #[tokio::test]
@@ -134,9 +140,13 @@ mod tests {
         let cache = TokenCache::default();
         let key = TokenKey::new("r", &["s".to_owned()]);
         // Expires in 5 s: inside the safety margin, so never served.
-        cache.insert(key.clone(), Secret::new(jwt(now() + 5)), Some(3600)).await;
+        cache
+            .insert(key.clone(), Secret::new(jwt(now() + 5)), Some(3600))
+            .await;
         assert!(cache.get(&key).await.is_none());
-        cache.insert(key.clone(), Secret::new(jwt(now() + 600)), Some(1)).await;
+        cache
+            .insert(key.clone(), Secret::new(jwt(now() + 600)), Some(1))
+            .await;
         assert!(cache.get(&key).await.is_some());
         cache.invalidate(&key).await;
         assert!(cache.get(&key).await.is_none());
@@ -146,7 +156,9 @@ mod tests {
     async fn opaque_tokens_use_expires_in() {
         let cache = TokenCache::default();
         let key = TokenKey::new("r", &[]);
-        cache.insert(key.clone(), Secret::new("opaque"), Some(3)).await;
+        cache
+            .insert(key.clone(), Secret::new("opaque"), Some(3))
+            .await;
         assert!(cache.get(&key).await.is_none());
         cache.insert(key.clone(), Secret::new("opaque"), None).await;
         assert!(cache.get(&key).await.is_some());

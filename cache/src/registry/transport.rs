@@ -107,7 +107,14 @@ pub struct Call {
 
 impl Call {
     /// A retryable call without body or extra headers.
-    pub fn new(endpoint: &Endpoint, repository: &str, operation: Operation, method: Method, url: Url, scopes: &[String]) -> Self {
+    pub fn new(
+        endpoint: &Endpoint,
+        repository: &str,
+        operation: Operation,
+        method: Method,
+        url: Url,
+        scopes: &[String],
+    ) -> Self {
         Self {
             endpoint: endpoint.clone(),
             repository: repository.to_owned(),
@@ -225,8 +232,11 @@ impl Transport {
                             continue;
                         }
                     }
-                    if may_retry && (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()) {
-                        let delay = retry_after(&response).unwrap_or_else(|| self.retry.delay(attempt));
+                    if may_retry
+                        && (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
+                    {
+                        let delay =
+                            retry_after(&response).unwrap_or_else(|| self.retry.delay(attempt));
                         tracing::warn!(registry = %call.endpoint.name, operation = %call.operation, status = status.as_u16(), attempt, ?delay, "registry busy, retrying");
                         tokio::time::sleep(delay.min(self.retry.max_delay)).await;
                         continue;
@@ -260,7 +270,12 @@ impl Transport {
     }
 
     async fn authorization(&self, call: &Call) -> Result<Option<String>, RegistryError> {
-        let challenge = self.challenges.lock().await.get(&call.endpoint.host).cloned();
+        let challenge = self
+            .challenges
+            .lock()
+            .await
+            .get(&call.endpoint.host)
+            .cloned();
         match challenge {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self
@@ -268,7 +283,11 @@ impl Transport {
                 .lookup(&call.endpoint.name)
                 .await?
                 .and_then(|c| c.basic_header())),
-            Some(Challenge::Bearer { realm, service, scope }) => {
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
                 let mut scopes = call.scopes.clone();
                 if scopes.is_empty() {
                     scopes.extend(scope);
@@ -277,8 +296,9 @@ impl Transport {
                 if let Some(token) = self.tokens.get(&key).await {
                     return Ok(Some(format!("Bearer {}", token.expose())));
                 }
-                let (token, expires_in) =
-                    self.fetch_token(call, &realm, service.as_deref(), &scopes).await?;
+                let (token, expires_in) = self
+                    .fetch_token(call, &realm, service.as_deref(), &scopes)
+                    .await?;
                 let header = format!("Bearer {}", token.expose());
                 self.tokens.insert(key, token, expires_in).await;
                 Ok(Some(header))
@@ -297,7 +317,8 @@ impl Transport {
             operation: Operation::Token,
             ..call.clone()
         };
-        let mut url = Url::parse(realm).map_err(|_| token_call.invalid("token realm is not a url"))?;
+        let mut url =
+            Url::parse(realm).map_err(|_| token_call.invalid("token realm is not a url"))?;
         let credential = self.credentials.lookup(&call.endpoint.name).await?;
         let request = match &credential {
             Some(Credential::IdentityToken(refresh)) => {
@@ -333,13 +354,16 @@ impl Transport {
                 }
             }
         };
-        let response = request.send().await.map_err(|source| RegistryError::Unreachable {
-            registry: call.endpoint.name.clone(),
-            repository: call.repository.clone(),
-            operation: Operation::Token,
-            attempts: 1,
-            source,
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| RegistryError::Unreachable {
+                registry: call.endpoint.name.clone(),
+                repository: call.repository.clone(),
+                operation: Operation::Token,
+                attempts: 1,
+                source,
+            })?;
         if !response.status().is_success() {
             return Err(token_call.status_error(response).await);
         }
@@ -380,7 +404,8 @@ impl Transport {
                 };
                 let mut file = tokio::fs::File::open(path).await.map_err(io_err)?;
                 file.seek(SeekFrom::Start(*offset)).await.map_err(io_err)?;
-                let stream = tokio_util::io::ReaderStream::with_capacity(file.take(*len), STREAM_BUFFER);
+                let stream =
+                    tokio_util::io::ReaderStream::with_capacity(file.take(*len), STREAM_BUFFER);
                 builder
                     .header(CONTENT_LENGTH, *len)
                     .body(reqwest::Body::wrap_stream(stream))
@@ -392,7 +417,14 @@ impl Transport {
 
 /// `Retry-After` in seconds, if the registry sent one.
 fn retry_after(response: &Response) -> Option<Duration> {
-    let secs: u64 = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let secs: u64 = response
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(secs))
 }
 
@@ -410,7 +442,10 @@ mod tests {
         for attempt in 1..=8u32 {
             let nominal = (100u64 << (attempt - 1).min(20)).min(1000) as f64;
             let d = p.delay(attempt).as_millis() as f64;
-            assert!(d >= nominal * 0.5 - 1.0 && d <= nominal * 1.5 + 1.0, "{attempt}: {d}");
+            assert!(
+                d >= nominal * 0.5 - 1.0 && d <= nominal * 1.5 + 1.0,
+                "{attempt}: {d}"
+            );
         }
     }
 

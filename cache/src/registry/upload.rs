@@ -54,7 +54,14 @@ pub struct UploadPlan<'a> {
 
 impl UploadPlan<'_> {
     fn call(&self, operation: Operation, method: Method, url: Url) -> Call {
-        Call::new(self.endpoint, self.repository, operation, method, url, self.scopes)
+        Call::new(
+            self.endpoint,
+            self.repository,
+            operation,
+            method,
+            url,
+            self.scopes,
+        )
     }
 
     fn url(&self, path: &str, operation: Operation) -> Result<Url, RegistryError> {
@@ -227,7 +234,8 @@ async fn finish(
     blob: BlobUpload<'_>,
     mut url: Url,
 ) -> Result<(), RegistryError> {
-    url.query_pairs_mut().append_pair("digest", blob.digest.as_ref());
+    url.query_pairs_mut()
+        .append_pair("digest", blob.digest.as_ref());
     let mut call = plan.call(Operation::FinishUpload, Method::PUT, url);
     call.retryable = false;
     if blob.size <= plan.chunk_size {

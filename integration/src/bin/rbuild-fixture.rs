@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use rbuild_cache::reference::Reference;
-use rbuild_cache::registry::{AuthConfig, ImageToPush, ManifestKind, RawManifest, RegistryClient, RegistryConfig};
+use rbuild_cache::registry::{
+    AuthConfig, ImageToPush, ManifestKind, RawManifest, RegistryClient, RegistryConfig,
+};
 use rbuild_cache::store::BlobStore;
 use rbuild_integration::images::{write_image, write_layer, Entry, Flavor};
 
@@ -70,7 +72,9 @@ async fn push_layout(dir: &Path, target: &str, ca: Option<PathBuf>) -> Result<()
     let image = ImageToPush::from_manifest(manifest, &target)?;
     let client = client_for(target.registry(), ca)?;
     let tags: Vec<String> = target.tag().map(str::to_owned).into_iter().collect();
-    let report = client.push_image(&store, &target, &tags, &image, &[]).await?;
+    let report = client
+        .push_image(&store, &target, &tags, &image, &[])
+        .await?;
     println!("{}", report.digest);
     Ok(())
 }

@@ -49,7 +49,10 @@ impl TestContext {
 
     /// Run skopeo with `args`; panics with its stderr on failure.
     pub fn skopeo(&self, args: &[String]) -> Output {
-        let out = Command::new("skopeo").args(args).output().expect("run skopeo");
+        let out = Command::new("skopeo")
+            .args(args)
+            .output()
+            .expect("run skopeo");
         assert!(
             out.status.success(),
             "skopeo {args:?} failed: {}",

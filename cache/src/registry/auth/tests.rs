@@ -9,7 +9,10 @@ fn basic(u: &str, p: &str) -> Option<Credential> {
     })
 }
 
-fn store_with(config_json: &str, helper_path: Option<OsString>) -> (tempfile::TempDir, CredentialStore) {
+fn store_with(
+    config_json: &str,
+    helper_path: Option<OsString>,
+) -> (tempfile::TempDir, CredentialStore) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.json"), config_json).unwrap();
     let store = CredentialStore::load(AuthConfig {
@@ -25,16 +28,48 @@ fn store_with(config_json: &str, helper_path: Option<OsString>) -> (tempfile::Te
 const ALICE: &str = "YWxpY2U6czNjcmV0";
 
 #[rstest]
-#[case(r#"{"auths":{"reg.io":{"auth":"YWxpY2U6czNjcmV0"}}}"#, "reg.io", basic("alice", "s3cret"))]
-#[case(r#"{"auths":{"https://reg.io/v2/":{"auth":"YWxpY2U6czNjcmV0"}}}"#, "reg.io", basic("alice", "s3cret"))]
-#[case(r#"{"auths":{"reg.io":{"username":"bob","password":"pw"}}}"#, "reg.io", basic("bob", "pw"))]
-#[case(r#"{"auths":{"https://index.docker.io/v1/":{"auth":"YWxpY2U6czNjcmV0"}}}"#, "docker.io", basic("alice", "s3cret"))]
-#[case(r#"{"auths":{"reg.io":{"identitytoken":"refresh"}}}"#, "reg.io", Some(Credential::IdentityToken(Secret::new("refresh"))))]
-#[case(r#"{"auths":{"reg.io":{"auth":"YWxpY2U6czNjcmV0"}}}"#, "other.io", None)]
-#[case(r#"{"auths":{"localhost:5000":{"auth":"YWxpY2U6czNjcmV0"}}}"#, "localhost:5000", basic("alice", "s3cret"))]
+#[case(
+    r#"{"auths":{"reg.io":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
+    "reg.io",
+    basic("alice", "s3cret")
+)]
+#[case(
+    r#"{"auths":{"https://reg.io/v2/":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
+    "reg.io",
+    basic("alice", "s3cret")
+)]
+#[case(
+    r#"{"auths":{"reg.io":{"username":"bob","password":"pw"}}}"#,
+    "reg.io",
+    basic("bob", "pw")
+)]
+#[case(
+    r#"{"auths":{"https://index.docker.io/v1/":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
+    "docker.io",
+    basic("alice", "s3cret")
+)]
+#[case(
+    r#"{"auths":{"reg.io":{"identitytoken":"refresh"}}}"#,
+    "reg.io",
+    Some(Credential::IdentityToken(Secret::new("refresh")))
+)]
+#[case(
+    r#"{"auths":{"reg.io":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
+    "other.io",
+    None
+)]
+#[case(
+    r#"{"auths":{"localhost:5000":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
+    "localhost:5000",
+    basic("alice", "s3cret")
+)]
 #[case(r#"{}"#, "reg.io", None)]
 #[tokio::test]
-async fn reads_auths(#[case] json: &str, #[case] registry: &str, #[case] expected: Option<Credential>) {
+async fn reads_auths(
+    #[case] json: &str,
+    #[case] registry: &str,
+    #[case] expected: Option<Credential>,
+) {
     let _ = ALICE;
     let (_dir, store) = store_with(json, None);
     assert_eq!(store.lookup(registry).await.unwrap(), expected);
@@ -66,7 +101,10 @@ async fn runs_credential_helpers(#[case] json: &str) {
          printf '{\"ServerURL\":\"%s\",\"Username\":\"helper-%s\",\"Secret\":\"pw\"}' \"$server\" \"$server\"\n",
     );
     let (_dir, store) = store_with(json, Some(helpers.path().as_os_str().to_owned()));
-    assert_eq!(store.lookup("reg.io").await.unwrap(), basic("helper-reg.io", "pw"));
+    assert_eq!(
+        store.lookup("reg.io").await.unwrap(),
+        basic("helper-reg.io", "pw")
+    );
 }
 
 #[tokio::test]
@@ -118,7 +156,10 @@ fn secrets_are_redacted() {
     assert!(!format!("{c:?}").contains("hunter2"));
     assert_eq!(
         c.basic_header().unwrap(),
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:hunter2"))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:hunter2")
+        )
     );
 }
 
@@ -127,7 +168,11 @@ fn secrets_are_redacted() {
 #[case(None, Some("/home/u"), Some("/home/u/.docker"))]
 #[case(Some(""), Some("/home/u"), Some("/home/u/.docker"))]
 #[case(None, None, None)]
-fn config_dir_precedence(#[case] env: Option<&str>, #[case] home: Option<&str>, #[case] want: Option<&str>) {
+fn config_dir_precedence(
+    #[case] env: Option<&str>,
+    #[case] home: Option<&str>,
+    #[case] want: Option<&str>,
+) {
     assert_eq!(
         AuthConfig::default_config_dir(env.map(OsString::from), home.map(PathBuf::from)),
         want.map(PathBuf::from)

@@ -1,5 +1,7 @@
 //! Command-line syntax only (clap structs); [`crate::settings`] turns it into library options.
 
+use crate::commands::inspect::InspectArgs;
+use crate::commands::pull::PullArgs;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -18,6 +20,10 @@ pub struct Cli {
 pub enum Command {
     /// Print the resolved build plan (stages, expanded instructions, dependencies) as JSON.
     Plan(PlanArgs),
+    /// Download an image into an OCI layout directory.
+    Pull(PullArgs),
+    /// Print an image's manifest and config as JSON.
+    Inspect(InspectArgs),
 }
 
 /// What selects and parameterises a Dockerfile; shared by `plan` and `build`.

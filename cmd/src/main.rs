@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod registry_args;
 mod settings;
 
 use clap::Parser;
@@ -20,6 +21,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match &cli.command {
         Command::Plan(args) => commands::plan::run(args),
+        Command::Pull(args) => commands::pull::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

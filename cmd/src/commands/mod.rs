@@ -1,3 +1,5 @@
 //! One module per subcommand.
 
+pub mod inspect;
 pub mod plan;
+pub mod pull;

@@ -1,1 +1,17 @@
-//! End-to-end tests.
+//! End-to-end tests against a real registry process (Debian's `docker-registry`), checked with
+//! an independent client (skopeo) where it matters. One test binary; modules:
+//!
+//! - `support`: `TestContext` (registry + client + blob store + base images, the rbuild binary)
+//! - `pull`: by tag, by digest, platform selection from an index, Docker Hub mirror
+//! - `push`: round trip read back by skopeo, chunked uploads, Docker media types, skipped and
+//!   cross-repository-mounted blobs
+//! - `auth`: every registry variant, wrong password, identity token, TLS trust
+//! - `failures`: registry down, unknown manifest and repository
+//! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
+
+mod auth;
+mod cli;
+mod failures;
+mod pull;
+mod push;
+mod support;

@@ -1,0 +1,188 @@
+//! The registry client (OCI distribution spec v1.1), split by concern: [`auth`] (credentials),
+//! [`token_cache`], [`transport`] (HTTP, retries, challenge flow), [`manifest`], [`upload`],
+//! [`pull`] and [`push`].
+
+pub mod auth;
+pub mod error;
+pub mod manifest;
+pub mod pull;
+pub mod push;
+pub mod token_cache;
+pub mod transport;
+pub mod upload;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use auth::{AuthConfig, Credential, CredentialStore, Secret};
+pub use error::{Operation, RegistryError, RegistryMessage};
+pub use manifest::{Manifest, ManifestKind, RawManifest};
+pub use pull::{PulledImage, ResolvedImage};
+pub use push::{ImageToPush, PushReport};
+pub use transport::{Endpoint, RetryPolicy};
+pub use upload::BlobPush;
+
+use crate::reference::{Reference, DOCKER_HUB};
+use transport::Transport;
+
+/// Default PATCH chunk (and monolithic-upload threshold): large enough that chunking costs
+/// little, small enough that a restarted session does not resend much.
+pub const DEFAULT_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
+
+/// How the client reaches registries. Plain data; [`RegistryClient::new`] validates it.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Use plain HTTP for every registry (`--insecure`).
+    pub insecure_all: bool,
+    /// Registries (`host[:port]`) reached over plain HTTP (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
+    /// Accept any TLS certificate (`--skip-tls-verify`).
+    pub skip_tls_verify: bool,
+    /// Extra CA certificates (PEM files) to trust (`--registry-certificate`).
+    pub ca_certificates: Vec<PathBuf>,
+    /// Mirrors tried before Docker Hub for `docker.io` pulls (`--registry-mirror`).
+    pub mirrors: Vec<String>,
+    /// Retries on connection errors, 429 and 5xx (`--push-retry`), and their backoff.
+    pub retry: RetryPolicy,
+    /// PATCH chunk size; blobs up to this size are uploaded in a single PUT.
+    pub chunk_size: u64,
+    /// Blobs transferred at once.
+    pub concurrency: usize,
+    /// Where credentials come from.
+    pub auth: AuthConfig,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            insecure_all: false,
+            insecure_registries: Vec::new(),
+            skip_tls_verify: false,
+            ca_certificates: Vec::new(),
+            mirrors: Vec::new(),
+            retry: RetryPolicy {
+                retries: 3,
+                base_delay: Duration::from_millis(250),
+                max_delay: Duration::from_secs(8),
+            },
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            concurrency: 4,
+            auth: AuthConfig::default(),
+            connect_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// The registry client: one per process, shared by reference (it is `Send + Sync`).
+#[derive(Debug)]
+pub struct RegistryClient {
+    transport: Transport,
+    config: RegistryConfig,
+}
+
+impl RegistryClient {
+    /// Build the HTTP client (rustls; extra CAs; optional no-verify) and load credentials.
+    pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.connect_timeout)
+            .pool_max_idle_per_host(config.concurrency.max(1) * 2)
+            .danger_accept_invalid_certs(config.skip_tls_verify);
+        for path in &config.ca_certificates {
+            let pem = std::fs::read(path).map_err(|source| RegistryError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                RegistryError::Certificate {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(RegistryError::Client)?;
+        let credentials = CredentialStore::load(config.auth.clone())?;
+        Ok(Self {
+            transport: Transport::new(http, credentials, config.retry),
+            config,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The endpoint for a registry name (`docker.io` → `https://registry-1.docker.io`).
+    pub fn endpoint(&self, registry: &str) -> Endpoint {
+        let host = if registry == DOCKER_HUB {
+            crate::reference::DOCKER_HUB_API
+        } else {
+            registry
+        };
+        Endpoint {
+            name: registry.to_owned(),
+            host: host.to_owned(),
+            scheme: self.scheme(registry),
+        }
+    }
+
+    fn scheme(&self, registry: &str) -> &'static str {
+        let insecure = self.config.insecure_all
+            || self
+                .config
+                .insecure_registries
+                .iter()
+                .any(|r| r == registry);
+        if insecure {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    /// Endpoints to read `reference` from: mirrors first for Docker Hub, then the registry.
+    pub fn read_endpoints(&self, reference: &Reference) -> Vec<Endpoint> {
+        let mut endpoints = Vec::new();
+        if reference.registry() == DOCKER_HUB {
+            endpoints.extend(self.config.mirrors.iter().map(|m| self.endpoint(m)));
+        }
+        endpoints.push(self.endpoint(reference.registry()));
+        endpoints
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_and_mirrors() {
+        let client = RegistryClient::new(RegistryConfig {
+            insecure_registries: vec!["127.0.0.1:5000".into()],
+            mirrors: vec!["mirror.local:5000".into()],
+            ..RegistryConfig::default()
+        })
+        .unwrap();
+        assert_eq!(client.endpoint("127.0.0.1:5000").scheme, "http");
+        assert_eq!(client.endpoint("reg.io").scheme, "https");
+        let hub: Reference = "busybox".parse().unwrap();
+        let hosts: Vec<String> = client
+            .read_endpoints(&hub)
+            .into_iter()
+            .map(|e| e.host)
+            .collect();
+        assert_eq!(hosts, ["mirror.local:5000", "registry-1.docker.io"]);
+        let other: Reference = "reg.io/a".parse().unwrap();
+        assert_eq!(client.read_endpoints(&other).len(), 1);
+    }
+}

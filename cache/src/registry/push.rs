@@ -1,0 +1,164 @@
+//! Pushing an image: blobs concurrently (skipped when present, mounted when known in another
+//! repository of the same registry, else streamed from the blob store), then the manifest once
+//! per tag, every tag naming the same digest.
+
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::oci::Digest;
+use crate::reference::Reference;
+use crate::registry::error::RegistryError;
+use crate::registry::manifest::{pull_scope, push_scope, put_manifest, Manifest, RawManifest};
+use crate::registry::upload::{push_blob, BlobPush, BlobUpload, UploadPlan};
+use crate::registry::RegistryClient;
+use crate::store::{BlobStore, StoreError};
+
+/// An image ready to push: its manifest bytes and the blobs it refers to.
+#[derive(Debug, Clone)]
+pub struct ImageToPush {
+    /// The manifest, byte for byte as it will be stored (its media type picks OCI or Docker).
+    pub manifest: RawManifest,
+    /// Blobs to upload first (config and layers; for an index, nothing: push children first).
+    pub blobs: Vec<(Digest, u64)>,
+}
+
+impl ImageToPush {
+    /// Take the blob list from an image manifest (config + layers).
+    pub fn from_manifest(
+        manifest: RawManifest,
+        reference: &Reference,
+    ) -> Result<Self, RegistryError> {
+        let blobs = match manifest.parse(reference)? {
+            Manifest::Image(image) => std::iter::once(image.config())
+                .chain(image.layers())
+                .map(|d| (d.digest().clone(), d.size()))
+                .collect(),
+            Manifest::Index(_) => Vec::new(),
+        };
+        Ok(Self { manifest, blobs })
+    }
+}
+
+/// What a push did.
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    /// The manifest digest every tag now names.
+    pub digest: Digest,
+    /// How each blob got there.
+    pub blobs: Vec<(Digest, BlobPush)>,
+}
+
+impl PushReport {
+    /// Bytes actually uploaded.
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.blobs
+            .iter()
+            .map(|(_, p)| match p {
+                BlobPush::Uploaded(n) => *n,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+impl RegistryClient {
+    /// Push `image` to `target`'s repository under every tag in `tags` (by digest when empty).
+    /// `mount_from` lists repositories of the same registry that may already hold the blobs.
+    pub async fn push_image(
+        &self,
+        store: &BlobStore,
+        target: &Reference,
+        tags: &[String],
+        image: &ImageToPush,
+        mount_from: &[String],
+    ) -> Result<PushReport, RegistryError> {
+        let endpoint = self.endpoint(target.registry());
+        let repository = target.repository();
+        let mut scopes = vec![push_scope(repository)];
+        scopes.extend(
+            mount_from
+                .iter()
+                .filter(|r| r.as_str() != repository)
+                .map(|r| pull_scope(r)),
+        );
+        let plan = UploadPlan {
+            endpoint: &endpoint,
+            repository,
+            mount_from,
+            scopes: &scopes,
+            chunk_size: self.config().chunk_size.max(1),
+            retry: self.config().retry,
+        };
+        let mut paths = Vec::with_capacity(image.blobs.len());
+        for (digest, size) in &image.blobs {
+            if !store.contains(digest) {
+                return Err(StoreError::NotFound {
+                    digest: digest.clone(),
+                }
+                .into());
+            }
+            paths.push((digest, *size, store.path(digest)));
+        }
+        let plan_ref = &plan;
+        let blobs = futures_util::stream::iter(paths.iter())
+            .map(|(digest, size, path)| async move {
+                let blob = BlobUpload {
+                    digest,
+                    size: *size,
+                    path,
+                };
+                push_blob(self.transport(), plan_ref, blob)
+                    .await
+                    .map(|outcome| ((*digest).clone(), outcome))
+            })
+            .buffer_unordered(self.config().concurrency.max(1))
+            .try_collect::<Vec<_>>()
+            .await?;
+        let refs: Vec<String> = if tags.is_empty() {
+            vec![image.manifest.digest.to_string()]
+        } else {
+            tags.to_vec()
+        };
+        for tag in &refs {
+            put_manifest(
+                self.transport(),
+                &endpoint,
+                repository,
+                tag,
+                &image.manifest,
+            )
+            .await?;
+        }
+        Ok(PushReport {
+            digest: image.manifest.digest.clone(),
+            blobs,
+        })
+    }
+
+    /// Fetch the raw manifest `reference` names (tag or digest), without platform selection.
+    pub async fn get_raw_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<RawManifest, RegistryError> {
+        let endpoint = self.endpoint(reference.registry());
+        crate::registry::manifest::get_manifest(self.transport(), &endpoint, reference).await
+    }
+
+    /// Check that `reference`'s repository holds blob `digest`.
+    pub async fn blob_exists(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let endpoint = self.endpoint(reference.registry());
+        let scopes = [pull_scope(reference.repository())];
+        let plan = UploadPlan {
+            endpoint: &endpoint,
+            repository: reference.repository(),
+            mount_from: &[],
+            scopes: &scopes,
+            chunk_size: self.config().chunk_size,
+            retry: self.config().retry,
+        };
+        crate::registry::upload::blob_exists(self.transport(), &plan, digest).await
+    }
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Push the offline base images (busybox:latest from Debian's busybox-static, and the
+# two-platform multiarch:latest index) to REGISTRY (host:port).
+#
+#   make-base-images.sh REGISTRY [--ca PEM]    # without --ca the registry is plain HTTP
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: $0 REGISTRY [--ca PEM]" >&2; exit 1; }
+[ -x /bin/busybox ] || { [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y busybox-static >/dev/null; }
+[ -x /bin/busybox ] || { echo "make-base-images.sh: /bin/busybox missing: apt-get install -y busybox-static" >&2; exit 1; }
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cargo run --quiet --manifest-path "$root/Cargo.toml" -p rbuild-integration --bin rbuild-fixture -- base-images "$@"

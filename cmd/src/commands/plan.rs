@@ -20,8 +20,9 @@ pub fn run(args: &PlanArgs) -> Result<()> {
             line => eprintln!("warning: {}:{line}: {}", sources.dockerfile.display(), w.message),
         }
     }
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, &plan)?;
-    writeln!(out)?;
+    // One write: stdout is line-buffered, and a plan can be megabytes.
+    let mut json = serde_json::to_vec_pretty(&plan)?;
+    json.push(b'\n');
+    std::io::stdout().lock().write_all(&json)?;
     Ok(())
 }

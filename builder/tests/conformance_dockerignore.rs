@@ -1,30 +1,14 @@
 //! `.dockerignore` conformance (`shared/conformance/dockerignore/`, README section 7 and
 //! `RULES.md`) plus rbuild's own cases for the directory-walk query and ignore-file lookup.
 
+mod common;
+use common::corpus;
 use std::path::{Path, PathBuf};
 
 use rbuild_builder::dockerignore::{
     ignore_file_for, read_patterns, DockerIgnore, ParentMatches, WalkDecision,
 };
 use rstest::rstest;
-
-/// The corpus folder, or `None` (after printing why) when it is missing outside CI.
-fn corpus(sub: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("RBUILD_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance").into());
-    let dir = root.join(sub);
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "conformance corpus missing at {}",
-        dir.display()
-    );
-    eprintln!("skipping: conformance corpus missing at {}", dir.display());
-    None
-}
 
 /// Evaluates one `cases.tsv` row; `Err` describes a mismatch.
 fn check_case(row: &str) -> Result<(), String> {

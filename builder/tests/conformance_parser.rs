@@ -5,36 +5,13 @@
 //! `parser conformance: N passed, N failed`. The corpus lives outside the repository; set
 //! `RBUILD_CONFORMANCE_DIR` to point at it. When it is missing the tests skip, unless `CI` is set.
 
+mod common;
+use common::corpus;
 use rbuild_builder::dockerfile::dump::dump;
 use rbuild_builder::dockerfile::{parse, Arg, Dockerfile, Node};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
-
-/// The corpus root, or `None` (after a note) when it is absent outside CI.
-fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("RBUILD_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/conformance"
-            ))
-        });
-    if dir.join("parser").is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "conformance corpus missing at {}",
-        dir.display()
-    );
-    eprintln!(
-        "skipping parser conformance: no corpus at {} (set RBUILD_CONFORMANCE_DIR)",
-        dir.display()
-    );
-    None
-}
 
 /// Sorted subdirectories of `dir`.
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
@@ -210,7 +187,7 @@ fn check_json(df: &Dockerfile, expected: &Value) -> Result<(), String> {
 
 #[test]
 fn buildkit_testfiles_dump_as_expected() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = corpus("") else { return };
     let mut tally = Tally::default();
     for case in subdirs(&root.join("parser/testfiles")) {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
@@ -224,7 +201,7 @@ fn buildkit_testfiles_dump_as_expected() {
 
 #[test]
 fn buildkit_negative_testfiles_are_rejected() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = corpus("") else { return };
     let mut tally = Tally::default();
     for case in subdirs(&root.join("parser/testfiles-negative")) {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
@@ -242,7 +219,7 @@ fn buildkit_negative_testfiles_are_rejected() {
 
 #[test]
 fn buildkit_testfile_line_numbers() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = corpus("") else { return };
     let mut tally = Tally::default();
     let result = parse(&read(&root.join("parser/testfile-line/Dockerfile")))
         .map_err(|e| format!("parse error: {e}"))
@@ -265,7 +242,7 @@ fn buildkit_testfile_line_numbers() {
 
 #[test]
 fn generated_json_matches() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = corpus("") else { return };
     let mut tally = Tally::default();
     let dir = root.join("parser/generated-json");
     let mut files: Vec<PathBuf> = fs::read_dir(&dir)
@@ -291,7 +268,7 @@ fn generated_json_matches() {
 
 #[test]
 fn real_world_dockerfiles_match() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = corpus("") else { return };
     let mut tally = Tally::default();
     for repo in subdirs(&root.join("real-world")) {
         for case in subdirs(&repo) {

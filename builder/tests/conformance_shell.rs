@@ -1,27 +1,10 @@
 //! BuildKit's own word-expansion tables (`shell/envVarTest`, `shell/wordsTest`) run against
 //! [`ShellLexer`]. Formats: `shared/conformance/README.md` sections 5 and 6.
 
-use std::path::PathBuf;
+mod common;
+use common::corpus;
 
 use rbuild_builder::dockerfile::shell::ShellLexer;
-
-/// The corpus folder, or `None` (after printing why) when it is missing outside CI.
-fn corpus(sub: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("RBUILD_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance").into());
-    let dir = root.join(sub);
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "conformance corpus missing at {}",
-        dir.display()
-    );
-    eprintln!("skipping: conformance corpus missing at {}", dir.display());
-    None
-}
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
     items

@@ -2,11 +2,13 @@
 //! the decision recorded in `docs/decisions.md` ("Dockerfile parser"). Ignored by default:
 //! `cargo test -p rbuild-builder --test measure_dockerfile_parser -- --ignored --nocapture`.
 
+mod common;
+use common::corpus_root;
 use dockerfile_parser::{Dockerfile as Theirs, Instruction};
 use rbuild_builder::dockerfile::parse;
 use serde_json::Value;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// One corpus Dockerfile with what BuildKit made of it.
@@ -16,17 +18,6 @@ struct Case {
     instructions: usize,
     heredocs: bool,
     backtick: bool,
-}
-
-fn corpus_root() -> PathBuf {
-    std::env::var_os("RBUILD_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/conformance"
-            ))
-        })
 }
 
 fn case(name: String, dockerfile: &Path, json: &Path) -> Case {

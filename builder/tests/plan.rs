@@ -1,6 +1,8 @@
 //! The plan: instruction typing, expansion, ARG scoping, the stage graph and its errors.
 //! Each case is a Dockerfile plus JSON-pointer checks on `rbuild plan`'s JSON.
 
+mod common;
+
 use rbuild_builder::frontend::plan_source;
 use rbuild_builder::plan::{BaseImages, Platform, PlanRequest};
 use serde_json::Value;
@@ -271,14 +273,7 @@ fn unconsumed_build_args_warn_but_proxy_args_do_not() {
 /// not only parses.
 #[test]
 fn real_world_dockerfiles_plan() {
-    let dir = std::env::var("RBUILD_CONFORMANCE_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance").to_string());
-    let root = Path::new(&dir).join("real-world");
-    if !root.is_dir() {
-        assert!(std::env::var_os("CI").is_none(), "conformance corpus missing at {}", root.display());
-        eprintln!("skipped: no conformance corpus at {}", root.display());
-        return;
-    }
+    let Some(root) = common::corpus("real-world") else { return };
     let mut files = Vec::new();
     for repo in std::fs::read_dir(&root).unwrap().flatten() {
         for case in std::fs::read_dir(repo.path()).into_iter().flatten().flatten() {

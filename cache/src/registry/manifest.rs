@@ -140,14 +140,7 @@ fn manifest_url(
     reference: &str,
     operation: Operation,
 ) -> Result<url::Url, RegistryError> {
-    endpoint
-        .url(&format!("{repository}/manifests/{reference}"))
-        .map_err(|_| RegistryError::InvalidResponse {
-            registry: endpoint.name.clone(),
-            repository: repository.to_owned(),
-            operation,
-            reason: "reference does not form a valid url",
-        })
+    endpoint.repository_url(repository, &format!("manifests/{reference}"), operation)
 }
 
 /// Fetch a manifest by tag or digest; verify the digest when the reference pins one.

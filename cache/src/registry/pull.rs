@@ -151,14 +151,7 @@ impl RegistryClient {
         let descriptor = resolved.image.config();
         let repository = resolved.reference.repository();
         let endpoint = &resolved.endpoint;
-        let url = endpoint
-            .url(&format!("{repository}/blobs/{}", descriptor.digest()))
-            .map_err(|_| RegistryError::InvalidResponse {
-                registry: endpoint.name.clone(),
-                repository: repository.to_owned(),
-                operation: Operation::GetBlob,
-                reason: "repository does not form a valid url",
-            })?;
+        let url = endpoint.repository_url(repository, &format!("blobs/{}", descriptor.digest()), Operation::GetBlob)?;
         let scopes = [pull_scope(repository)];
         let call = Call::new(
             endpoint,
@@ -234,14 +227,7 @@ impl RegistryClient {
         size: u64,
         store: &BlobStore,
     ) -> Result<StoredBlob, RegistryError> {
-        let url = endpoint
-            .url(&format!("{repository}/blobs/{digest}"))
-            .map_err(|_| RegistryError::InvalidResponse {
-                registry: endpoint.name.clone(),
-                repository: repository.to_owned(),
-                operation: Operation::GetBlob,
-                reason: "repository does not form a valid url",
-            })?;
+        let url = endpoint.repository_url(repository, &format!("blobs/{digest}"), Operation::GetBlob)?;
         let scopes = [pull_scope(repository)];
         let call = Call::new(
             endpoint,

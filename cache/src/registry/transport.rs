@@ -39,6 +39,16 @@ impl Endpoint {
     pub fn url(&self, path: &str) -> Result<Url, url::ParseError> {
         Url::parse(&format!("{}://{}/v2/{}", self.scheme, self.host, path))
     }
+
+    /// `<scheme>://<host>/v2/<repository>/<path>`, with the error a caller reports.
+    pub fn repository_url(&self, repository: &str, path: &str, operation: Operation) -> Result<Url, RegistryError> {
+        self.url(&format!("{repository}/{path}")).map_err(|_| RegistryError::InvalidResponse {
+            registry: self.name.clone(),
+            repository: repository.to_owned(),
+            operation,
+            reason: "repository or reference does not form a valid url",
+        })
+    }
 }
 
 /// Retry policy: `retries` extra attempts, exponential backoff from `base_delay` with ±50 %

@@ -65,14 +65,7 @@ impl UploadPlan<'_> {
     }
 
     fn url(&self, path: &str, operation: Operation) -> Result<Url, RegistryError> {
-        self.endpoint
-            .url(&format!("{}/{path}", self.repository))
-            .map_err(|_| RegistryError::InvalidResponse {
-                registry: self.endpoint.name.clone(),
-                repository: self.repository.to_owned(),
-                operation,
-                reason: "repository does not form a valid url",
-            })
+        self.endpoint.repository_url(self.repository, path, operation)
     }
 }
 

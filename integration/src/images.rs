@@ -8,7 +8,6 @@ use std::path::Path;
 use flate2::write::GzEncoder;
 use rbuild_cache::oci::{Digest, DOCKER_CONFIG, DOCKER_LAYER_GZIP};
 use rbuild_cache::reference::Reference;
-use rbuild_cache::registry::manifest::{OCI_INDEX, OCI_MANIFEST};
 use rbuild_cache::registry::{
     ImageToPush, ManifestKind, RawManifest, RegistryClient, RegistryError,
 };
@@ -198,14 +197,21 @@ pub fn busybox_layer(store: &BlobStore, busybox: &Path) -> io::Result<Layer> {
 pub struct BaseImages {
     /// `busybox:latest` (OCI) manifest digest.
     pub busybox: Digest,
-    /// `multiarch:latest` index digest (linux/amd64 and linux/arm64/v8).
+    /// `busybox-docker:latest`: the same rootfs under Docker schema2 media types.
+    pub busybox_docker: Digest,
+    /// `multiarch:latest` OCI index digest (linux/amd64 and linux/arm64/v8).
     pub multiarch: Digest,
     /// Per-platform manifest digests of the index, amd64 first.
     pub multiarch_children: [Digest; 2],
+    /// `multiarch-docker:latest`: the same as a Docker manifest list of schema2 manifests.
+    pub multiarch_docker: Digest,
+    /// Per-platform manifest digests of the list, amd64 first.
+    pub multiarch_docker_children: [Digest; 2],
 }
 
 /// Build the base images into `store` and push them to `registry` (a registry name):
-/// `busybox:latest`, `library/busybox:latest` (for Docker Hub mirror tests) and `multiarch:latest`.
+/// `busybox:latest`, `library/busybox:latest` (for Docker Hub mirror tests), `busybox-docker:latest`,
+/// `multiarch:latest` (OCI index) and `multiarch-docker:latest` (Docker manifest list).
 pub async fn push_base_images(
     client: &RegistryClient,
     store: &BlobStore,
@@ -224,54 +230,55 @@ pub async fn push_base_images(
         )
         .await?;
     }
+    let docker_busybox = write_image(store, Flavor::Docker, &host_arch, None, &[busybox_layer(store, Path::new("/bin/busybox"))?])?;
+    push(client, store, &format!("{registry}/busybox-docker"), &["latest"], &docker_busybox).await?;
+    let (multiarch, multiarch_children) = push_multiarch(client, store, &format!("{registry}/multiarch"), Flavor::Oci).await?;
+    let (multiarch_docker, multiarch_docker_children) =
+        push_multiarch(client, store, &format!("{registry}/multiarch-docker"), Flavor::Docker).await?;
+    Ok(BaseImages {
+        busybox: busybox.digest,
+        busybox_docker: docker_busybox.digest,
+        multiarch,
+        multiarch_children,
+        multiarch_docker,
+        multiarch_docker_children,
+    })
+}
+
+/// Push a two-platform image (linux/amd64, linux/arm64/v8; a marker file each) to `repo`:
+/// an OCI index of OCI manifests, or a Docker manifest list of schema2 manifests.
+/// Returns the index digest and the child digests, amd64 first.
+async fn push_multiarch(
+    client: &RegistryClient,
+    store: &BlobStore,
+    repo: &str,
+    flavor: Flavor,
+) -> Result<(Digest, [Digest; 2]), Box<dyn std::error::Error + Send + Sync>> {
+    let (index_kind, child_kind) = match flavor {
+        Flavor::Oci => (ManifestKind::OciIndex, ManifestKind::OciManifest),
+        Flavor::Docker => (ManifestKind::DockerManifestList, ManifestKind::DockerManifest),
+    };
     let mut children = Vec::new();
     let mut entries = Vec::new();
     for (arch, variant) in [("amd64", None), ("arm64", Some("v8"))] {
-        let marker = format!(
-            "linux/{arch}{}\n",
-            variant.map(|v| format!("/{v}")).unwrap_or_default()
-        );
+        let marker = format!("linux/{arch}{}\n", variant.map(|v| format!("/{v}")).unwrap_or_default());
         let layer = write_layer(store, &[Entry::File("platform", marker.as_bytes(), 0o644)])?;
-        let manifest = write_image(store, Flavor::Oci, arch, variant, &[layer])?;
-        push(
-            client,
-            store,
-            &format!("{registry}/multiarch"),
-            &[],
-            &manifest,
-        )
-        .await?;
+        let manifest = write_image(store, flavor, arch, variant, &[layer])?;
+        push(client, store, repo, &[], &manifest).await?;
         let mut platform = json!({"os": "linux", "architecture": arch});
         if let Some(v) = variant {
             platform["variant"] = json!(v);
         }
-        entries.push(
-            json!({"mediaType": OCI_MANIFEST, "digest": manifest.digest.to_string(),
-            "size": manifest.bytes.len(), "platform": platform}),
-        );
+        entries.push(json!({"mediaType": child_kind.media_type(), "digest": manifest.digest.to_string(),
+            "size": manifest.bytes.len(), "platform": platform}));
         children.push(manifest.digest.clone());
     }
-    let index = serde_json::to_vec(
-        &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}),
-    )?;
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": index_kind.media_type(), "manifests": entries}))?;
     store.put_bytes(&index)?;
-    let index = RawManifest::new(index, ManifestKind::OciIndex);
-    push(
-        client,
-        store,
-        &format!("{registry}/multiarch"),
-        &["latest"],
-        &index,
-    )
-    .await?;
-    let [amd64, arm64]: [Digest; 2] = children
-        .try_into()
-        .map_err(|_| "two platform manifests expected")?;
-    Ok(BaseImages {
-        busybox: busybox.digest,
-        multiarch: index.digest,
-        multiarch_children: [amd64, arm64],
-    })
+    let index = RawManifest::new(index, index_kind);
+    push(client, store, repo, &["latest"], &index).await?;
+    let children: [Digest; 2] = children.try_into().map_err(|_| "two platform manifests expected")?;
+    Ok((index.digest, children))
 }
 
 /// Push `manifest` (and its blobs from `store`) to `repo` under `tags` (by digest if none).

@@ -6,17 +6,21 @@ use rstest::rstest;
 
 use crate::support::{assert_blobs_verified, TestContext};
 
+/// An OCI manifest and a Docker schema2 manifest, each by tag and by digest.
 #[rstest]
-#[case::by_tag(false)]
-#[case::by_digest(true)]
+#[case::oci_by_tag("busybox", false)]
+#[case::oci_by_digest("busybox", true)]
+#[case::docker_schema2_by_tag("busybox-docker", false)]
+#[case::docker_schema2_by_digest("busybox-docker", true)]
 #[tokio::test]
-async fn pull_by_tag_and_by_digest(#[case] by_digest: bool) {
+async fn pull_by_tag_and_by_digest(#[case] repo: &str, #[case] by_digest: bool) {
     let Some(ctx) = TestContext::start(Variant::Http).await else {
         return;
     };
-    let mut reference = ctx.registry.reference("busybox:latest");
+    let expected = if repo == "busybox" { &ctx.base.busybox } else { &ctx.base.busybox_docker };
+    let mut reference = ctx.registry.reference(&format!("{repo}:latest"));
     if by_digest {
-        reference = reference.with_digest(ctx.base.busybox.clone());
+        reference = reference.with_digest(expected.clone());
     }
     let store = ctx.fresh_store("pulled");
     let pulled = ctx
@@ -24,40 +28,43 @@ async fn pull_by_tag_and_by_digest(#[case] by_digest: bool) {
         .pull(&reference, &TargetPlatform::host(), &store)
         .await
         .unwrap();
-    assert_eq!(pulled.resolved.manifest.digest, ctx.base.busybox);
+    assert_eq!(pulled.resolved.manifest.digest, *expected);
     assert!(pulled.resolved.index.is_none());
     assert_eq!(pulled.resolved.image.layers().len(), 1);
     assert_eq!(pulled.config.os().to_string(), "linux");
     assert_blobs_verified(&store, &pulled);
 }
 
+/// `multiarch` is an OCI index of OCI manifests, `multiarch-docker` a Docker manifest list of
+/// schema2 manifests.
 #[rstest]
-#[case("linux/amd64", Some(0))]
-#[case("linux/x86_64", Some(0))]
-#[case("linux/arm64", Some(1))]
-#[case("linux/arm64/v8", Some(1))]
-#[case("linux/arm/v7", None)]
-#[case("linux/s390x", None)]
+#[case("multiarch", "linux/amd64", Some(0))]
+#[case("multiarch", "linux/x86_64", Some(0))]
+#[case("multiarch", "linux/arm64", Some(1))]
+#[case("multiarch", "linux/arm64/v8", Some(1))]
+#[case("multiarch", "linux/arm/v7", None)]
+#[case("multiarch", "linux/s390x", None)]
+#[case("multiarch-docker", "linux/amd64", Some(0))]
+#[case("multiarch-docker", "linux/arm64/v8", Some(1))]
+#[case("multiarch-docker", "linux/s390x", None)]
 #[tokio::test]
-async fn platform_selection_from_an_index(#[case] platform: &str, #[case] child: Option<usize>) {
+async fn platform_selection_from_an_index(#[case] repo: &str, #[case] platform: &str, #[case] child: Option<usize>) {
     let Some(ctx) = TestContext::start(Variant::Http).await else {
         return;
     };
-    let reference = ctx.registry.reference("multiarch:latest");
+    let (index, children) = match repo {
+        "multiarch" => (&ctx.base.multiarch, &ctx.base.multiarch_children),
+        _ => (&ctx.base.multiarch_docker, &ctx.base.multiarch_docker_children),
+    };
+    let reference = ctx.registry.reference(&format!("{repo}:latest"));
     let platform: TargetPlatform = platform.parse().unwrap();
     let store = ctx.fresh_store("pulled");
     let result = ctx.client.pull(&reference, &platform, &store).await;
     match child {
         Some(i) => {
             let pulled = result.unwrap();
-            assert_eq!(
-                pulled.resolved.manifest.digest,
-                ctx.base.multiarch_children[i]
-            );
-            assert_eq!(
-                pulled.resolved.index.as_ref().unwrap().digest,
-                ctx.base.multiarch
-            );
+            assert_eq!(pulled.resolved.manifest.digest, children[i]);
+            assert_eq!(pulled.resolved.index.as_ref().unwrap().digest, *index);
             assert_eq!(
                 pulled.config.architecture().to_string(),
                 platform.architecture

@@ -26,8 +26,8 @@ struct Case {
 
 fn request(case_args: &[(&str, &str)], target: Option<&str>) -> PlanRequest {
     let mut r = PlanRequest::host();
-    r.platform = Platform::parse("linux/arm64").unwrap();
-    r.build_platform = Platform::parse("linux/amd64").unwrap();
+    r.platform = "linux/arm64".parse().unwrap();
+    r.build_platform = "linux/amd64".parse().unwrap();
     r.build_args = case_args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     r.target = target.map(String::from);
     r

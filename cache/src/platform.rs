@@ -6,7 +6,7 @@ use std::str::FromStr;
 use crate::oci::{Descriptor, ImageIndex};
 
 /// Errors about platforms.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformError {
     /// The string is not `os/arch[/variant]`.
     #[error("invalid platform {input:?}: expected os/arch[/variant]")]
@@ -16,38 +16,50 @@ pub enum PlatformError {
     },
 }
 
-/// An image platform: OS, architecture and optional variant, normalised (`aarch64` → `arm64`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// An image platform: OS, architecture and optional variant, normalised as containerd does
+/// (`aarch64` → `arm64`, `arm64/v8` → `arm64`, `arm` → `arm/v7`), so that `TARGETPLATFORM` reads
+/// `linux/arm64` as in BuildKit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct TargetPlatform {
     /// Operating system (`linux`).
     pub os: String,
     /// Architecture, in OCI/Go naming (`amd64`, `arm64`).
     pub architecture: String,
-    /// Variant (`v8`, `v7`), normalised: arm64 defaults to `v8`.
+    /// Variant (`v7`, `v6`); none for arm64 (`v8` is its only one) and amd64 `v1`.
     pub variant: Option<String>,
 }
 
 impl TargetPlatform {
     /// Build and normalise.
     pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Self {
-        let architecture = match architecture {
-            "x86_64" | "x86-64" => "amd64",
-            "aarch64" => "arm64",
-            "armhf" => "arm",
-            other => other,
-        }
-        .to_owned();
-        let variant = variant.filter(|v| !v.is_empty()).map(str::to_owned);
-        let variant = match (architecture.as_str(), variant) {
-            ("arm64", None) => Some("v8".to_owned()),
-            ("arm", None) => Some("v7".to_owned()),
-            (_, v) => v,
+        let architecture = architecture.to_ascii_lowercase();
+        let variant = variant.filter(|v| !v.is_empty()).map(str::to_ascii_lowercase);
+        let (architecture, variant) = match (architecture.as_str(), variant) {
+            ("x86_64" | "x86-64" | "amd64", v) => ("amd64", v.filter(|v| v != "v1")),
+            ("aarch64" | "arm64", Some(v)) if v == "8" || v == "v8" => ("arm64", None),
+            ("aarch64" | "arm64", v) => ("arm64", v),
+            ("armhf", _) => ("arm", Some("v7".to_owned())),
+            ("armel", _) => ("arm", Some("v6".to_owned())),
+            ("arm", None) => ("arm", Some("v7".to_owned())),
+            ("i386" | "i686" | "x86", v) => ("386", v),
+            (other, v) => (other, v),
         };
         Self {
-            os: os.to_owned(),
-            architecture,
+            os: os.to_ascii_lowercase(),
+            architecture: architecture.to_owned(),
             variant,
         }
+    }
+
+    /// The automatic build args for this platform with `prefix` (`TARGET` or `BUILD`):
+    /// `<prefix>PLATFORM`, `<prefix>OS`, `<prefix>ARCH`, `<prefix>VARIANT`.
+    pub fn build_args(&self, prefix: &str) -> Vec<(String, String)> {
+        vec![
+            (format!("{prefix}PLATFORM"), self.to_string()),
+            (format!("{prefix}OS"), self.os.clone()),
+            (format!("{prefix}ARCH"), self.architecture.clone()),
+            (format!("{prefix}VARIANT"), self.variant.clone().unwrap_or_default()),
+        ]
     }
 
     /// The platform this binary runs on.
@@ -156,6 +168,29 @@ mod tests {
     #[case("a/b/c/d")]
     fn rejects_invalid(#[case] input: &str) {
         assert!(input.parse::<TargetPlatform>().is_err());
+    }
+
+    #[rstest]
+    #[case("linux/amd64", "linux/amd64")]
+    #[case("linux/x86_64", "linux/amd64")]
+    #[case("linux/amd64/v1", "linux/amd64")]
+    #[case("linux/arm64/v8", "linux/arm64")]
+    #[case("linux/aarch64", "linux/arm64")]
+    #[case("linux/arm", "linux/arm/v7")]
+    #[case("linux/arm/v6", "linux/arm/v6")]
+    #[case("Linux/AMD64", "linux/amd64")]
+    #[case("linux/i386", "linux/386")]
+    fn normalises_like_containerd(#[case] input: &str, #[case] want: &str) {
+        assert_eq!(input.parse::<TargetPlatform>().unwrap().to_string(), want);
+    }
+
+    #[test]
+    fn build_args_for_a_prefix() {
+        let p: TargetPlatform = "linux/arm/v7".parse().unwrap();
+        let args = p.build_args("TARGET");
+        assert_eq!(args[0], ("TARGETPLATFORM".to_owned(), "linux/arm/v7".to_owned()));
+        assert_eq!(args[2], ("TARGETARCH".to_owned(), "arm".to_owned()));
+        assert_eq!(args[3], ("TARGETVARIANT".to_owned(), "v7".to_owned()));
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn plan_request(args: &DockerfileArgs) -> Result<PlanRequest> {
     request.build_args = build_args(&args.build_args)?;
     request.target = args.target.clone();
     if let Some(p) = &args.platform {
-        request.platform = Platform::parse(p).context("--platform")?;
+        request.platform = p.parse::<Platform>().context("--platform")?;
     }
     Ok(request)
 }

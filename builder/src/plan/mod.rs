@@ -2,11 +2,11 @@
 //! and `--target` pruning. This is what `rbuild plan` prints and what the executor runs.
 
 mod graph;
-mod platform;
 mod scope;
 mod stage;
 
-pub use platform::{Platform, PlatformError};
+/// Target and build platforms; one type for the whole of rbuild.
+pub use rbuild_cache::platform::{PlatformError, TargetPlatform as Platform};
 pub use stage::{Base, Stage, Step};
 
 use crate::dockerfile::instruction::{InstructionErrorKind, Located};

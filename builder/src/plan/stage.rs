@@ -74,7 +74,7 @@ pub(super) struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     pub(super) fn new(escape: char, request: &'a PlanRequest, bases: &'a dyn BaseImages) -> Self {
-        let global = request.platform.args("TARGET").into_iter().chain(request.build_platform.args("BUILD")).collect();
+        let global = request.platform.build_args("TARGET").into_iter().chain(request.build_platform.build_args("BUILD")).collect();
         Self {
             lexer: ShellLexer::new(escape),
             request,
@@ -125,7 +125,7 @@ impl<'a> Planner<'a> {
         let mut ex = Expander::new(&self.lexer, &global_scope);
         let from = from.expand(&mut ex).map_err(|k| at(from_l.location, k.into()))?;
         let platform = match &from.platform {
-            Some(p) => Platform::parse(p).map_err(|e| at(from_l.location, e.into()))?,
+            Some(p) => p.parse().map_err(|e: super::PlatformError| at(from_l.location, e.into()))?,
             None => self.request.platform.clone(),
         };
         let (base, env) = self.base(&from.image, &platform);

@@ -1,0 +1,114 @@
+//! The executor: runs a [`Plan`]'s needed stages and returns the target stage's image
+//! (config + layers in the blob store), ready to be assembled and pushed.
+//!
+//! Flow per stage ([`stage::run_stage`]): materialise the base (pulled image layers, an
+//! earlier stage's layers, or scratch) into a fresh rootfs under the work dir, index it for
+//! the native snapshotter, then for each step apply the instruction
+//! ([`instructions`], one file per instruction family) and, when it changed the filesystem,
+//! diff → [`crate::layer::write_layer`] into the blob store → a layer of the stage.
+//!
+//! This increment runs stages sequentially, in plan order, skipping stages the target does
+//! not need; the cache lookup (issue 6/7) plugs in before `apply` in the step loop.
+
+pub mod base;
+pub mod context;
+pub mod identity;
+pub mod instructions;
+pub mod progress;
+pub mod stage;
+
+use std::path::PathBuf;
+
+pub use base::{pull_bases, BaseError, BaseImage, BaseSet};
+pub use context::{BuildContext, ContextError};
+pub use identity::Identity;
+pub use instructions::InstructionError;
+pub use progress::{Progress, StepEvent};
+pub use stage::{StageOutput, StageSetup};
+
+use crate::dockerfile::Location;
+use crate::image::ImageConfig;
+use crate::layer::LayerOptions;
+use crate::plan::Plan;
+use crate::sandbox::{CancelToken, Sandbox};
+use rbuild_cache::store::BlobStore;
+
+/// Errors running a build.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// A step failed; `line` is the Dockerfile line of the instruction.
+    #[error("{instruction} (line {line}) failed: {source}")]
+    Step { instruction: &'static str, line: usize, #[source] source: InstructionError },
+    /// The stage's base could not be materialised.
+    #[error("cannot prepare the base of stage {stage}")]
+    Base { stage: String, #[source] source: BaseError },
+    /// Creating or indexing a stage's work directory failed.
+    #[error("cannot prepare the work directory {path}")]
+    WorkDir { path: PathBuf, #[source] source: std::io::Error },
+    /// A snapshot or layer write failed after a step.
+    #[error("cannot snapshot the change of {instruction} (line {line})")]
+    Snapshot { instruction: &'static str, line: usize, #[source] source: stage::SnapshotError },
+    /// The plan's target stage was not produced (a bug in plan or executor).
+    #[error("target stage {index} was not built")]
+    TargetMissing { index: usize },
+    /// The build was cancelled.
+    #[error("build cancelled")]
+    Cancelled,
+}
+
+impl ExecuteError {
+    /// Wraps an instruction error with the step it happened in.
+    pub(crate) fn step(keyword: &'static str, location: Location, source: InstructionError) -> Self {
+        Self::Step { instruction: keyword, line: location.start_line, source }
+    }
+}
+
+/// Everything a build shares across stages; immutable while stages run.
+pub struct Executor<'a> {
+    /// The build context (directory + `.dockerignore`).
+    pub context: &'a BuildContext,
+    /// Where layers are written and base layers are read.
+    pub store: &'a BlobStore,
+    /// Per-build scratch directory (stage roots and snapshot indexes); removed by the caller.
+    pub work_dir: PathBuf,
+    /// How layers are written (compression, mtime policy, media types, id maps).
+    pub layer: LayerOptions,
+    /// The RUN sandbox.
+    pub sandbox: Sandbox,
+    /// Who owns the files of the stage roots on the host.
+    pub identity: Identity,
+    /// RFC 3339 time stamped on the config and history entries.
+    pub created: String,
+    /// Where progress goes.
+    pub progress: &'a dyn Progress,
+    /// Cancels RUNs and the step loop.
+    pub cancel: CancelToken,
+}
+
+/// The target image: config and layers, ready for [`crate::image::assemble`].
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    pub config: ImageConfig,
+    pub layers: Vec<crate::image::ImageLayer>,
+}
+
+impl Executor<'_> {
+    /// Runs every needed stage of `plan` in order and returns the target stage's image.
+    pub fn execute(&self, plan: &Plan, bases: &BaseSet) -> Result<BuiltImage, ExecuteError> {
+        let needed: Vec<usize> = plan.stages.iter().filter(|s| s.needed).map(|s| s.index).collect();
+        let mut outputs: Vec<Option<StageOutput>> = vec![None; plan.stages.len()];
+        for (position, &index) in needed.iter().enumerate() {
+            let Some(stage) = plan.stages.get(index) else { continue };
+            let setup = StageSetup { stage, position: position + 1, count: needed.len(), plan };
+            let output = stage::run_stage(self, &setup, bases, &outputs)?;
+            if let Some(slot) = outputs.get_mut(index) {
+                *slot = Some(output);
+            }
+        }
+        let target = outputs
+            .get_mut(plan.target)
+            .and_then(Option::take)
+            .ok_or(ExecuteError::TargetMissing { index: plan.target })?;
+        Ok(BuiltImage { config: target.config, layers: target.layers })
+    }
+}

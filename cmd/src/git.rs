@@ -64,3 +64,46 @@ fn checked(id: &str) -> Result<String> {
 pub fn short(id: &str) -> &str {
     id.get(..7).unwrap_or(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{head_commit, short};
+    use std::path::Path;
+
+    const A: &str = "0123456789abcdef0123456789abcdef01234567";
+    const B: &str = "89abcdef0123456789abcdef0123456789abcdef";
+
+    fn write(root: &Path, files: &[(&str, String)]) {
+        for (path, text) in files {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+    }
+
+    #[rstest::rstest]
+    #[case::loose_ref(&[(".git/HEAD", "ref: refs/heads/main\n".into()), (".git/refs/heads/main", format!("{A}\n"))], A)]
+    #[case::detached(&[(".git/HEAD", format!("{B}\n"))], B)]
+    #[case::packed_ref(&[(".git/HEAD", "ref: refs/heads/main\n".into()), (".git/packed-refs", format!("# pack-refs with: peeled\n{B} refs/heads/other\n{A} refs/heads/main\n"))], A)]
+    #[case::worktree_file(&[
+        (".git", "gitdir: main/.git/worktrees/wt\n".into()),
+        ("main/.git/worktrees/wt/HEAD", "ref: refs/heads/wt\n".into()),
+        ("main/.git/worktrees/wt/commondir", "../..\n".into()),
+        ("main/.git/refs/heads/wt", format!("{B}\n")),
+    ], B)]
+    fn reads_head_from_a_subdirectory(#[case] files: &[(&str, String)], #[case] want: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), files);
+        let sub = dir.path().join("app/src");
+        std::fs::create_dir_all(&sub).unwrap();
+        assert_eq!(head_commit(&sub).unwrap(), want);
+        assert_eq!(short(want).len(), 7);
+    }
+
+    #[test]
+    fn unborn_branch_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[(".git/HEAD", "ref: refs/heads/main\n".into())]);
+        assert!(head_commit(dir.path()).is_err());
+    }
+}

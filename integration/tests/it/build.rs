@@ -237,3 +237,17 @@ async fn invalid_tag_fails_before_building() {
     assert!(stderr.contains("bad tag!"), "{stderr}");
     assert!(!stderr.contains("STEP"), "nothing may be built: {stderr}");
 }
+
+#[tokio::test]
+async fn reproducible_builds_give_the_same_digest() {
+    let Some(h) = Harness::start().await else { return };
+    let context = h.context("build/single");
+    let digests: Vec<String> = (0..2)
+        .map(|_| {
+            let out = ok(h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--reproducible", "--no-push"]));
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        })
+        .collect();
+    assert!(digests[0].starts_with("sha256:"), "{digests:?}");
+    assert_eq!(digests[0], digests[1]);
+}

@@ -17,6 +17,8 @@ pub struct Cli {
     pub log_level: String,
 }
 
+// Parsed once per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the resolved build plan (stages, expanded instructions, dependencies) as JSON.

@@ -10,7 +10,7 @@ pub fn head_commit(start: &Path) -> Result<String> {
     let start = start.canonicalize().with_context(|| format!("reading {}", start.display()))?;
     let git_dir = start
         .ancestors()
-        .find_map(|dir| git_dir_at(dir))
+        .find_map(git_dir_at)
         .with_context(|| format!("no git repository at or above {}", start.display()))?;
     let common = match std::fs::read_to_string(git_dir.join("commondir")) {
         Ok(rel) => git_dir.join(rel.trim()),

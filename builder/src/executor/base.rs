@@ -17,7 +17,7 @@ pub enum BaseError {
     #[error("invalid base image reference {reference:?}")]
     Reference { reference: String, #[source] source: ReferenceError },
     #[error("cannot pull base image {reference}")]
-    Pull { reference: String, #[source] source: RegistryError },
+    Pull { reference: String, #[source] source: Box<RegistryError> },
     #[error("base image {reference} has a config rbuild cannot read")]
     Config { reference: String, #[source] source: serde_json::Error },
     #[error("base image {reference} has {layers} layers but {diff_ids} diff ids")]
@@ -98,7 +98,7 @@ async fn pull_one(
     let pulled = client
         .pull(&parsed, &target, store)
         .await
-        .map_err(|source| BaseError::Pull { reference: reference.to_string(), source })?;
+        .map_err(|source| BaseError::Pull { reference: reference.to_string(), source: Box::new(source) })?;
     let config: ImageConfig = serde_json::from_slice(&pulled.config_bytes)
         .map_err(|source| BaseError::Config { reference: reference.to_string(), source })?;
     let descriptors = pulled.resolved.image.layers();

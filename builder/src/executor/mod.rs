@@ -41,7 +41,7 @@ pub enum ExecuteError {
     Step { instruction: &'static str, line: usize, #[source] source: InstructionError },
     /// The stage's base could not be materialised.
     #[error("cannot prepare the base of stage {stage}")]
-    Base { stage: String, #[source] source: BaseError },
+    Base { stage: String, #[source] source: Box<BaseError> },
     /// Creating or indexing a stage's work directory failed.
     #[error("cannot prepare the work directory {path}")]
     WorkDir { path: PathBuf, #[source] source: std::io::Error },

@@ -115,7 +115,7 @@ fn base_state(
     bases: &BaseSet,
     earlier: &[Option<StageOutput>],
 ) -> Result<(ImageConfig, Vec<ImageLayer>), ExecuteError> {
-    let base_err = |source| ExecuteError::Base { stage: stage.display_name(), source };
+    let base_err = |source| ExecuteError::Base { stage: stage.display_name(), source: Box::new(source) };
     let (config, layers) = match &stage.base {
         Base::Scratch => (ImageConfig::default(), Vec::new()),
         Base::Image { reference } => {
@@ -164,10 +164,10 @@ fn materialise(
     for layer in layers {
         let blob = File::open(&layer.blob).map_err(|source| ExecuteError::Base {
             stage: stage.display_name(),
-            source: BaseError::Store { reference: reference.clone(), source: StoreError::Io { path: layer.blob.clone(), source } },
+            source: Box::new(BaseError::Store { reference: reference.clone(), source: StoreError::Io { path: layer.blob.clone(), source } }),
         })?;
         unpack_layer(&root, layer.descriptor.codec, std::io::BufReader::new(blob), &opts).map_err(|source| {
-            ExecuteError::Base { stage: stage.display_name(), source: BaseError::Unpack { reference: reference.clone(), source } }
+            ExecuteError::Base { stage: stage.display_name(), source: Box::new(BaseError::Unpack { reference: reference.clone(), source }) }
         })?;
     }
     native::write_index(rootfs, index)

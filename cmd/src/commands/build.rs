@@ -54,7 +54,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let digest = image.manifest.digest().to_string();
     let mut pushed = Vec::new();
     if !s.no_push {
-        let kind = ManifestKind::from_media_type(&image.manifest.media_type().to_string()).context("manifest media type")?;
+        let kind = ManifestKind::from_media_type(image.manifest.media_type().as_ref()).context("manifest media type")?;
         let raw = RawManifest::new(image.manifest_json.clone(), kind);
         for (repo, tags) in &s.destinations {
             let to_push = ImageToPush::from_manifest(raw.clone(), repo)?;

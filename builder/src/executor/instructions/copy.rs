@@ -235,23 +235,23 @@ impl Copier<'_> {
         let ft = meta.file_type();
         if ft.is_dir() {
             if !host.is_dir() {
-                remove_existing(&host)?;
-                fs::create_dir(&host).map_err(InstructionError::io("create directory", &host))?;
+                remove_existing(host)?;
+                fs::create_dir(host).map_err(InstructionError::io("create directory", host))?;
             }
-            return self.set_attrs(&host, meta.mode(), true);
+            return self.set_attrs(host, meta.mode(), true);
         }
-        remove_existing(&host)?;
+        remove_existing(host)?;
         if ft.is_symlink() {
             let link = fs::read_link(src).map_err(InstructionError::io("read link", src))?;
-            std::os::unix::fs::symlink(&link, &host).map_err(InstructionError::io("create symlink", &host))?;
-            return self.ctx.exec.identity.set_link_owner(&host, self.attrs.uid, self.attrs.gid).map_err(InstructionError::io("set the owner of", &host));
+            std::os::unix::fs::symlink(&link, host).map_err(InstructionError::io("create symlink", host))?;
+            return self.ctx.exec.identity.set_link_owner(host, self.attrs.uid, self.attrs.gid).map_err(InstructionError::io("set the owner of", host));
         }
-        fs::copy(src, &host).map_err(InstructionError::io("copy to", &host))?;
+        fs::copy(src, host).map_err(InstructionError::io("copy to", host))?;
         if let Ok(modified) = meta.modified() {
-            let file = fs::File::options().write(true).open(&host).map_err(InstructionError::io("open", &host))?;
-            file.set_modified(modified).map_err(InstructionError::io("set the mtime of", &host))?;
+            let file = fs::File::options().write(true).open(host).map_err(InstructionError::io("open", host))?;
+            file.set_modified(modified).map_err(InstructionError::io("set the mtime of", host))?;
         }
-        self.set_attrs(&host, meta.mode(), false)
+        self.set_attrs(host, meta.mode(), false)
     }
 
     fn inline(&self, content: &str, target: &str) -> Result<(), InstructionError> {

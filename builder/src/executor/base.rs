@@ -57,6 +57,21 @@ impl BaseSet {
     }
 }
 
+impl BaseSet {
+    /// `(registry, repository)` of every base image, for cross-repository blob mounts.
+    pub fn repositories(&self) -> Vec<(String, String)> {
+        let mut repos: Vec<(String, String)> = self
+            .images
+            .values()
+            .filter_map(|b| b.reference.parse::<Reference>().ok())
+            .map(|r| (r.registry().to_string(), r.repository().to_string()))
+            .collect();
+        repos.sort();
+        repos.dedup();
+        repos
+    }
+}
+
 impl BaseImages for BaseSet {
     fn env(&self, image: &str, platform: &Platform) -> Option<Vec<(String, String)>> {
         let base = self.get(image, platform).ok()?;

@@ -58,7 +58,15 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         let raw = RawManifest::new(image.manifest_json.clone(), kind);
         for (repo, tags) in &s.destinations {
             let to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
-            runtime.block_on(client.push_image(&store, repo, tags, &to_push, &[]))?;
+            // Base layers already in the same registry are mounted, not uploaded again.
+            let mount_from: Vec<String> = bases
+                .repositories()
+                .into_iter()
+                .filter(|(registry, _)| registry == repo.registry())
+                .map(|(_, repository)| repository)
+                .collect();
+            let report = runtime.block_on(client.push_image(&store, repo, tags, &to_push, &mount_from))?;
+            eprintln!("uploaded {} bytes to {}/{}", report.uploaded_bytes(), repo.registry(), repo.repository());
             pushed.extend(tags.iter().map(|t| format!("{}/{}:{t}", repo.registry(), repo.repository())));
         }
     }

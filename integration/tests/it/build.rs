@@ -140,17 +140,19 @@ async fn single_stage_image_has_files_owners_config_and_runs() {
     let image = h.image("build/single:v1");
     let out = ok(h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--build-arg", "FLAVOUR=tested", "--destination", &image]));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("[stage 1/1] STEP 7/11: RUN echo"), "{stderr}");
+    assert!(stderr.contains("[stage 1/1] STEP 7/12: RUN echo"), "{stderr}");
     let rootfs = h.unpack(&image);
     for (path, content) in [
         ("data/hello.txt", "hello file\n"),
         ("data/run.txt", "hello from run (tested)\n"),
         ("ctx/hello.txt", "hello file\n"),
         ("ctx/ignored-dir/keep.txt", "kept by exception\n"),
+        ("glob/hello.txt", "hello file\n"),
+        ("glob/secret.txt", "top secret\n"),
     ] {
         assert_eq!(std::fs::read_to_string(rootfs.join(path)).unwrap(), content, "{path}");
     }
-    for absent in ["ctx/ignored.txt", "ctx/ignored-dir/a.txt", "ctx/Dockerfile"] {
+    for absent in ["ctx/ignored.txt", "ctx/ignored-dir/a.txt", "ctx/Dockerfile", "glob/ignored.txt"] {
         assert!(!rootfs.join(absent).exists(), "{absent} should be excluded by .dockerignore");
     }
     let secret = std::fs::metadata(rootfs.join("data/secret")).unwrap();

@@ -150,7 +150,7 @@ fn destinations(args: &BuildArgs, context: &std::path::Path) -> Result<Vec<(Refe
         Ok(())
     };
     for d in &args.destinations {
-        let reference: Reference = d.parse().with_context(|| format!("invalid --destination {d:?}"))?;
+        let reference: Reference = d.parse().context("invalid --destination")?;
         add(reference, "--destination")?;
     }
     if let Some(image) = &args.image {
@@ -174,7 +174,7 @@ fn destinations(args: &BuildArgs, context: &std::path::Path) -> Result<Vec<(Refe
         }
         for tag in tags {
             let text = format!("{image}:{tag}");
-            let reference: Reference = text.parse().with_context(|| format!("invalid image reference {text:?}"))?;
+            let reference: Reference = text.parse().context("invalid --image or --tag")?;
             add(reference, "--image")?;
         }
     }

@@ -37,7 +37,7 @@ use rbuild_cache::store::BlobStore;
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
     /// A step failed; `line` is the Dockerfile line of the instruction.
-    #[error("{instruction} (line {line}) failed: {source}")]
+    #[error("{instruction} (line {line}) failed")]
     Step { instruction: &'static str, line: usize, #[source] source: InstructionError },
     /// The stage's base could not be materialised.
     #[error("cannot prepare the base of stage {stage}")]

@@ -7,8 +7,8 @@
 //! ([`instructions`], one file per instruction family) and, when it changed the filesystem,
 //! diff → [`crate::layer::write_layer`] into the blob store → a layer of the stage.
 //!
-//! This increment runs stages sequentially, in plan order, skipping stages the target does
-//! not need; the cache lookup (issue 6/7) plugs in before `apply` in the step loop.
+//! Stages the target does not need are skipped; independent stages run concurrently, in
+//! waves. The cache lookup (issue 6/7) plugs in before `apply` in the step loop.
 
 pub mod base;
 pub mod context;
@@ -51,6 +51,9 @@ pub enum ExecuteError {
     /// The plan's target stage was not produced (a bug in plan or executor).
     #[error("target stage {index} was not built")]
     TargetMissing { index: usize },
+    /// A stage thread panicked (a bug).
+    #[error("a stage panicked")]
+    Panicked,
     /// The build was cancelled.
     #[error("build cancelled")]
     Cancelled,
@@ -93,22 +96,58 @@ pub struct BuiltImage {
 }
 
 impl Executor<'_> {
-    /// Runs every needed stage of `plan` in order and returns the target stage's image.
+    /// Runs the needed stages of `plan` in waves: every stage whose dependencies are done
+    /// runs concurrently with the others of its wave (one thread each); returns the target's image.
     pub fn execute(&self, plan: &Plan, bases: &BaseSet) -> Result<BuiltImage, ExecuteError> {
         let needed: Vec<usize> = plan.stages.iter().filter(|s| s.needed).map(|s| s.index).collect();
         let mut outputs: Vec<Option<StageOutput>> = vec![None; plan.stages.len()];
-        for (position, &index) in needed.iter().enumerate() {
-            let Some(stage) = plan.stages.get(index) else { continue };
-            let setup = StageSetup { stage, position: position + 1, count: needed.len(), plan };
-            let output = stage::run_stage(self, &setup, bases, &outputs)?;
-            if let Some(slot) = outputs.get_mut(index) {
-                *slot = Some(output);
+        let mut pending = needed.clone();
+        while !pending.is_empty() {
+            let (ready, waiting): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| {
+                plan.stages.get(i).is_some_and(|s| s.depends_on.iter().all(|d| outputs.get(*d).is_some_and(Option::is_some)))
+            });
+            if ready.is_empty() {
+                // The plan rejects cycles, so this means a dependency was not marked needed.
+                return Err(ExecuteError::TargetMissing { index: waiting.first().copied().unwrap_or(plan.target) });
             }
+            let done = self.run_wave(plan, bases, &needed, &ready, &outputs)?;
+            for (index, output) in done {
+                if let Some(slot) = outputs.get_mut(index) {
+                    *slot = Some(output);
+                }
+            }
+            pending = waiting;
         }
         let target = outputs
             .get_mut(plan.target)
             .and_then(Option::take)
             .ok_or(ExecuteError::TargetMissing { index: plan.target })?;
         Ok(BuiltImage { config: target.config, layers: target.layers })
+    }
+
+    /// Runs the stages `ready` concurrently; the first error (in stage order) wins.
+    fn run_wave(
+        &self,
+        plan: &Plan,
+        bases: &BaseSet,
+        needed: &[usize],
+        ready: &[usize],
+        outputs: &[Option<StageOutput>],
+    ) -> Result<Vec<(usize, StageOutput)>, ExecuteError> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = ready
+                .iter()
+                .filter_map(|&index| plan.stages.get(index))
+                .map(|stage| {
+                    let position = needed.iter().position(|&i| i == stage.index).map_or(0, |p| p + 1);
+                    let setup = StageSetup { stage, position, count: needed.len(), plan };
+                    scope.spawn(move || stage::run_stage(self, &setup, bases, outputs).map(|o| (stage.index, o)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(ExecuteError::Panicked)))
+                .collect()
+        })
     }
 }

@@ -253,3 +253,16 @@ async fn reproducible_builds_give_the_same_digest() {
     assert!(digests[0].starts_with("sha256:"), "{digests:?}");
     assert_eq!(digests[0], digests[1]);
 }
+
+#[tokio::test]
+async fn independent_stages_run_and_unneeded_stages_are_skipped() {
+    let Some(h) = Harness::start().await else { return };
+    let context = h.context("build/parallel");
+    let image = h.image("build/parallel:v1");
+    let out = ok(h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("AS unused"), "the unused stage must be skipped: {stderr}");
+    assert!(stderr.contains("[stage 3/3] STEP 1/4"), "{stderr}");
+    let rootfs = h.unpack(&image);
+    assert_eq!(run_in(&rootfs, &["cat", "/out/a", "/out/b"]), "a\nb\n");
+}

@@ -3,6 +3,7 @@
 pub mod dockerfile;
 pub mod frontend;
 pub mod dockerignore;
+pub mod executor;
 pub mod image;
 pub mod layer;
 pub mod plan;

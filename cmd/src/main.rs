@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod git;
 mod registry_args;
 mod settings;
 
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(args),
         Command::Pull(args) => commands::pull::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Build(args) => commands::build::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,9 +7,12 @@
 //!   cross-repository-mounted blobs
 //! - `auth`: every registry variant, wrong password, identity token, TLS trust
 //! - `failures`: registry down, unknown manifest and repository
+//! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
+//!   commit-suffixed and latest tags, failures
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
+mod build;
 mod cli;
 mod failures;
 mod pull;

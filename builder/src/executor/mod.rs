@@ -1,0 +1,153 @@
+//! The executor: runs a [`Plan`]'s needed stages and returns the target stage's image
+//! (config + layers in the blob store), ready to be assembled and pushed.
+//!
+//! Flow per stage ([`stage::run_stage`]): materialise the base (pulled image layers, an
+//! earlier stage's layers, or scratch) into a fresh rootfs under the work dir, index it for
+//! the native snapshotter, then for each step apply the instruction
+//! ([`instructions`], one file per instruction family) and, when it changed the filesystem,
+//! diff → [`crate::layer::write_layer`] into the blob store → a layer of the stage.
+//!
+//! Stages the target does not need are skipped; independent stages run concurrently, in
+//! waves. The cache lookup (issue 6/7) plugs in before `apply` in the step loop.
+
+pub mod base;
+pub mod context;
+pub mod identity;
+pub mod instructions;
+pub mod progress;
+pub mod stage;
+
+use std::path::PathBuf;
+
+pub use base::{pull_bases, BaseError, BaseImage, BaseSet};
+pub use context::{BuildContext, ContextError};
+pub use identity::Identity;
+pub use instructions::InstructionError;
+pub use progress::{Progress, StepEvent};
+pub use stage::{StageOutput, StageSetup};
+
+use crate::dockerfile::Location;
+use crate::image::ImageConfig;
+use crate::layer::LayerOptions;
+use crate::plan::Plan;
+use crate::sandbox::{CancelToken, Sandbox};
+use rbuild_cache::store::BlobStore;
+
+/// Errors running a build.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// A step failed; `line` is the Dockerfile line of the instruction.
+    #[error("{instruction} (line {line}) failed")]
+    Step { instruction: &'static str, line: usize, #[source] source: InstructionError },
+    /// The stage's base could not be materialised.
+    #[error("cannot prepare the base of stage {stage}")]
+    Base { stage: String, #[source] source: Box<BaseError> },
+    /// Creating or indexing a stage's work directory failed.
+    #[error("cannot prepare the work directory {path}")]
+    WorkDir { path: PathBuf, #[source] source: std::io::Error },
+    /// A snapshot or layer write failed after a step.
+    #[error("cannot snapshot the change of {instruction} (line {line})")]
+    Snapshot { instruction: &'static str, line: usize, #[source] source: stage::SnapshotError },
+    /// The plan's target stage was not produced (a bug in plan or executor).
+    #[error("target stage {index} was not built")]
+    TargetMissing { index: usize },
+    /// A stage thread panicked (a bug).
+    #[error("a stage panicked")]
+    Panicked,
+    /// The build was cancelled.
+    #[error("build cancelled")]
+    Cancelled,
+}
+
+impl ExecuteError {
+    /// Wraps an instruction error with the step it happened in.
+    pub(crate) fn step(keyword: &'static str, location: Location, source: InstructionError) -> Self {
+        Self::Step { instruction: keyword, line: location.start_line, source }
+    }
+}
+
+/// Everything a build shares across stages; immutable while stages run.
+pub struct Executor<'a> {
+    /// The build context (directory + `.dockerignore`).
+    pub context: &'a BuildContext,
+    /// Where layers are written and base layers are read.
+    pub store: &'a BlobStore,
+    /// Per-build scratch directory (stage roots and snapshot indexes); removed by the caller.
+    pub work_dir: PathBuf,
+    /// How layers are written (compression, mtime policy, media types, id maps).
+    pub layer: LayerOptions,
+    /// The RUN sandbox.
+    pub sandbox: Sandbox,
+    /// Who owns the files of the stage roots on the host.
+    pub identity: Identity,
+    /// RFC 3339 time stamped on the config and history entries.
+    pub created: String,
+    /// Where progress goes.
+    pub progress: &'a dyn Progress,
+    /// Cancels RUNs and the step loop.
+    pub cancel: CancelToken,
+}
+
+/// The target image: config and layers, ready for [`crate::image::assemble`].
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    pub config: ImageConfig,
+    pub layers: Vec<crate::image::ImageLayer>,
+}
+
+impl Executor<'_> {
+    /// Runs the needed stages of `plan` in waves: every stage whose dependencies are done
+    /// runs concurrently with the others of its wave (one thread each); returns the target's image.
+    pub fn execute(&self, plan: &Plan, bases: &BaseSet) -> Result<BuiltImage, ExecuteError> {
+        let needed: Vec<usize> = plan.stages.iter().filter(|s| s.needed).map(|s| s.index).collect();
+        let mut outputs: Vec<Option<StageOutput>> = vec![None; plan.stages.len()];
+        let mut pending = needed.clone();
+        while !pending.is_empty() {
+            let (ready, waiting): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| {
+                plan.stages.get(i).is_some_and(|s| s.depends_on.iter().all(|d| outputs.get(*d).is_some_and(Option::is_some)))
+            });
+            if ready.is_empty() {
+                // The plan rejects cycles, so this means a dependency was not marked needed.
+                return Err(ExecuteError::TargetMissing { index: waiting.first().copied().unwrap_or(plan.target) });
+            }
+            let done = self.run_wave(plan, bases, &needed, &ready, &outputs)?;
+            for (index, output) in done {
+                if let Some(slot) = outputs.get_mut(index) {
+                    *slot = Some(output);
+                }
+            }
+            pending = waiting;
+        }
+        let target = outputs
+            .get_mut(plan.target)
+            .and_then(Option::take)
+            .ok_or(ExecuteError::TargetMissing { index: plan.target })?;
+        Ok(BuiltImage { config: target.config, layers: target.layers })
+    }
+
+    /// Runs the stages `ready` concurrently; the first error (in stage order) wins.
+    fn run_wave(
+        &self,
+        plan: &Plan,
+        bases: &BaseSet,
+        needed: &[usize],
+        ready: &[usize],
+        outputs: &[Option<StageOutput>],
+    ) -> Result<Vec<(usize, StageOutput)>, ExecuteError> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = ready
+                .iter()
+                .filter_map(|&index| plan.stages.get(index))
+                .map(|stage| {
+                    let position = needed.iter().position(|&i| i == stage.index).map_or(0, |p| p + 1);
+                    let setup = StageSetup { stage, position, count: needed.len(), plan };
+                    scope.spawn(move || stage::run_stage(self, &setup, bases, outputs).map(|o| (stage.index, o)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(ExecuteError::Panicked)))
+                .collect()
+        })
+    }
+}

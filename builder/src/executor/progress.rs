@@ -1,0 +1,34 @@
+//! Progress events of the step loop; the binary decides how to show them.
+
+use std::time::Duration;
+
+/// Which step an event is about (1-based counters; FROM is step 1 of its stage).
+#[derive(Debug, Clone, Copy)]
+pub struct StepEvent<'a> {
+    pub stage: usize,
+    pub stages: usize,
+    pub step: usize,
+    pub steps: usize,
+    /// The instruction as written.
+    pub text: &'a str,
+}
+
+/// Receives progress; implementations must not block for long.
+pub trait Progress: Sync {
+    /// A step starts.
+    fn step_started(&self, event: &StepEvent<'_>);
+    /// A chunk of a RUN's output (stdout and stderr, as they come).
+    fn output(&self, event: &StepEvent<'_>, chunk: &[u8]);
+    /// A step ended; `layer_size` is the compressed size of the layer it produced, if any.
+    fn step_finished(&self, event: &StepEvent<'_>, elapsed: Duration, layer_size: Option<u64>);
+}
+
+/// Discards progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn step_started(&self, _event: &StepEvent<'_>) {}
+    fn output(&self, _event: &StepEvent<'_>, _chunk: &[u8]) {}
+    fn step_finished(&self, _event: &StepEvent<'_>, _elapsed: Duration, _layer_size: Option<u64>) {}
+}

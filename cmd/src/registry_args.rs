@@ -3,7 +3,19 @@
 
 use std::path::PathBuf;
 
+use rbuild_cache::platform::TargetPlatform;
+use rbuild_cache::reference::Reference;
 use rbuild_cache::registry::{AuthConfig, RegistryConfig};
+
+/// The image and platform a registry command reads (`--platform` defaults to the host's).
+pub fn image_and_platform(image: &str, platform: Option<&str>) -> anyhow::Result<(Reference, TargetPlatform)> {
+    let reference: Reference = image.parse()?;
+    let platform = match platform {
+        Some(p) => p.parse()?,
+        None => TargetPlatform::host(),
+    };
+    Ok((reference, platform))
+}
 
 /// Registry connection flags (Kaniko-compatible names).
 #[derive(Debug, Clone, Default, clap::Args)]

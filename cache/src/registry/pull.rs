@@ -151,30 +151,23 @@ impl RegistryClient {
         let descriptor = resolved.image.config();
         let repository = resolved.reference.repository();
         let endpoint = &resolved.endpoint;
-        let url = endpoint.repository_url(repository, &format!("blobs/{}", descriptor.digest()), Operation::GetBlob)?;
-        let scopes = [pull_scope(repository)];
-        let call = Call::new(
-            endpoint,
-            repository,
-            Operation::GetBlob,
-            Method::GET,
-            url,
-            &scopes,
-        );
-        let response = self.transport().send(&call).await?;
-        if !response.status().is_success() {
-            return Err(call.status_error(response).await);
-        }
+        let response = self.get_blob(endpoint, repository, descriptor.digest()).await?;
+        let invalid = |reason| RegistryError::InvalidResponse {
+            registry: endpoint.name.clone(),
+            repository: repository.to_owned(),
+            operation: Operation::GetBlob,
+            reason,
+        };
         if response
             .content_length()
             .is_some_and(|len| len > descriptor.size())
         {
-            return Err(call.invalid("config is larger than its descriptor says"));
+            return Err(invalid("config is larger than its descriptor says"));
         }
         let bytes = response
             .bytes()
             .await
-            .map_err(|_| call.invalid("config body was cut short"))?;
+            .map_err(|_| invalid("config body was cut short"))?;
         let actual = crate::oci::sha256_digest(&bytes);
         if actual != *descriptor.digest() || bytes.len() as u64 != descriptor.size() {
             return Err(RegistryError::DigestMismatch {
@@ -219,6 +212,23 @@ impl RegistryClient {
         }
     }
 
+    /// GET a blob: a successful response, or the registry's error.
+    async fn get_blob(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let url = endpoint.repository_url(repository, &format!("blobs/{digest}"), Operation::GetBlob)?;
+        let scopes = [pull_scope(repository)];
+        let call = Call::new(endpoint, repository, Operation::GetBlob, Method::GET, url, &scopes);
+        let response = self.transport().send(&call).await?;
+        if !response.status().is_success() {
+            return Err(call.status_error(response).await);
+        }
+        Ok(response)
+    }
+
     async fn download(
         &self,
         endpoint: &Endpoint,
@@ -227,20 +237,7 @@ impl RegistryClient {
         size: u64,
         store: &BlobStore,
     ) -> Result<StoredBlob, RegistryError> {
-        let url = endpoint.repository_url(repository, &format!("blobs/{digest}"), Operation::GetBlob)?;
-        let scopes = [pull_scope(repository)];
-        let call = Call::new(
-            endpoint,
-            repository,
-            Operation::GetBlob,
-            Method::GET,
-            url,
-            &scopes,
-        );
-        let response = self.transport().send(&call).await?;
-        if !response.status().is_success() {
-            return Err(call.status_error(response).await);
-        }
+        let response = self.get_blob(endpoint, repository, digest).await?;
         let oversized = || RegistryError::Oversized {
             registry: endpoint.name.clone(),
             repository: repository.to_owned(),

@@ -4,12 +4,10 @@
 use std::io::Write as _;
 
 use anyhow::Context as _;
-use rbuild_cache::platform::TargetPlatform;
-use rbuild_cache::reference::Reference;
 use rbuild_cache::registry::RegistryClient;
 use serde_json::json;
 
-use crate::registry_args::RegistryArgs;
+use crate::registry_args::{image_and_platform, RegistryArgs};
 
 /// Arguments of `rbuild inspect`.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,11 +26,7 @@ pub struct InspectArgs {
 
 /// Run `rbuild inspect`.
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
-    let reference: Reference = args.image.parse()?;
-    let platform = match &args.platform {
-        Some(p) => p.parse()?,
-        None => TargetPlatform::host(),
-    };
+    let (reference, platform) = image_and_platform(&args.image, args.platform.as_deref())?;
     let client = RegistryClient::new(args.registry.to_config())?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mut stdout = std::io::stdout().lock();

@@ -3,13 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use rbuild_cache::platform::TargetPlatform;
 use rbuild_cache::reference::Reference;
 use rbuild_cache::registry::{PulledImage, RegistryClient};
 use rbuild_cache::store::BlobStore;
 use serde_json::json;
 
-use crate::registry_args::RegistryArgs;
+use crate::registry_args::{image_and_platform, RegistryArgs};
 
 /// Arguments of `rbuild pull`.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,11 +27,7 @@ pub struct PullArgs {
 
 /// Run `rbuild pull`.
 pub fn run(args: &PullArgs) -> anyhow::Result<()> {
-    let reference: Reference = args.image.parse()?;
-    let platform = match &args.platform {
-        Some(p) => p.parse()?,
-        None => TargetPlatform::host(),
-    };
+    let (reference, platform) = image_and_platform(&args.image, args.platform.as_deref())?;
     let client = RegistryClient::new(args.registry.to_config())?;
     let store = BlobStore::open(&args.oci_layout)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

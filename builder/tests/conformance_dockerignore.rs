@@ -2,7 +2,7 @@
 //! `RULES.md`) plus rbuild's own cases for the directory-walk query and ignore-file lookup.
 
 mod common;
-use common::corpus;
+use common::{corpus, Tally};
 use std::path::{Path, PathBuf};
 
 use rbuild_builder::dockerignore::{
@@ -55,7 +55,7 @@ fn dockerignore_tables() {
         ("cases.tsv", check_case, 77),
         ("ignorefile-lines.tsv", check_line, 21),
     ];
-    let (mut passed, mut failures) = (0, Vec::new());
+    let mut tally = Tally::default();
     for (file, check, rows) in tables {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let results: Vec<_> = text
@@ -66,14 +66,11 @@ fn dockerignore_tables() {
             .collect();
         assert_eq!(results.len(), rows, "{file}: row count");
         for result in results {
-            match result {
-                Ok(()) => passed += 1,
-                Err(failure) => failures.push(format!("{file}: {failure}")),
-            }
+            tally.record(file, result);
         }
     }
-    println!("dockerignore: {passed} passed, {} failed", failures.len());
-    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+    // 77 `cases.tsv` rows and 21 `ignorefile-lines.tsv` rows.
+    tally.finish("dockerignore", "dockerignore", 98);
 }
 
 /// `patterns` are ignore-file lines separated by `;`.

@@ -6,7 +6,7 @@
 //! `RBUILD_CONFORMANCE_DIR` to point at it. When it is missing the tests skip, unless `CI` is set.
 
 mod common;
-use common::corpus;
+use common::{corpus, Tally};
 use rbuild_builder::dockerfile::dump::dump;
 use rbuild_builder::dockerfile::{parse, Arg, Dockerfile, Node};
 use serde_json::{json, Value};
@@ -22,39 +22,6 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
         .collect();
     out.sort();
     out
-}
-
-/// Pass/fail bookkeeping for one corpus kind.
-#[derive(Default)]
-struct Tally {
-    passed: usize,
-    failures: Vec<String>,
-}
-
-impl Tally {
-    fn record(&mut self, case: &str, result: Result<(), String>) {
-        match result {
-            Ok(()) => self.passed += 1,
-            Err(why) => self.failures.push(format!("--- {case}\n{why}")),
-        }
-    }
-
-    fn finish(self, kind: &str, expected_cases: usize) {
-        eprintln!("parser conformance [{kind}]");
-        println!(
-            "parser conformance: {} passed, {} failed",
-            self.passed,
-            self.failures.len()
-        );
-        let total = self.passed + self.failures.len();
-        assert!(
-            self.failures.is_empty(),
-            "{kind}: {} failures:\n{}",
-            self.failures.len(),
-            self.failures.join("\n")
-        );
-        assert_eq!(total, expected_cases, "{kind}: unexpected number of cases");
-    }
 }
 
 fn read(path: &Path) -> String {
@@ -196,7 +163,7 @@ fn buildkit_testfiles_dump_as_expected() {
             check_dump(&case.join("Dockerfile"), &case.join("result")).map(|_| ()),
         );
     }
-    tally.finish("testfiles", 33);
+    tally.finish("parser conformance", "testfiles", 33);
 }
 
 #[test]
@@ -214,7 +181,7 @@ fn buildkit_negative_testfiles_are_rejected() {
         };
         tally.record(&name, result);
     }
-    tally.finish("testfiles-negative", 4);
+    tally.finish("parser conformance", "testfiles-negative", 4);
 }
 
 #[test]
@@ -237,7 +204,7 @@ fn buildkit_testfile_line_numbers() {
             }
         });
     tally.record("testfile-line", result);
-    tally.finish("testfile-line", 1);
+    tally.finish("parser conformance", "testfile-line", 1);
 }
 
 #[test]
@@ -263,7 +230,7 @@ fn generated_json_matches() {
             .and_then(|df| check_json(&df, &expected));
         tally.record(&name, result);
     }
-    tally.finish("generated-json", 34);
+    tally.finish("parser conformance", "generated-json", 34);
 }
 
 #[test]
@@ -283,5 +250,5 @@ fn real_world_dockerfiles_match() {
             tally.record(&name, result);
         }
     }
-    tally.finish("real-world", 22);
+    tally.finish("parser conformance", "real-world", 22);
 }

@@ -2,7 +2,7 @@
 //! [`ShellLexer`]. Formats: `shared/conformance/README.md` sections 5 and 6.
 
 mod common;
-use common::corpus;
+use common::{corpus, Tally};
 
 use rbuild_builder::dockerfile::shell::ShellLexer;
 
@@ -24,7 +24,7 @@ fn env_var_test() {
         ("NULL", ""),
     ]);
     let lexer = ShellLexer::new('\\');
-    let (mut passed, mut failures) = (0, Vec::new());
+    let mut tally = Tally::default();
     for (index, line) in text.lines().enumerate() {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
@@ -44,21 +44,11 @@ fn env_var_test() {
             (Ok(value), expected) => expected != "error" && value == expected,
             (Err(_), _) => false,
         };
-        if ok {
-            passed += 1;
-        } else {
-            failures.push(format!(
-                "line {}: {input:?} → {got:?}, want {expected:?}",
-                index + 1
-            ));
-        }
+        let why = || format!("{input:?} → {got:?}, want {expected:?}");
+        tally.record(&format!("line {}", index + 1), if ok { Ok(()) } else { Err(why()) });
     }
-    println!(
-        "shell envVarTest: {passed} passed, {} failed",
-        failures.len()
-    );
-    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
-    assert_eq!(passed, 228, "expected the 226 `A` + 2 `U` rows");
+    // The 226 `A` and 2 `U` rows.
+    tally.finish("shell envVarTest", "envVarTest", 228);
 }
 
 #[test]
@@ -67,7 +57,7 @@ fn words_test() {
     let text = std::fs::read_to_string(dir.join("wordsTest")).unwrap();
     let lexer = ShellLexer::new('\\');
     let mut env: Vec<(String, String)> = Vec::new();
-    let (mut passed, mut failures) = (0, Vec::new());
+    let mut tally = Tally::default();
     for (index, line) in text.lines().enumerate() {
         if line.starts_with('#') {
             continue;
@@ -88,21 +78,10 @@ fn words_test() {
             Err(_) => expected == ["error"],
             Ok(words) => *words == expected,
         };
-        if ok {
-            passed += 1;
-        } else {
-            failures.push(format!(
-                "line {}: {input:?} → {got:?}, want {expected:?}",
-                index + 1
-            ));
-        }
+        let why = || format!("{input:?} → {got:?}, want {expected:?}");
+        tally.record(&format!("line {}", index + 1), if ok { Ok(()) } else { Err(why()) });
     }
-    println!(
-        "shell wordsTest: {passed} passed, {} failed",
-        failures.len()
-    );
-    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
-    assert_eq!(passed, 24, "expected 24 cases");
+    tally.finish("shell wordsTest", "wordsTest", 24);
 }
 
 // ---- rbuild's own cases: pattern operators, used/unset tracking, backtick escape ----

@@ -36,15 +36,9 @@ async fn wrong_password_is_a_clear_error(#[case] variant: Variant, #[case] opera
     let Some(ctx) = TestContext::start(variant).await else {
         return;
     };
-    let addr = ctx.registry.addr().to_owned();
-    let client = ctx.client_with(|c| {
-        c.auth.explicit.insert(
-            addr.clone(),
-            Credential::Basic {
-                username: USER.into(),
-                password: Secret::new("not-the-password"),
-            },
-        );
+    let client = ctx.client_as(Credential::Basic {
+        username: USER.into(),
+        password: Secret::new("not-the-password"),
     });
     let err = client
         .pull(
@@ -57,7 +51,7 @@ async fn wrong_password_is_a_clear_error(#[case] variant: Variant, #[case] opera
     assert_eq!(err.status(), Some(401), "{err}");
     let msg = err.to_string();
     for part in [
-        addr.as_str(),
+        ctx.registry.addr(),
         "busybox",
         operation,
         "HTTP 401",
@@ -90,13 +84,7 @@ async fn identity_token_is_exchanged_at_the_realm() {
     let Some(ctx) = TestContext::start(Variant::Token).await else {
         return;
     };
-    let addr = ctx.registry.addr().to_owned();
-    let client = ctx.client_with(|c| {
-        c.auth.explicit.insert(
-            addr.clone(),
-            Credential::IdentityToken(Secret::new(REFRESH_TOKEN)),
-        );
-    });
+    let client = ctx.client_as(Credential::IdentityToken(Secret::new(REFRESH_TOKEN)));
     let raw = client
         .get_raw_manifest(&ctx.registry.reference("busybox"))
         .await
@@ -109,22 +97,16 @@ async fn read_only_token_cannot_push() {
     let Some(ctx) = TestContext::start(Variant::Token).await else {
         return;
     };
-    let addr = ctx.registry.addr().to_owned();
-    let client = ctx.client_with(|c| {
-        c.auth.explicit.insert(
-            addr.clone(),
-            Credential::Basic {
-                username: "reader".into(),
-                password: Secret::new("readerpassword"),
-            },
-        );
+    let client = ctx.client_as(Credential::Basic {
+        username: "reader".into(),
+        password: Secret::new("readerpassword"),
     });
     let manifest = ctx.store.read_blob(&ctx.base.busybox).unwrap();
     let manifest = rbuild_cache::registry::RawManifest::new(
         manifest,
         rbuild_cache::registry::ManifestKind::OciManifest,
     );
-    let repo = format!("{addr}/readonly");
+    let repo = format!("{}/readonly", ctx.registry.addr());
     let err = rbuild_integration::images::push(&client, &ctx.store, &repo, &["v1"], &manifest)
         .await
         .unwrap_err();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use rbuild_cache::oci::sha256_digest;
-use rbuild_cache::registry::{PulledImage, RegistryClient, RegistryConfig};
+use rbuild_cache::registry::{Credential, PulledImage, RegistryClient, RegistryConfig};
 use rbuild_cache::store::BlobStore;
 use rbuild_integration::{push_base_images, BaseImages, TestRegistry, Variant};
 
@@ -40,6 +40,14 @@ impl TestContext {
         let mut config = self.registry.client_config();
         edit(&mut config);
         RegistryClient::new(config).unwrap()
+    }
+
+    /// A client that presents `credential` to the test registry.
+    pub fn client_as(&self, credential: Credential) -> RegistryClient {
+        let addr = self.registry.addr().to_owned();
+        self.client_with(|c| {
+            c.auth.explicit.insert(addr, credential);
+        })
     }
 
     /// A fresh, empty store.

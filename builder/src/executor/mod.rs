@@ -23,7 +23,7 @@ pub use base::{pull_bases, BaseError, BaseImage, BaseSet};
 pub use context::{BuildContext, ContextError};
 pub use identity::Identity;
 pub use instructions::InstructionError;
-pub use progress::{Progress, StepEvent};
+pub use progress::{Progress, StepEvent, StepReport};
 pub use stage::{StageOutput, StageSetup};
 
 use crate::dockerfile::Location;

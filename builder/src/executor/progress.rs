@@ -19,8 +19,19 @@ pub trait Progress: Sync {
     fn step_started(&self, event: &StepEvent<'_>);
     /// A chunk of a RUN's output (stdout and stderr, as they come).
     fn output(&self, event: &StepEvent<'_>, chunk: &[u8]);
-    /// A step ended; `layer_size` is the compressed size of the layer it produced, if any.
-    fn step_finished(&self, event: &StepEvent<'_>, elapsed: Duration, layer_size: Option<u64>);
+    /// A step ended.
+    fn step_finished(&self, event: &StepEvent<'_>, report: &StepReport);
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepReport {
+    /// Wall time of the step.
+    pub elapsed: Duration,
+    /// Compressed size of the layer the step produced, if any.
+    pub layer_size: Option<u64>,
+    /// The step's result came from the cache instead of running.
+    pub cached: bool,
 }
 
 /// Discards progress.
@@ -30,5 +41,5 @@ pub struct Silent;
 impl Progress for Silent {
     fn step_started(&self, _event: &StepEvent<'_>) {}
     fn output(&self, _event: &StepEvent<'_>, _chunk: &[u8]) {}
-    fn step_finished(&self, _event: &StepEvent<'_>, _elapsed: Duration, _layer_size: Option<u64>) {}
+    fn step_finished(&self, _event: &StepEvent<'_>, _report: &StepReport) {}
 }

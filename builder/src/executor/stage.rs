@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::base::{BaseError, BaseSet};
 use super::instructions::{self, StepContext, StepEffect};
-use super::progress::StepEvent;
+use super::progress::{StepEvent, StepReport};
 use super::{ExecuteError, Executor};
 use crate::image::{History, ImageConfig, ImageLayer};
 use crate::layer::root_path::RootDir;
@@ -61,7 +61,7 @@ pub fn run_stage(
     let (rootfs, index) = (dir.join("rootfs"), dir.join("index"));
     let (mut config, mut layers) = base_state(stage, bases, earlier)?;
     materialise(exec, stage, &layers, &rootfs, &index)?;
-    exec.progress.step_finished(&event(setup, steps, 1, &from_text), started.elapsed(), None);
+    exec.progress.step_finished(&event(setup, steps, 1, &from_text), &StepReport { elapsed: started.elapsed(), ..StepReport::default() });
     config.created = Some(exec.created.clone());
     for (i, step) in stage.steps.iter().enumerate() {
         if exec.cancel.is_cancelled() {
@@ -88,7 +88,7 @@ pub fn run_stage(
         });
         let size = layer.as_ref().map(|l| l.descriptor.size);
         layers.extend(layer);
-        exec.progress.step_finished(&ev, started.elapsed(), size);
+        exec.progress.step_finished(&ev, &StepReport { elapsed: started.elapsed(), layer_size: size, cached: false });
     }
     Ok(StageOutput { rootfs, config, layers })
 }

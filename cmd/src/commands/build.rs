@@ -1,10 +1,10 @@
 //! `rbuild build`: context + Dockerfile → image → registry (and/or tar, OCI layout).
 
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
-use rbuild_builder::executor::{pull_bases, BuildContext, Executor, Progress, StepEvent};
+use rbuild_builder::executor::{pull_bases, BuildContext, Executor, Progress, StepEvent, StepReport};
 use rbuild_builder::frontend::load_plan;
 use rbuild_builder::image::archive::write_docker_archive_file;
 use rbuild_builder::image::{assemble, write_oci_layout};
@@ -116,8 +116,9 @@ impl Progress for PlainProgress {
         }
     }
 
-    fn step_finished(&self, e: &StepEvent<'_>, elapsed: Duration, layer_size: Option<u64>) {
-        let layer = layer_size.map(|n| format!(", layer {n} bytes")).unwrap_or_default();
-        eprintln!("[stage {}/{}] STEP {}/{}: done in {:.2}s{layer}", e.stage, e.stages, e.step, e.steps, elapsed.as_secs_f64());
+    fn step_finished(&self, e: &StepEvent<'_>, r: &StepReport) {
+        let layer = r.layer_size.map(|n| format!(", layer {n} bytes")).unwrap_or_default();
+        let how = if r.cached { "cached" } else { "done" };
+        eprintln!("[stage {}/{}] STEP {}/{}: {how} in {:.2}s{layer}", e.stage, e.stages, e.step, e.steps, r.elapsed.as_secs_f64());
     }
 }

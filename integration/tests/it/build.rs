@@ -1,6 +1,7 @@
 //! `rbuild build` end to end: the real binary, run as the unprivileged `rbuild-test` user
 //! (RUN in a user namespace), pushing to the real registry; the image is read back with
 //! skopeo, unpacked with umoci and its command run in a user namespace (`unshare -Ur chroot`).
+//! Other build test modules reuse [`Harness`] and the helpers here.
 //! Needs root to switch users (like `builder/tests/sandbox_run.rs`); skips otherwise.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -12,17 +13,17 @@ use rbuild_integration::Variant;
 
 use crate::support::{rbuild_bin, TestContext};
 
-const USER: &str = "rbuild-test";
+pub(crate) const USER: &str = "rbuild-test";
 
 /// A registry with base images, plus a world-readable copy of the binary and the cases.
-struct Harness {
-    ctx: TestContext,
+pub(crate) struct Harness {
+    pub(crate) ctx: TestContext,
     /// World-readable directory holding `rbuild`, the contexts and the cache.
-    shared: tempfile::TempDir,
+    pub(crate) shared: tempfile::TempDir,
 }
 
 impl Harness {
-    async fn start() -> Option<Self> {
+    pub(crate) async fn start() -> Option<Self> {
         if !rustix_is_root() {
             eprintln!("skipping build tests: they need root to run rbuild as {USER}");
             return None;
@@ -39,16 +40,16 @@ impl Harness {
         Some(Self { ctx, shared })
     }
 
-    fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         format!("BASE={}/busybox:latest", self.ctx.registry.addr())
     }
 
-    fn image(&self, repo_tag: &str) -> String {
+    pub(crate) fn image(&self, repo_tag: &str) -> String {
         format!("{}/{repo_tag}", self.ctx.registry.addr())
     }
 
     /// Copies `testdata/<case>` into the shared directory (readable by the build user).
-    fn context(&self, case: &str) -> PathBuf {
+    pub(crate) fn context(&self, case: &str) -> PathBuf {
         let src = workspace().join("testdata").join(case);
         let dst = self.shared.path().join(case.replace('/', "-"));
         copy_tree(&src, &dst);
@@ -57,7 +58,7 @@ impl Harness {
     }
 
     /// Runs `rbuild build ARGS` as the unprivileged user.
-    fn build(&self, args: &[&str]) -> Output {
+    pub(crate) fn build(&self, args: &[&str]) -> Output {
         Command::new("setpriv")
             .args(["--reuid", USER, "--regid", USER, "--init-groups"])
             .arg(self.shared.path().join("rbuild"))
@@ -74,7 +75,7 @@ impl Harness {
     }
 
     /// Copies the pushed image to an OCI layout and unpacks it; returns the rootfs.
-    fn unpack(&self, image: &str) -> PathBuf {
+    pub(crate) fn unpack(&self, image: &str) -> PathBuf {
         let dir = self.ctx.dir.path().join(image.replace(['/', ':', '.'], "_"));
         std::fs::create_dir_all(&dir).unwrap();
         let layout = format!("oci:{}:img", dir.join("oci").display());
@@ -86,48 +87,48 @@ impl Harness {
     }
 
     /// The image config blob as the registry serves it.
-    fn config(&self, image: &str) -> serde_json::Value {
+    pub(crate) fn config(&self, image: &str) -> serde_json::Value {
         let out = self.ctx.skopeo(&["inspect".into(), "--tls-verify=false".into(), "--config".into(), "--raw".into(), format!("docker://{image}")]);
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    fn digest(&self, image: &str) -> String {
+    pub(crate) fn digest(&self, image: &str) -> String {
         let out = self.ctx.skopeo(&["inspect".into(), "--tls-verify=false".into(), format!("docker://{image}")]);
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         json["Digest"].as_str().unwrap().to_string()
     }
 }
 
-fn rustix_is_root() -> bool {
+pub(crate) fn rustix_is_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
-fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-fn copy_tree(src: &Path, dst: &Path) {
+pub(crate) fn copy_tree(src: &Path, dst: &Path) {
     let status = Command::new("cp").arg("-a").arg(src).arg(dst).status().unwrap();
     assert!(status.success());
 }
 
-fn make_readable(path: &Path) {
+pub(crate) fn make_readable(path: &Path) {
     let status = Command::new("chmod").args(["-R", "a+rX"]).arg(path).status().unwrap();
     assert!(status.success());
 }
 
-fn chown_to_user(path: &Path) {
+pub(crate) fn chown_to_user(path: &Path) {
     let status = Command::new("chown").arg(format!("{USER}:{USER}")).arg(path).status().unwrap();
     assert!(status.success());
 }
 
-fn ok(out: Output) -> Output {
+pub(crate) fn ok(out: Output) -> Output {
     assert!(out.status.success(), "rbuild build failed:\n{}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
 /// Runs `argv` inside `rootfs` in a user namespace, as the image would run.
-fn run_in(rootfs: &Path, argv: &[&str]) -> String {
+pub(crate) fn run_in(rootfs: &Path, argv: &[&str]) -> String {
     let out = Command::new("unshare").args(["-Ur", "chroot"]).arg(rootfs).args(argv).output().unwrap();
     assert!(out.status.success(), "{argv:?} in the image: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()

@@ -9,11 +9,14 @@
 //! - `failures`: registry down, unknown manifest and repository
 //! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
 //!   commit-suffixed and latest tags, failures
+//! - `differential`: the `testdata/build/diff-*` Dockerfiles built by rbuild and by buildah,
+//!   rootfs and config compared, the image's command run
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
 mod build;
 mod cli;
+mod differential;
 mod failures;
 mod pull;
 mod push;

@@ -2,6 +2,7 @@
 
 use crate::commands::inspect::InspectArgs;
 use crate::commands::pull::PullArgs;
+use crate::progress::ProgressMode;
 use crate::registry_args::RegistryArgs;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -50,8 +51,8 @@ pub struct DockerfileArgs {
     /// Build this stage and what it needs, not the last stage.
     #[arg(long)]
     pub target: Option<String>,
-    /// Target platform, `os/arch[/variant]` (default: the host's).
-    #[arg(long = "platform", env = "RBUILD_PLATFORM")]
+    /// Target platform, `os/arch[/variant]` (default: the host's); Kaniko's `--custom-platform`.
+    #[arg(long = "platform", visible_alias = "custom-platform", env = "RBUILD_PLATFORM")]
     pub platform: Option<String>,
 }
 
@@ -113,4 +114,14 @@ pub struct BuildArgs {
     /// Local state: blob store and work directories (default: `$XDG_CACHE_HOME/rbuild`).
     #[arg(long, value_name = "DIR", env = "RBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    // Progress and outputs.
+    /// Progress display: `auto` (live view when stderr is a terminal, else plain), `plain`,
+    /// `tty`, `json` (one JSON event per line on stdout).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ProgressMode::Auto, env = "RBUILD_PROGRESS")]
+    pub progress: ProgressMode,
+    /// Write `build.json` (digest, pushed references, per-step cache and timing stats) and
+    /// `digest` into this directory, for a workflow to pick up.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
 }

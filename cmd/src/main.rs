@@ -3,6 +3,8 @@
 mod cli;
 mod commands;
 mod git;
+mod outputs;
+mod progress;
 mod registry_args;
 mod settings;
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use rbuild_cache::oci::Digest;
+
 /// Which step an event is about (1-based counters; FROM is step 1 of its stage).
 #[derive(Debug, Clone, Copy)]
 pub struct StepEvent<'a> {
@@ -24,12 +26,14 @@ pub trait Progress: Sync {
 }
 
 /// How a step ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StepReport {
     /// Wall time of the step.
     pub elapsed: Duration,
     /// Compressed size of the layer the step produced, if any.
     pub layer_size: Option<u64>,
+    /// Digest of that layer (compressed blob), if any.
+    pub layer_digest: Option<Digest>,
     /// The step's result came from the cache instead of running.
     pub cached: bool,
 }

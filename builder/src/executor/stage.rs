@@ -87,8 +87,9 @@ pub fn run_stage(
             ..History::default()
         });
         let size = layer.as_ref().map(|l| l.descriptor.size);
+        let layer_digest = layer.as_ref().map(|l| l.descriptor.digest.digest().clone());
         layers.extend(layer);
-        exec.progress.step_finished(&ev, &StepReport { elapsed: started.elapsed(), layer_size: size, cached: false });
+        exec.progress.step_finished(&ev, &StepReport { elapsed: started.elapsed(), layer_size: size, layer_digest, cached: false });
     }
     Ok(StageOutput { rootfs, config, layers })
 }

@@ -8,10 +8,12 @@ pub mod manifest;
 pub mod pull;
 pub mod push;
 pub mod token_cache;
+pub mod transfer;
 pub mod transport;
 pub mod upload;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use auth::{AuthConfig, Credential, CredentialStore, Secret};
@@ -19,10 +21,12 @@ pub use error::{Operation, RegistryError, RegistryMessage};
 pub use manifest::{Manifest, ManifestKind, RawManifest};
 pub use pull::{PulledImage, ResolvedImage};
 pub use push::{ImageToPush, PushReport};
+pub use transfer::{Direction, TransferProgress};
 pub use transport::{Endpoint, RetryPolicy};
 pub use upload::BlobPush;
 
 use crate::reference::{Reference, DOCKER_HUB};
+use transfer::ProgressSink;
 use transport::Transport;
 
 /// Default PATCH chunk (and monolithic-upload threshold): large enough that chunking costs
@@ -80,6 +84,7 @@ impl Default for RegistryConfig {
 pub struct RegistryClient {
     transport: Transport,
     config: RegistryConfig,
+    progress: ProgressSink,
 }
 
 impl RegistryClient {
@@ -110,7 +115,18 @@ impl RegistryClient {
         Ok(Self {
             transport: Transport::new(http, credentials, config.retry),
             config,
+            progress: ProgressSink::default(),
         })
+    }
+
+    /// Report the byte progress of blob downloads and uploads to `progress`.
+    pub fn set_progress(&mut self, progress: Arc<dyn TransferProgress>) -> &mut Self {
+        self.progress = ProgressSink(progress);
+        self
+    }
+
+    pub(crate) fn progress(&self) -> &ProgressSink {
+        &self.progress
     }
 
     /// The configuration in use.

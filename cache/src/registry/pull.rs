@@ -12,6 +12,7 @@ use crate::platform::TargetPlatform;
 use crate::reference::Reference;
 use crate::registry::error::{Operation, RegistryError};
 use crate::registry::manifest::{get_manifest, pull_scope, Manifest, RawManifest};
+use crate::registry::transfer::Direction;
 use crate::registry::transport::{Call, Endpoint};
 use crate::registry::RegistryClient;
 use crate::store::{BlobStore, StoreError, StoredBlob};
@@ -197,9 +198,11 @@ impl RegistryClient {
             });
         }
         let retry = self.config().retry;
+        let progress = &self.progress().0;
         let mut attempt = 0;
         loop {
             attempt += 1;
+            progress.started(Direction::Download, digest, size);
             match self
                 .download(endpoint, repository, digest, size, store)
                 .await
@@ -207,7 +210,10 @@ impl RegistryClient {
                 Err(e) if e.is_retryable() && attempt <= retry.retries => {
                     tokio::time::sleep(retry.delay(attempt)).await;
                 }
-                other => return other,
+                other => {
+                    progress.finished(Direction::Download, digest);
+                    return other;
+                }
             }
         }
     }
@@ -259,6 +265,9 @@ impl RegistryClient {
             if writer.written() + chunk.len() as u64 > size {
                 return Err(oversized());
             }
+            self.progress()
+                .0
+                .advanced(Direction::Download, digest, chunk.len() as u64);
             // A page-cache write of one network chunk; short enough not to stall the runtime.
             writer.write_all(&chunk).map_err(|source| {
                 RegistryError::Store(StoreError::Io {

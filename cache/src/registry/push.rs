@@ -87,6 +87,7 @@ impl RegistryClient {
             scopes: &scopes,
             chunk_size: self.config().chunk_size.max(1),
             retry: self.config().retry,
+            progress: self.progress().clone(),
         };
         let mut paths = Vec::with_capacity(image.blobs.len());
         for (digest, size) in &image.blobs {
@@ -158,6 +159,7 @@ impl RegistryClient {
             scopes: &scopes,
             chunk_size: self.config().chunk_size,
             retry: self.config().retry,
+            progress: self.progress().clone(),
         };
         crate::registry::upload::blob_exists(self.transport(), &plan, digest).await
     }

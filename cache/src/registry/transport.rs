@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Mutex;
 use url::Url;
@@ -17,6 +18,7 @@ use url::Url;
 use crate::registry::auth::{Challenge, Credential, CredentialStore, Secret};
 use crate::registry::error::{Operation, RegistryError, RegistryMessage};
 use crate::registry::token_cache::{TokenCache, TokenKey};
+use crate::registry::transfer::BlobProgress;
 
 /// Size of reads when streaming a file body.
 const STREAM_BUFFER: usize = 256 * 1024;
@@ -89,6 +91,8 @@ pub enum CallBody {
         offset: u64,
         /// Number of bytes.
         len: u64,
+        /// Reports the bytes as the body streams out.
+        progress: Option<BlobProgress>,
     },
 }
 
@@ -407,15 +411,21 @@ impl Transport {
         builder = match &call.body {
             CallBody::Empty => builder,
             CallBody::Bytes(bytes) => builder.body(bytes.clone()),
-            CallBody::File { path, offset, len } => {
+            CallBody::File { path, offset, len, progress } => {
                 let io_err = |source| RegistryError::Io {
                     path: path.clone(),
                     source,
                 };
                 let mut file = tokio::fs::File::open(path).await.map_err(io_err)?;
                 file.seek(SeekFrom::Start(*offset)).await.map_err(io_err)?;
+                let progress = progress.clone();
                 let stream =
-                    tokio_util::io::ReaderStream::with_capacity(file.take(*len), STREAM_BUFFER);
+                    tokio_util::io::ReaderStream::with_capacity(file.take(*len), STREAM_BUFFER)
+                        .inspect(move |chunk| {
+                            if let (Some(p), Ok(bytes)) = (&progress, chunk) {
+                                p.advanced(bytes.len() as u64);
+                            }
+                        });
                 builder
                     .header(CONTENT_LENGTH, *len)
                     .body(reqwest::Body::wrap_stream(stream))

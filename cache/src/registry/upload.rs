@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::oci::Digest;
 use crate::registry::error::{Operation, RegistryError};
+use crate::registry::transfer::{BlobProgress, Direction, ProgressSink};
 use crate::registry::transport::{Call, CallBody, Endpoint, RetryPolicy, Transport};
 
 /// What pushing one blob took.
@@ -50,6 +51,8 @@ pub struct UploadPlan<'a> {
     pub chunk_size: u64,
     /// Session-level retries.
     pub retry: RetryPolicy,
+    /// Where upload byte progress goes.
+    pub progress: ProgressSink,
 }
 
 impl UploadPlan<'_> {
@@ -67,6 +70,14 @@ impl UploadPlan<'_> {
     fn url(&self, path: &str, operation: Operation) -> Result<Url, RegistryError> {
         self.endpoint.repository_url(self.repository, path, operation)
     }
+
+    fn blob_progress(&self, digest: &Digest) -> BlobProgress {
+        BlobProgress {
+            sink: self.progress.clone(),
+            direction: Direction::Upload,
+            digest: digest.clone(),
+        }
+    }
 }
 
 /// Push one blob, cheapest way first.
@@ -79,16 +90,21 @@ pub async fn push_blob(
         tracing::debug!(digest = %blob.digest, "blob already in repository");
         return Ok(BlobPush::Existed);
     }
+    let progress = &plan.progress.0;
     let mut attempt = 0;
     loop {
         attempt += 1;
+        progress.started(Direction::Upload, blob.digest, blob.size);
         match upload_session(transport, plan, blob).await {
             Err(e) if e.is_retryable() && attempt <= plan.retry.retries => {
                 let delay = plan.retry.delay(attempt);
                 tracing::warn!(digest = %blob.digest, attempt, ?delay, error = %e, "upload failed, restarting");
                 tokio::time::sleep(delay).await;
             }
-            other => return other,
+            other => {
+                progress.finished(Direction::Upload, blob.digest);
+                return other;
+            }
         }
     }
 }
@@ -209,6 +225,7 @@ async fn patch_chunks(
             path: blob.path.to_owned(),
             offset,
             len,
+            progress: Some(plan.blob_progress(blob.digest)),
         };
         let response = transport.send(&call).await?;
         if response.status() != StatusCode::ACCEPTED {
@@ -238,6 +255,7 @@ async fn finish(
             path: blob.path.to_owned(),
             offset: 0,
             len: blob.size,
+            progress: Some(plan.blob_progress(blob.digest)),
         };
     }
     let response = transport.send(&call).await?;

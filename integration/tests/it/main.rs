@@ -11,6 +11,8 @@
 //!   commit-suffixed and latest tags, failures
 //! - `differential`: the `testdata/build/diff-*` Dockerfiles built by rbuild and by buildah,
 //!   rootfs and config compared, the image's command run
+//! - `outputs`: `--output-dir`, Kaniko's digest files, `--progress json`, `--no-push` +
+//!   `--tar-path`, checked against the registry
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -18,6 +20,7 @@ mod build;
 mod cli;
 mod differential;
 mod failures;
+mod outputs;
 mod pull;
 mod push;
 mod support;

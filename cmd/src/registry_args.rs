@@ -29,6 +29,9 @@ pub struct RegistryArgs {
     /// Do not verify registries' TLS certificates.
     #[arg(long)]
     pub skip_tls_verify: bool,
+    /// Do not verify this registry's TLS certificate (`host[:port]`); repeatable.
+    #[arg(long = "skip-tls-verify-registry", value_name = "HOST")]
+    pub skip_tls_verify_registry: Vec<String>,
     /// Mirror to try before Docker Hub for docker.io images (`host[:port]`); repeatable.
     #[arg(long = "registry-mirror", value_name = "HOST")]
     pub registry_mirror: Vec<String>,
@@ -48,6 +51,7 @@ impl RegistryArgs {
             insecure_all: self.insecure,
             insecure_registries: self.insecure_registry.clone(),
             skip_tls_verify: self.skip_tls_verify,
+            skip_tls_verify_registries: self.skip_tls_verify_registry.clone(),
             ca_certificates: self
                 .registry_certificate
                 .iter()

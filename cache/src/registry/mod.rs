@@ -42,6 +42,9 @@ pub struct RegistryConfig {
     pub insecure_registries: Vec<String>,
     /// Accept any TLS certificate (`--skip-tls-verify`).
     pub skip_tls_verify: bool,
+    /// Accept any TLS certificate from these registries (`host[:port]`,
+    /// `--skip-tls-verify-registry`).
+    pub skip_tls_verify_registries: Vec<String>,
     /// Extra CA certificates (PEM files) to trust (`--registry-certificate`).
     pub ca_certificates: Vec<PathBuf>,
     /// Mirrors tried before Docker Hub for `docker.io` pulls (`--registry-mirror`).
@@ -64,6 +67,7 @@ impl Default for RegistryConfig {
             insecure_all: false,
             insecure_registries: Vec::new(),
             skip_tls_verify: false,
+            skip_tls_verify_registries: Vec::new(),
             ca_certificates: Vec::new(),
             mirrors: Vec::new(),
             retry: RetryPolicy {
@@ -87,33 +91,43 @@ pub struct RegistryClient {
     progress: ProgressSink,
 }
 
+/// An HTTP client for `config`'s timeouts and CAs; `accept_invalid` skips certificate checks.
+fn http_client(config: &RegistryConfig, accept_invalid: bool) -> Result<reqwest::Client, RegistryError> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(config.connect_timeout)
+        .pool_max_idle_per_host(config.concurrency.max(1) * 2)
+        .danger_accept_invalid_certs(accept_invalid);
+    for path in &config.ca_certificates {
+        let pem = std::fs::read(path).map_err(|source| RegistryError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+            RegistryError::Certificate {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(RegistryError::Client)
+}
+
 impl RegistryClient {
     /// Build the HTTP client (rustls; extra CAs; optional no-verify) and load credentials.
     pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.connect_timeout)
-            .pool_max_idle_per_host(config.concurrency.max(1) * 2)
-            .danger_accept_invalid_certs(config.skip_tls_verify);
-        for path in &config.ca_certificates {
-            let pem = std::fs::read(path).map_err(|source| RegistryError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
-                RegistryError::Certificate {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder.build().map_err(RegistryError::Client)?;
+        let http = http_client(&config, config.skip_tls_verify)?;
         let credentials = CredentialStore::load(config.auth.clone())?;
+        let mut transport = Transport::new(http, credentials, config.retry);
+        if !config.skip_tls_verify && !config.skip_tls_verify_registries.is_empty() {
+            let unverified = http_client(&config, true)?;
+            transport = transport.with_unverified(unverified, config.skip_tls_verify_registries.clone());
+        }
         Ok(Self {
-            transport: Transport::new(http, credentials, config.retry),
+            transport,
             config,
             progress: ProgressSink::default(),
         })

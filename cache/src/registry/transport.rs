@@ -182,6 +182,8 @@ async fn read_limited(response: Response) -> Vec<u8> {
 #[derive(Debug)]
 pub struct Transport {
     http: reqwest::Client,
+    /// A client that accepts any certificate, and the registries it is for.
+    unverified: Option<(reqwest::Client, Vec<String>)>,
     credentials: CredentialStore,
     tokens: TokenCache,
     challenges: Mutex<HashMap<String, Challenge>>,
@@ -203,10 +205,25 @@ impl Transport {
     pub fn new(http: reqwest::Client, credentials: CredentialStore, retry: RetryPolicy) -> Self {
         Self {
             http,
+            unverified: None,
             credentials,
             tokens: TokenCache::default(),
             challenges: Mutex::new(HashMap::new()),
             retry,
+        }
+    }
+
+    /// Use `http` (which skips certificate checks) for `registries` (`host[:port]`).
+    pub fn with_unverified(mut self, http: reqwest::Client, registries: Vec<String>) -> Self {
+        self.unverified = Some((http, registries));
+        self
+    }
+
+    /// The HTTP client for a registry: the unverified one if the registry is listed.
+    fn http_for(&self, registry: &str) -> &reqwest::Client {
+        match &self.unverified {
+            Some((http, registries)) if registries.iter().any(|r| r == registry) => http,
+            _ => &self.http,
         }
     }
 
@@ -221,7 +238,7 @@ impl Transport {
             let authorization = self.authorization(call).await?;
             let request = self.build(call, authorization).await?;
             let may_retry = call.retryable && attempt <= self.retry.retries;
-            match self.http.execute(request).await {
+            match self.http_for(&call.endpoint.name).execute(request).await {
                 Err(source) => {
                     if may_retry && !source.is_builder() {
                         let delay = self.retry.delay(attempt);
@@ -346,7 +363,7 @@ impl Transport {
                 let body = url::form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(form)
                     .finish();
-                self.http
+                self.http_for(&call.endpoint.name)
                     .post(url)
                     .header("content-type", "application/x-www-form-urlencoded")
                     .body(body)
@@ -361,7 +378,7 @@ impl Transport {
                         query.append_pair("scope", scope);
                     }
                 }
-                let request = self.http.get(url);
+                let request = self.http_for(&call.endpoint.name).get(url);
                 match other.as_ref().and_then(Credential::basic_header) {
                     Some(basic) => request.header(AUTHORIZATION, basic),
                     None => request,
@@ -398,7 +415,7 @@ impl Transport {
         call: &Call,
         authorization: Option<String>,
     ) -> Result<reqwest::Request, RegistryError> {
-        let mut builder = self.http.request(call.method.clone(), call.url.clone());
+        let mut builder = self.http_for(&call.endpoint.name).request(call.method.clone(), call.url.clone());
         if let Some(auth) = authorization {
             let mut value = HeaderValue::from_str(&auth)
                 .map_err(|_| call.invalid("credentials are not a valid header"))?;

@@ -118,26 +118,47 @@ async fn read_only_token_cannot_push() {
         .unwrap();
 }
 
+/// Which registries skip certificate verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SkipVerify {
+    None,
+    /// `--skip-tls-verify`
+    All,
+    /// `--skip-tls-verify-registry` naming the test registry
+    ThisRegistry,
+    /// `--skip-tls-verify-registry` naming another registry
+    OtherRegistry,
+}
+
 #[rstest]
-#[case::no_ca(false, false)]
-#[case::skip_verify(false, true)]
-#[case::with_ca(true, false)]
+#[case::no_ca(false, SkipVerify::None)]
+#[case::skip_verify(false, SkipVerify::All)]
+#[case::skip_verify_this_registry(false, SkipVerify::ThisRegistry)]
+#[case::skip_verify_other_registry(false, SkipVerify::OtherRegistry)]
+#[case::with_ca(true, SkipVerify::None)]
 #[tokio::test]
-async fn tls_trust(#[case] with_ca: bool, #[case] skip_verify: bool) {
+async fn tls_trust(#[case] with_ca: bool, #[case] skip: SkipVerify) {
     let Some(ctx) = TestContext::start(Variant::Tls).await else {
         return;
     };
+    let addr = ctx.registry.addr().to_owned();
     let client = ctx.client_with(|c| {
         if !with_ca {
             c.ca_certificates.clear();
         }
-        c.skip_tls_verify = skip_verify;
+        c.skip_tls_verify = skip == SkipVerify::All;
+        match skip {
+            SkipVerify::ThisRegistry => c.skip_tls_verify_registries.push(addr),
+            SkipVerify::OtherRegistry => c.skip_tls_verify_registries.push("127.0.0.2:443".into()),
+            SkipVerify::None | SkipVerify::All => {}
+        }
         c.retry.retries = 0;
     });
     let result = client
         .get_raw_manifest(&ctx.registry.reference("busybox"))
         .await;
-    match (with_ca || skip_verify, result) {
+    let trusted = with_ca || matches!(skip, SkipVerify::All | SkipVerify::ThisRegistry);
+    match (trusted, result) {
         (true, Ok(raw)) => assert_eq!(raw.digest, ctx.base.busybox),
         (false, Err(RegistryError::Unreachable { .. })) => {}
         (expect_ok, other) => panic!("expected ok={expect_ok}, got {other:?}"),

@@ -102,6 +102,14 @@ pub struct BuildArgs {
     /// Also write the image as an OCI image layout directory.
     #[arg(long, value_name = "DIR")]
     pub oci_layout_path: Option<PathBuf>,
+    /// Progress display: `auto` (live view when stderr is a terminal, else plain), `plain`,
+    /// `tty`, `json` (one JSON event per line on stdout).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ProgressMode::Auto, env = "RBUILD_PROGRESS")]
+    pub progress: ProgressMode,
+    /// Write `build.json` (digest, pushed references, per-step cache and timing stats) and
+    /// `digest` into this directory, for a workflow to pick up.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
     /// Use OCI media types for the manifest and layers (default: Docker's).
     #[arg(long)]
     pub oci_mediatypes: bool,
@@ -114,14 +122,4 @@ pub struct BuildArgs {
     /// Local state: blob store and work directories (default: `$XDG_CACHE_HOME/rbuild`).
     #[arg(long, value_name = "DIR", env = "RBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-
-    // Progress and outputs.
-    /// Progress display: `auto` (live view when stderr is a terminal, else plain), `plain`,
-    /// `tty`, `json` (one JSON event per line on stdout).
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = ProgressMode::Auto, env = "RBUILD_PROGRESS")]
-    pub progress: ProgressMode,
-    /// Write `build.json` (digest, pushed references, per-step cache and timing stats) and
-    /// `digest` into this directory, for a workflow to pick up.
-    #[arg(long, value_name = "DIR")]
-    pub output_dir: Option<PathBuf>,
 }

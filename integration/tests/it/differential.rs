@@ -100,8 +100,8 @@ const EXCEPTIONS: &[Exception] = &[
 const KNOWN_BUGS: &[(&str, &str, &str)] = &[(
     "diff-instructions",
     "/app/data",
-    "COPY --chown creates missing parent directories owned by root; Docker and BuildKit (and \
-     buildah) give them the --chown owner (builder/src/executor/instructions/copy.rs)",
+    "COPY --chown creates missing parent directories owned by root; BuildKit (fsutil's MkdirAll \
+     with the chown user) and buildah give them the --chown owner (executor/instructions/copy.rs)",
 )];
 
 /// The exception that explains `d`, if any.

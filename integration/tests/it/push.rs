@@ -1,5 +1,11 @@
 use rbuild_cache::platform::TargetPlatform;
-use rbuild_cache::registry::{BlobPush, ImageToPush, ManifestKind, DEFAULT_CHUNK_SIZE};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use rbuild_cache::oci::Digest;
+use rbuild_cache::registry::{
+    BlobPush, Direction, ImageToPush, ManifestKind, TransferProgress, DEFAULT_CHUNK_SIZE,
+};
 use rbuild_integration::images::{busybox_layer, push, write_image, Flavor};
 use rbuild_integration::Variant;
 use rstest::rstest;
@@ -16,6 +22,42 @@ fn requests(log: &str, method: &str, path_part: &str) -> usize {
         .count()
 }
 
+/// Per (direction, blob): size announced, bytes reported, starts, ends.
+#[derive(Default)]
+struct RecordedTransfers(Mutex<BTreeMap<(bool, String), (u64, u64, u32, u32)>>);
+
+impl RecordedTransfers {
+    fn with(&self, d: Direction, digest: &Digest, f: impl FnOnce(&mut (u64, u64, u32, u32))) {
+        let key = (d == Direction::Upload, digest.to_string());
+        f(self.0.lock().unwrap().entry(key).or_default());
+    }
+
+    /// Every blob of `direction` went over completely, started and finished once.
+    fn assert_complete(&self, direction: Direction, blobs: &[(Digest, u64)]) {
+        let map = self.0.lock().unwrap();
+        for (digest, size) in blobs {
+            let key = (direction == Direction::Upload, digest.to_string());
+            assert_eq!(map.get(&key), Some(&(*size, *size, 1, 1)), "{direction:?} {digest}");
+        }
+    }
+}
+
+impl TransferProgress for RecordedTransfers {
+    fn started(&self, d: Direction, digest: &Digest, size: u64) {
+        self.with(d, digest, |e| {
+            e.0 = size;
+            e.1 = 0;
+            e.2 += 1;
+        });
+    }
+    fn advanced(&self, d: Direction, digest: &Digest, bytes: u64) {
+        self.with(d, digest, |e| e.1 += bytes);
+    }
+    fn finished(&self, d: Direction, digest: &Digest) {
+        self.with(d, digest, |e| e.3 += 1);
+    }
+}
+
 #[rstest]
 #[case::monolithic(DEFAULT_CHUNK_SIZE, false)]
 #[case::chunked(100_000, true)]
@@ -27,7 +69,9 @@ async fn push_then_pull_round_trip_checked_by_skopeo(
     let Some(ctx) = TestContext::start(Variant::Http).await else {
         return;
     };
-    let client = ctx.client_with(|c| c.chunk_size = chunk_size);
+    let mut client = ctx.client_with(|c| c.chunk_size = chunk_size);
+    let transfers = Arc::new(RecordedTransfers::default());
+    client.set_progress(transfers.clone());
     let manifest = ctx.store.read_blob(&ctx.base.busybox).unwrap();
     let manifest = rbuild_cache::registry::RawManifest::new(manifest, ManifestKind::OciManifest);
     let target = ctx.registry.reference("roundtrip/app");
@@ -48,6 +92,8 @@ async fn push_then_pull_round_trip_checked_by_skopeo(
         "/v2/roundtrip/app/blobs/uploads/",
     );
     assert_eq!(patches > 1, chunked, "PATCH requests: {patches}");
+    // Byte progress adds up to each blob, however it was sent.
+    transfers.assert_complete(Direction::Upload, &image.blobs);
 
     // Every tag names the same digest; every blob pulls back verified.
     for tag in &tags {
@@ -60,6 +106,12 @@ async fn push_then_pull_round_trip_checked_by_skopeo(
         assert_eq!(pulled.resolved.manifest.bytes, manifest.bytes);
         assert_blobs_verified(&store, &pulled);
     }
+    // Two pulls into fresh stores: each blob downloaded twice, completely each time.
+    let map = transfers.0.lock().unwrap();
+    for (digest, size) in &image.blobs {
+        assert_eq!(map.get(&(false, digest.to_string())), Some(&(*size, *size, 2, 2)), "{digest}");
+    }
+    drop(map);
 
     // An independent client reads it back identically.
     let src = format!("docker://{}/roundtrip/app:v1", ctx.registry.addr());

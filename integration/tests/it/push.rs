@@ -22,12 +22,21 @@ fn requests(log: &str, method: &str, path_part: &str) -> usize {
         .count()
 }
 
-/// Per (direction, blob): size announced, bytes reported, starts, ends.
+/// What the progress callbacks said about one blob in one direction.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Transfer {
+    size: u64,
+    bytes: u64,
+    starts: u32,
+    ends: u32,
+}
+
+/// Per (is upload, blob).
 #[derive(Default)]
-struct RecordedTransfers(Mutex<BTreeMap<(bool, String), (u64, u64, u32, u32)>>);
+struct RecordedTransfers(Mutex<BTreeMap<(bool, String), Transfer>>);
 
 impl RecordedTransfers {
-    fn with(&self, d: Direction, digest: &Digest, f: impl FnOnce(&mut (u64, u64, u32, u32))) {
+    fn with(&self, d: Direction, digest: &Digest, f: impl FnOnce(&mut Transfer)) {
         let key = (d == Direction::Upload, digest.to_string());
         f(self.0.lock().unwrap().entry(key).or_default());
     }
@@ -37,7 +46,8 @@ impl RecordedTransfers {
         let map = self.0.lock().unwrap();
         for (digest, size) in blobs {
             let key = (direction == Direction::Upload, digest.to_string());
-            assert_eq!(map.get(&key), Some(&(*size, *size, 1, 1)), "{direction:?} {digest}");
+            let expected = Transfer { size: *size, bytes: *size, starts: 1, ends: 1 };
+            assert_eq!(map.get(&key), Some(&expected), "{direction:?} {digest}");
         }
     }
 }
@@ -45,16 +55,16 @@ impl RecordedTransfers {
 impl TransferProgress for RecordedTransfers {
     fn started(&self, d: Direction, digest: &Digest, size: u64) {
         self.with(d, digest, |e| {
-            e.0 = size;
-            e.1 = 0;
-            e.2 += 1;
+            e.size = size;
+            e.bytes = 0;
+            e.starts += 1;
         });
     }
     fn advanced(&self, d: Direction, digest: &Digest, bytes: u64) {
-        self.with(d, digest, |e| e.1 += bytes);
+        self.with(d, digest, |e| e.bytes += bytes);
     }
     fn finished(&self, d: Direction, digest: &Digest) {
-        self.with(d, digest, |e| e.3 += 1);
+        self.with(d, digest, |e| e.ends += 1);
     }
 }
 
@@ -109,7 +119,8 @@ async fn push_then_pull_round_trip_checked_by_skopeo(
     // Two pulls into fresh stores: each blob downloaded twice, completely each time.
     let map = transfers.0.lock().unwrap();
     for (digest, size) in &image.blobs {
-        assert_eq!(map.get(&(false, digest.to_string())), Some(&(*size, *size, 2, 2)), "{digest}");
+        let expected = Transfer { size: *size, bytes: *size, starts: 2, ends: 2 };
+        assert_eq!(map.get(&(false, digest.to_string())), Some(&expected), "{digest}");
     }
     drop(map);
 

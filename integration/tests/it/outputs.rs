@@ -1,6 +1,7 @@
 //! What `rbuild build` reports, checked against the registry (skopeo): `--output-dir`
 //! (`build.json`, `digest`), Kaniko's digest files, `--progress json` events, `--label`,
-//! `--no-push` with `--tar-path`, and the `--progress tty` refusal without a terminal.
+//! `--no-push` with `--tar-path`, `--push-retry`, and the `--progress tty` refusal without a
+//! terminal.
 
 use std::path::PathBuf;
 
@@ -104,4 +105,21 @@ async fn progress_tty_without_a_terminal_is_refused_before_building() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--progress tty needs stderr to be a terminal") && !stderr.contains("STEP"), "{stderr}");
+}
+
+#[rstest::rstest]
+#[case::no_retry("0", 1)]
+#[case::two_retries("2", 3)]
+#[tokio::test]
+async fn push_retry_bounds_the_attempts_on_an_unreachable_registry(#[case] retries: &str, #[case] attempts: u32) {
+    let Some(h) = Harness::start().await else { return };
+    let context = h.context("build/scratch");
+    // A port nobody listens on: bind, note it, close.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let image = format!("{dead}/nowhere/app:v1");
+    let out = h.build(&["-c", context.to_str().unwrap(), "--insecure-registry", &dead, "--push-retry", retries, "--destination", &image]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!("{dead}/nowhere/app failed after {attempts} attempt(s): cannot reach registry");
+    assert!(stderr.contains(&expected), "missing {expected:?} in:\n{stderr}");
 }

@@ -214,5 +214,12 @@ mod tests {
         assert_eq!(hosts, ["mirror.local:5000", "registry-1.docker.io"]);
         let other: Reference = "reg.io/a".parse().unwrap();
         assert_eq!(client.read_endpoints(&other).len(), 1);
+        // `--insecure`: plain HTTP for every registry.
+        let all = RegistryClient::new(RegistryConfig {
+            insecure_all: true,
+            ..RegistryConfig::default()
+        })
+        .unwrap();
+        assert_eq!(all.endpoint("reg.io").scheme, "http");
     }
 }

@@ -12,7 +12,7 @@
 //! - `differential`: the `testdata/build/diff-*` Dockerfiles built by rbuild and by buildah,
 //!   rootfs and config compared, the image's command run
 //! - `outputs`: `--output-dir`, Kaniko's digest files, `--progress json`, `--no-push` +
-//!   `--tar-path`, checked against the registry
+//!   `--tar-path`, `--push-retry`, `--target`, `--platform`, checked against the registry
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;

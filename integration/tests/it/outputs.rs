@@ -1,7 +1,7 @@
 //! What `rbuild build` reports, checked against the registry (skopeo): `--output-dir`
 //! (`build.json`, `digest`), Kaniko's digest files, `--progress json` events, `--label`,
-//! `--no-push` with `--tar-path`, `--push-retry`, and the `--progress tty` refusal without a
-//! terminal.
+//! `--no-push` with `--tar-path`, `--push-retry`, the `--progress tty` refusal without a
+//! terminal, and the Kaniko flags that shape the image: `--target`, `--platform`.
 
 use std::path::PathBuf;
 
@@ -122,4 +122,31 @@ async fn push_retry_bounds_the_attempts_on_an_unreachable_registry(#[case] retri
     let stderr = String::from_utf8_lossy(&out.stderr);
     let expected = format!("{dead}/nowhere/app failed after {attempts} attempt(s): cannot reach registry");
     assert!(stderr.contains(&expected), "missing {expected:?} in:\n{stderr}");
+}
+
+#[tokio::test]
+async fn target_builds_only_the_stages_it_needs() {
+    let Some(h) = Harness::start().await else { return };
+    let context = h.context("build/diff-multistage");
+    let image = h.image("outputs/target:v1");
+    let out = ok(h.build(&["-c", context.to_str().unwrap(), "--build-arg", &h.base(), "--target", "build", "--destination", &image]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("[stage 1/1] STEP 4/4: RUN") && !stderr.contains("COPY --from"), "{stderr}");
+    let rootfs = h.unpack(&image);
+    assert_eq!(std::fs::read_to_string(rootfs.join("out/combined.txt")).unwrap(), "part1\npart2\n");
+    assert!(!rootfs.join("srv").exists() && !rootfs.join("out/test-result").exists());
+}
+
+#[tokio::test]
+async fn platform_picks_the_base_from_an_index_and_sets_the_config() {
+    let Some(h) = Harness::start().await else { return };
+    let context = h.context("build/platform");
+    let image = h.image("outputs/platform:arm64");
+    let base = format!("BASE={}/multiarch:latest", h.ctx.registry.addr());
+    ok(h.build(&["-c", context.to_str().unwrap(), "--build-arg", &base, "--platform", "linux/arm64", "--destination", &image]));
+    let config = h.config(&image);
+    assert_eq!((config["os"].as_str(), config["architecture"].as_str()), (Some("linux"), Some("arm64")), "{config}");
+    assert_eq!(config["config"]["Labels"]["built.for"], "linux/arm64");
+    let rootfs = h.unpack(&image);
+    assert_eq!(std::fs::read_to_string(rootfs.join("platform")).unwrap(), "linux/arm64/v8\n");
 }

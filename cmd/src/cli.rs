@@ -14,7 +14,7 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log filter (`info`, `debug`, `rbuild_cache=trace`, ...); `RUST_LOG` works too.
-    #[arg(long, global = true, env = "RBUILD_LOG", default_value = "warn")]
+    #[arg(long, visible_alias = "verbosity", global = true, env = "RBUILD_LOG", default_value = "warn")]
     pub log_level: String,
 }
 
@@ -110,6 +110,8 @@ pub struct BuildArgs {
     /// `digest` into this directory, for a workflow to pick up.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub kaniko: KanikoNoOps,
     /// Use OCI media types for the manifest and layers (default: Docker's).
     #[arg(long)]
     pub oci_mediatypes: bool,
@@ -122,4 +124,26 @@ pub struct BuildArgs {
     /// Local state: blob store and work directories (default: `$XDG_CACHE_HOME/rbuild`).
     #[arg(long, value_name = "DIR", env = "RBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+}
+
+/// Kaniko flags for behaviour rbuild always has, accepted so that Kaniko templates run
+/// unchanged. Their values are not used.
+#[derive(Debug, Args)]
+pub struct KanikoNoOps {
+    /// Accepted for Kaniko compatibility: rbuild always skips stages the target does not need.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub skip_unused_stages: Option<bool>,
+    /// Accepted for Kaniko compatibility: rbuild always removes its work directory and never
+    /// writes outside it.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub cleanup: Option<bool>,
+    /// Accepted for Kaniko compatibility: rbuild's snapshots never hash the base filesystem.
+    #[arg(long, value_name = "full|redo|time")]
+    pub snapshot_mode: Option<String>,
+    /// Accepted for Kaniko compatibility: rbuild's RUN snapshot is always the new one.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub use_new_run: Option<bool>,
+    /// Accepted for Kaniko compatibility: rbuild streams layers, never holding one in memory.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub compressed_caching: Option<bool>,
 }

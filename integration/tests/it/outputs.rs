@@ -125,11 +125,16 @@ async fn push_retry_bounds_the_attempts_on_an_unreachable_registry(#[case] retri
 }
 
 #[tokio::test]
-async fn target_builds_only_the_stages_it_needs() {
+async fn target_builds_only_the_stages_it_needs_with_kaniko_template_flags() {
     let Some(h) = Harness::start().await else { return };
     let context = h.context("build/diff-multistage");
     let image = h.image("outputs/target:v1");
-    let out = ok(h.build(&["-c", context.to_str().unwrap(), "--build-arg", &h.base(), "--target", "build", "--destination", &image]));
+    // The Kaniko flags a template passes for behaviour rbuild always has are accepted.
+    let kaniko = ["--skip-unused-stages=true", "--cleanup", "--snapshot-mode=redo", "--use-new-run", "--compressed-caching=false", "--verbosity=info"];
+    let base = h.base();
+    let mut args = vec!["-c", context.to_str().unwrap(), "--build-arg", &base, "--target", "build", "--destination", &image];
+    args.extend(kaniko);
+    let out = ok(h.build(&args));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("[stage 1/1] STEP 4/4: RUN") && !stderr.contains("COPY --from"), "{stderr}");
     let rootfs = h.unpack(&image);

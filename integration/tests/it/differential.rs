@@ -13,8 +13,9 @@
 //!
 //! Any difference fails the test unless [`EXCEPTIONS`] lists it with its reason (or
 //! [`KNOWN_BUGS`], which must still reproduce). Finally the image's entrypoint + cmd run in a
-//! user namespace as the image's `User`, and their output is checked. Needs root (to switch users and for buildah); skips otherwise, and fails when
-//! buildah is missing (`scripts/test.sh` installs it).
+//! user namespace as the image's `User`, and their output is checked. Needs root (to switch
+//! users and for buildah); skips otherwise, and fails when buildah is missing
+//! (`scripts/test.sh` installs it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -95,14 +96,23 @@ const EXCEPTIONS: &[Exception] = &[
     Exception { what: "/etc/resolv.conf", allowed: Allowed::OnlyInBuildah, reason: "buildah chroot bind-mount target" },
 ];
 
-/// Differences that are rbuild bugs, fixed elsewhere. The test requires each to still occur
-/// (so the entry must be removed with the fix) and prints them.
-const KNOWN_BUGS: &[(&str, &str, &str)] = &[(
-    "diff-instructions",
-    "/app/data",
-    "COPY --chown creates missing parent directories owned by root; BuildKit (fsutil's MkdirAll \
-     with the chown user) and buildah give them the --chown owner (executor/instructions/copy.rs)",
-)];
+/// A difference that is an rbuild bug, to be fixed elsewhere.
+struct KnownBug {
+    /// The case (`testdata/build/<case>`) it shows in.
+    case: &'static str,
+    /// The path or config field that differs.
+    what: &'static str,
+    reason: &'static str,
+}
+
+/// Known rbuild bugs. The test requires each to still occur (so the entry must be removed
+/// with the fix) and prints them.
+const KNOWN_BUGS: &[KnownBug] = &[KnownBug {
+    case: "diff-instructions",
+    what: "/app/data",
+    reason: "COPY --chown creates missing parent directories owned by root; BuildKit (fsutil's MkdirAll \
+             with the chown user) and buildah give them the --chown owner (executor/instructions/copy.rs)",
+}];
 
 /// The exception that explains `d`, if any.
 fn exception(d: &Difference) -> Option<&'static Exception> {
@@ -149,13 +159,15 @@ async fn rbuild_and_buildah_build_the_same_image(#[case] case: Case) {
     let mut differences = compare_configs(&our_config, &h.config(&theirs));
     let (our_root, their_root) = (h.unpack(&ours), h.unpack(&theirs));
     differences.extend(compare_trees(&snapshot(&our_root), &snapshot(&their_root)));
-    let bugs: Vec<&(&str, &str, &str)> = KNOWN_BUGS.iter().filter(|(dir, ..)| *dir == case.dir).collect();
-    for (_, what, reason) in &bugs {
+    let bugs: Vec<&KnownBug> = KNOWN_BUGS.iter().filter(|b| b.case == case.dir).collect();
+    for bug in &bugs {
         assert!(
-            differences.iter().any(|d| d.what == *what),
-            "known bug at {what} no longer shows; remove it from KNOWN_BUGS ({reason})"
+            differences.iter().any(|d| d.what == bug.what),
+            "known bug at {} no longer shows; remove it from KNOWN_BUGS ({})",
+            bug.what,
+            bug.reason
         );
-        eprintln!("known rbuild bug, tolerated: {what}: {reason}");
+        eprintln!("known rbuild bug, tolerated: {}: {}", bug.what, bug.reason);
     }
     for d in &differences {
         if let Some(e) = exception(d) {
@@ -164,7 +176,7 @@ async fn rbuild_and_buildah_build_the_same_image(#[case] case: Case) {
     }
     let unexplained: Vec<String> = differences
         .iter()
-        .filter(|d| exception(d).is_none() && !bugs.iter().any(|(_, what, _)| d.what == *what))
+        .filter(|d| exception(d).is_none() && !bugs.iter().any(|b| d.what == b.what))
         .map(|d| format!("  {d}\n"))
         .collect();
     assert!(unexplained.is_empty(), "rbuild and buildah images differ:\n{}", unexplained.concat());

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod duration;
 mod git;
 mod registry_args;
 mod settings;
@@ -25,6 +26,8 @@ fn main() -> ExitCode {
         Command::Pull(args) => commands::pull::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Build(args) => commands::build::run(args),
+        Command::Warm(args) => commands::warm::run(args),
+        Command::Cache(command) => commands::cache::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,13 +4,16 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use rbuild_builder::executor::{pull_bases, BuildContext, Executor, Progress, StepEvent, StepReport};
+use std::sync::Arc;
+
+use rbuild_builder::executor::{resolve_bases, BuildContext, CacheSettings, Executor, Progress, Remote, StepCacheReport, StepEvent, StepReport};
 use rbuild_builder::frontend::load_plan;
 use rbuild_builder::image::archive::write_docker_archive_file;
 use rbuild_builder::image::{assemble, write_oci_layout};
 use rbuild_builder::plan::UnresolvedBases;
 use rbuild_builder::sandbox::{cancel_on_signals, Sandbox};
 use rbuild_cache::registry::{ImageToPush, RawManifest, RegistryClient};
+use rbuild_cache::remote_cache::RemoteCache;
 use rbuild_cache::registry::manifest::ManifestKind;
 use rbuild_cache::store::BlobStore;
 
@@ -23,16 +26,26 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let s = settings::build_settings(args)?;
     let request = settings::plan_request(&args.dockerfile)?;
     let first = load_plan(&s.dockerfile, &request, &UnresolvedBases)?;
-    let client = RegistryClient::new(args.registry.to_config())?;
+    let client = Arc::new(RegistryClient::new(args.registry.to_config())?);
     let store = BlobStore::open(s.cache_dir.join("store"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let bases = runtime.block_on(pull_bases(&client, &store, &first))?;
+    // Base tags are re-resolved on every build; their layers are fetched only if a step misses.
+    let bases = runtime.block_on(resolve_bases(&client, &store, &first))?;
     let plan = load_plan(&s.dockerfile, &request, &bases)?;
     for w in &plan.warnings {
         eprintln!("warning: line {}: {}", w.line, w.message);
     }
     let context = BuildContext::open(&s.context, &s.dockerfile)?;
     let work = tempfile::Builder::new().prefix("build-").tempdir_in(&s.cache_dir).context("creating the work directory")?;
+    let cache = s.cache.as_ref().map(|c| CacheSettings {
+        cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl),
+        mode: c.mode,
+        explain: c.explain,
+        scope: cache_scope(&s),
+        read_only: false,
+        now: settings::now_secs(),
+    });
+    let remote = Remote::new(runtime.handle().clone(), client.clone(), cache);
     let mut sandbox = Sandbox::new();
     sandbox.isolation(s.isolation);
     let executor = Executor {
@@ -45,32 +58,57 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         created: s.created.clone(),
         progress: &PlainProgress,
         cancel: cancel_on_signals().context("installing signal handlers")?,
+        remote: Some(&remote),
     };
     let mut built = executor.execute(&plan, &bases)?;
+    if s.cache.as_ref().is_some_and(|c| c.explain) {
+        explain(&built.cache);
+    }
     built.config.config.labels.extend(s.labels.clone());
     let image = assemble(&built.config, built.layers, s.layer.format)?;
     std::fs::remove_dir_all(work.path()).ok();
     store.put_bytes(&image.config_json)?;
     let digest = image.manifest.digest().to_string();
+    if s.tar_path.is_some() || s.oci_layout_path.is_some() {
+        remote.fetch(&store, &image.layers, |_| false)?;
+    }
     let mut pushed = Vec::new();
-    if !s.no_push {
+    if !s.no_push && !s.cache_only {
         let kind = ManifestKind::from_media_type(image.manifest.media_type().as_ref()).context("manifest media type")?;
         let raw = RawManifest::new(image.manifest_json.clone(), kind);
         for (repo, tags) in &s.destinations {
             let to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
-            // Base layers already in the same registry are mounted, not uploaded again.
-            let mount_from: Vec<String> = bases
+            // Base and cached layers already in the same registry are mounted, not uploaded
+            // again (nor downloaded: a fully cached build pushes without fetching a layer).
+            let mut mount_from: Vec<String> = bases
                 .repositories()
                 .into_iter()
+                .chain(s.cache.iter().map(|c| (c.repository.registry().to_string(), c.repository.repository().to_string())))
                 .filter(|(registry, _)| registry == repo.registry())
                 .map(|(_, repository)| repository)
                 .collect();
+            mount_from.dedup();
+            remote.fetch(&store, &image.layers, |origin| origin.registry() == repo.registry())?;
             let report = runtime.block_on(client.push_image(&store, repo, tags, &to_push, &mount_from))?;
             eprintln!("uploaded {} bytes to {}/{}", report.uploaded_bytes(), repo.registry(), repo.repository());
             pushed.extend(tags.iter().map(|t| format!("{}/{}:{t}", repo.registry(), repo.repository())));
         }
     }
     write_outputs(&s, &image, &digest, &pushed)?;
+    if s.cache.is_some() {
+        let writes = remote.wait_for_writes();
+        let hits = built.cache.iter().filter(|r| r.hit).count();
+        eprintln!(
+            "cache: {hits} hit(s), {} miss(es), {} layer bytes downloaded, {} entries written ({} bytes uploaded)",
+            built.cache.len() - hits,
+            remote.downloaded_bytes(),
+            writes.entries,
+            writes.uploaded_bytes
+        );
+        for failure in &writes.failures {
+            eprintln!("warning: cache entry not written: {failure}");
+        }
+    }
     eprintln!("digest: {digest}");
     for r in &pushed {
         eprintln!("pushed: {r}@{digest}");
@@ -78,6 +116,19 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     eprintln!("built in {:.1}s", started.elapsed().as_secs_f64());
     println!("{digest}");
     Ok(())
+}
+
+/// What tells this Dockerfile's steps apart from another's in the same cache repository.
+fn cache_scope(s: &BuildSettings) -> String {
+    s.dockerfile.strip_prefix(&s.context).unwrap_or(&s.dockerfile).to_string_lossy().into_owned()
+}
+
+/// `--explain-cache`: one line per step.
+fn explain(report: &[StepCacheReport]) {
+    for r in report {
+        let outcome = if r.hit { "hit" } else { "miss" };
+        eprintln!("cache: stage {} step {}: {outcome} ({}): {}", r.stage, r.step, r.why, r.text);
+    }
 }
 
 fn write_outputs(s: &BuildSettings, image: &rbuild_builder::image::AssembledImage, digest: &str, pushed: &[String]) -> anyhow::Result<()> {

@@ -40,6 +40,8 @@ pub struct StepCacheReport {
     pub stage: String,
     pub step: usize,
     pub text: String,
+    /// The step's cache key.
+    pub key: String,
     pub hit: bool,
     pub why: String,
 }
@@ -234,6 +236,7 @@ pub fn report(plan: &Plan, caches: &[Option<StageCache>]) -> Vec<StepCacheReport
                 stage: stage.display_name(),
                 step: i + 2,
                 text: step.original.trim().to_string(),
+                key: c.keys.keys.get(i).map(ToString::to_string).unwrap_or_default(),
                 hit: matches!(answer, StepAnswer::Hit { .. }),
                 why: match answer {
                     StepAnswer::Hit { entry, .. } => format!("entry {}", entry.manifest),

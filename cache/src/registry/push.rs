@@ -8,7 +8,7 @@ use crate::oci::Digest;
 use crate::reference::Reference;
 use crate::registry::error::RegistryError;
 use crate::registry::manifest::{pull_scope, push_scope, put_manifest, Manifest, RawManifest};
-use crate::registry::upload::{push_blob, BlobPush, BlobUpload, UploadPlan};
+use crate::registry::upload::{place_remote_blob, push_blob, BlobPush, BlobUpload, UploadPlan};
 use crate::registry::RegistryClient;
 use crate::store::{BlobStore, StoreError};
 
@@ -62,7 +62,9 @@ impl PushReport {
 
 impl RegistryClient {
     /// Push `image` to `target`'s repository under every tag in `tags` (by digest when empty).
-    /// `mount_from` lists repositories of the same registry that may already hold the blobs.
+    /// `mount_from` lists repositories of the same registry that may already hold the blobs;
+    /// a blob missing from `store` must already be in the target or mountable from them (a
+    /// fully cached build pushes without downloading its layers).
     pub async fn push_image(
         &self,
         store: &BlobStore,
@@ -90,7 +92,7 @@ impl RegistryClient {
         };
         let mut paths = Vec::with_capacity(image.blobs.len());
         for (digest, size) in &image.blobs {
-            if !store.contains(digest) {
+            if !store.contains(digest) && mount_from.is_empty() {
                 return Err(StoreError::NotFound {
                     digest: digest.clone(),
                 }
@@ -101,6 +103,12 @@ impl RegistryClient {
         let plan_ref = &plan;
         let blobs = futures_util::stream::iter(paths.iter())
             .map(|(digest, size, path)| async move {
+                if !store.contains(digest) {
+                    return match place_remote_blob(self.transport(), plan_ref, digest).await? {
+                        Some(outcome) => Ok(((*digest).clone(), outcome)),
+                        None => Err(StoreError::NotFound { digest: (*digest).clone() }.into()),
+                    };
+                }
                 let blob = BlobUpload {
                     digest,
                     size: *size,

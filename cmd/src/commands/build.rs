@@ -127,7 +127,7 @@ fn cache_scope(s: &BuildSettings) -> String {
 fn explain(report: &[StepCacheReport]) {
     for r in report {
         let outcome = if r.hit { "hit" } else { "miss" };
-        eprintln!("cache: stage {} step {}: {outcome} ({}): {}", r.stage, r.step, r.why, r.text);
+        eprintln!("cache: stage {} step {}: {outcome} key {} ({}): {}", r.stage, r.step, r.key, r.why, r.text);
     }
 }
 

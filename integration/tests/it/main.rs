@@ -9,10 +9,14 @@
 //! - `failures`: registry down, unknown manifest and repository
 //! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
 //!   commit-suffixed and latest tags, failures
+//! - `cache`: the registry layer cache: hits and misses per changed input, no layer download
+//!   on a full hit (registry access log), same digest, TTL, corrupt entries, 8 concurrent
+//!   builds, `--cache-mode min`, `cache prune`, `warm`
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
 mod build;
+mod cache;
 mod cli;
 mod failures;
 mod pull;

@@ -152,8 +152,8 @@ async fn changed_inputs_miss_from_the_changed_step_on_and_hit_before() {
         ("undeclared build arg", |_| {}, &["--build-arg", "OTHER=1"], ALL_HIT, None),
         ("build arg used late", |_| {}, &["--build-arg", "COMMIT_SHA=abc"], [true, true, true, false, false, false, false], Some((5, "build args COMMIT_SHA"))),
         ("build arg back to default", |_| {}, &[], ALL_HIT, None),
-        ("copied source changed", |c| c.edit("src/app.txt", "app v2\n"), &[], [true, true, true, true, false, false, false], Some((7, "source files"))),
-        ("early dependency changed", |c| c.edit("dep.txt", "dependency v2\n"), &[], [true, false, false, false, false, false, false], Some((4, "source files"))),
+        ("copied source changed", |c| c.edit("src/app.txt", "app v2\n"), &[], [true, true, true, true, false, false, false], Some((6, "source files"))),
+        ("early dependency changed", |c| c.edit("dep.txt", "dependency v2\n"), &[], [true, false, false, false, false, false, false], Some((3, "source files"))),
     ];
     for (i, (name, edit, args, want, why)) in cases.into_iter().enumerate() {
         edit(&c);
@@ -203,17 +203,17 @@ async fn corrupt_entries_are_ignored_rebuilt_and_never_used() {
     let Some(c) = Case::start("build/cache-steps").await else { return };
     let first = c.build("cache/app:v1", &[]);
     let steps = explained(&first);
-    // Step 4 (COPY dep.txt): its layer blob disappears (a half-written or collected entry).
-    let copy_dep = c.entry(&steps[2].key);
+    // Step 3 (COPY dep.txt): its layer blob disappears (a half-written or collected entry).
+    let copy_dep = c.entry(&steps[1].key);
     let layer = copy_dep["layers"][0]["digest"].as_str().unwrap().to_string();
     std::fs::remove_file(c.blob_file(&layer)).unwrap();
-    // Step 7 (COPY src/): its entry config is garbage (digest mismatch).
-    let copy_src = c.entry(&steps[5].key);
+    // Step 6 (COPY src/): its entry config is garbage (digest mismatch).
+    let copy_src = c.entry(&steps[4].key);
     std::fs::write(c.blob_file(copy_src["config"]["digest"].as_str().unwrap()), b"{not json").unwrap();
     let second = c.build("cache/app:v2", &[]);
-    assert_eq!(hits(&second), [true, false, true, true, true, false, true], "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(hits(&second), [true, false, true, true, false, true, true], "{}", String::from_utf8_lossy(&second.stderr));
     let lines = explained(&second);
-    assert!(lines[1].line.contains("corrupt") && lines[5].line.contains("corrupt"), "{lines:?}");
+    assert!(lines[1].line.contains("corrupt") && lines[4].line.contains("corrupt"), "{lines:?}");
     assert_eq!(c.run("cache/app:v2"), "app v1\ndependency v1\ncommit none\n");
     let third = c.build("cache/app:v3", &[]);
     assert_eq!(hits(&third), ALL_HIT, "rebuilt entries replace the corrupt ones");

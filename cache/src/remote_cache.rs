@@ -105,6 +105,11 @@ pub fn position_tag(scope: &str, stage: &str, step: usize, platform: &str) -> St
     format!("pos-{}", hex::encode(digest).get(..40).unwrap_or_default())
 }
 
+/// The parent tag of an entry whose previous key is `parent`: `parent-<hex>`.
+pub fn parent_tag(parent: &CacheKey) -> String {
+    format!("parent-{}", parent.as_str().trim_start_matches("sha256:"))
+}
+
 impl RemoteCache {
     /// A cache in `repository` (its tag or digest, if any, is ignored).
     pub fn new(client: Arc<RegistryClient>, repository: Reference, ttl: Duration) -> Self {
@@ -157,12 +162,14 @@ impl RemoteCache {
         Ok(Lookup::Hit(Box::new(entry)))
     }
 
-    /// The latest entry written for a step position (see [`position_tag`]), if readable.
-    pub async fn latest_at(&self, position: &str) -> Option<EntryMeta> {
-        match self.read_entry(position).await {
-            Ok(Some(Ok(entry))) => Some(entry.meta),
-            _ => None,
+    /// The entry the first readable tag of `tags` names (position or parent tags).
+    pub async fn latest_at(&self, tags: &[String]) -> Option<EntryMeta> {
+        for tag in tags {
+            if let Ok(Some(Ok(entry))) = self.read_entry(tag).await {
+                return Some(entry.meta);
+            }
         }
+        None
     }
 
     /// Reads the entry a tag names: `None` when there is no such tag, `Some(Err(reason))`
@@ -211,13 +218,14 @@ impl RemoteCache {
     }
 
     /// Writes an entry: the layer blob (already in `store`), the meta blob, then the manifest
-    /// under the key's tag and, when given, the position tag. Never reads what is there.
+    /// under the key's tag and the `extra_tags` (position and parent tags). Never reads what
+    /// is there.
     pub async fn put(
         &self,
         store: &BlobStore,
         meta: &EntryMeta,
         layer: Option<&Descriptor>,
-        position: Option<&str>,
+        extra_tags: &[String],
     ) -> Result<PushReport, RegistryError> {
         // Invariant: EntryMeta holds only strings, integers and JSON values.
         let meta_bytes = serde_json::to_vec(meta).expect("entry meta serialises");
@@ -226,7 +234,7 @@ impl RemoteCache {
         let raw = RawManifest::new(manifest, ManifestKind::OciManifest);
         let image = ImageToPush::from_manifest(raw, &self.repository)?;
         let mut tags = vec![meta.key.tag()];
-        tags.extend(position.map(str::to_string));
+        tags.extend(extra_tags.iter().cloned());
         self.client.push_image(store, &self.repository, &tags, &image, &[]).await
     }
 
@@ -302,5 +310,7 @@ mod tests {
         assert_eq!(a.len(), 44);
         assert_ne!(a, position_tag("Dockerfile", "0", 2, "linux/amd64"));
         assert_ne!(a, position_tag("other/Dockerfile", "0", 1, "linux/amd64"));
+        let parent = parent_tag(&CacheKey::scratch());
+        assert_eq!(parent.len(), "parent-".len() + 64);
     }
 }

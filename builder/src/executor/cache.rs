@@ -12,7 +12,7 @@ use crate::image::{History, ImageConfig, ImageLayer};
 use crate::layer::{Codec, DiffId, LayerDescriptor, LayerDigest, ManifestFormat};
 use crate::plan::{Base, Plan, Stage, Step};
 use rbuild_cache::key::CACHE_FORMAT_VERSION;
-use rbuild_cache::remote_cache::{position_tag, CacheEntry, EntryMeta, Lookup};
+use rbuild_cache::remote_cache::{parent_tag, position_tag, CacheEntry, EntryMeta, Lookup};
 
 /// What the cache answered for one step.
 #[derive(Debug, Clone)]
@@ -122,18 +122,22 @@ fn hit(exec: &Executor<'_>, remote: &super::Remote, s: &super::CacheSettings, en
     StepAnswer::Hit { entry, config: Box::new(config), layer }
 }
 
-/// For each miss whose lookup found nothing, compares the key with the latest entry written
-/// for the same step position and says which components changed.
+/// For each miss whose lookup found nothing, compares the key with the closest earlier
+/// entry — the latest written on the same previous state (parent tag), else the latest for
+/// the same step position — and says which components changed.
 fn explain_misses(exec: &Executor<'_>, stages: &mut [Option<StageCache>]) {
     let Some(remote) = exec.remote else { return };
     let Some(s) = &remote.cache else { return };
-    let wanted: Vec<(usize, usize, String)> = stages
+    let wanted: Vec<(usize, usize, Vec<String>)> = stages
         .iter()
         .enumerate()
         .filter_map(|(si, c)| c.as_ref().map(|c| (si, c)))
         .flat_map(|(si, c)| {
             c.answers.iter().enumerate().filter_map(move |(i, a)| match a {
-                StepAnswer::Miss { why } if why == "no entry" => c.positions.get(i).map(|p| (si, i, p.clone())),
+                StepAnswer::Miss { why } if why == "no entry" => {
+                    let parent = c.keys.steps.get(i).map(|s| parent_tag(&s.parent));
+                    Some((si, i, parent.into_iter().chain(c.positions.get(i).cloned()).collect()))
+                }
                 _ => None,
             })
         })
@@ -219,7 +223,8 @@ pub(super) fn record_miss(exec: &Executor<'_>, cache: &StageCache, i: usize, con
         components: components.clone(),
     };
     let descriptor = layer.map(|l| l.descriptor.descriptor(ManifestFormat::Oci));
-    remote.spawn_write(exec.store, meta, descriptor, cache.positions.get(i).cloned());
+    let tags = cache.positions.get(i).cloned().into_iter().chain([parent_tag(&components.parent)]).collect();
+    remote.spawn_write(exec.store, meta, descriptor, tags);
 }
 
 /// The TTL default: two weeks (Kaniko's `--cache-ttl`).

@@ -118,7 +118,7 @@ impl Remote {
     }
 
     /// Pushes a cache entry in the background; [`Remote::wait_for_writes`] collects it.
-    pub fn spawn_write(&self, store: &BlobStore, meta: EntryMeta, layer: Option<Descriptor>, position: Option<String>) {
+    pub fn spawn_write(&self, store: &BlobStore, meta: EntryMeta, layer: Option<Descriptor>, extra_tags: Vec<String>) {
         let Some(settings) = &self.cache else { return };
         if settings.read_only {
             return;
@@ -129,7 +129,7 @@ impl Remote {
         // A thread per entry driving the push on the shared runtime: the push future is not
         // provably `Send` (a higher-ranked lifetime in its blob stream), so it cannot be
         // `spawn`ed; `block_on` from a plain thread needs no `Send`.
-        let handle = std::thread::spawn(move || runtime.block_on(cache.put(&store, &meta, layer.as_ref(), position.as_deref())));
+        let handle = std::thread::spawn(move || runtime.block_on(cache.put(&store, &meta, layer.as_ref(), &extra_tags)));
         self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(handle);
     }
 
@@ -149,6 +149,17 @@ impl Remote {
             }
         }
         report
+    }
+}
+
+impl Drop for Remote {
+    /// Writes still in flight (an error ended the build early) finish before the runtime
+    /// they run on goes away.
+    fn drop(&mut self) {
+        let report = self.wait_for_writes();
+        if !report.failures.is_empty() {
+            tracing::warn!(failures = report.failures.len(), "cache entries not written");
+        }
     }
 }
 

@@ -127,14 +127,23 @@ impl RegistryClient {
             tags.to_vec()
         };
         for tag in &refs {
-            put_manifest(
-                self.transport(),
-                &endpoint,
-                repository,
-                tag,
-                &image.manifest,
-            )
-            .await?;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match put_manifest(self.transport(), &endpoint, repository, tag, &image.manifest).await {
+                    // Every blob was just confirmed present: a registry whose storage writes
+                    // blob links in place (distribution's filesystem driver) can report one as
+                    // unknown while another client re-links it. Such answers are retried.
+                    Err(e) if is_blob_unknown(&e) && attempt <= self.config().retry.retries => {
+                        tracing::warn!(%tag, attempt, error = %e, "manifest refers to a blob the registry just reported; retrying");
+                        tokio::time::sleep(self.config().retry.delay(attempt)).await;
+                    }
+                    other => {
+                        other?;
+                        break;
+                    }
+                }
+            }
         }
         Ok(PushReport {
             digest: image.manifest.digest.clone(),
@@ -169,4 +178,9 @@ impl RegistryClient {
         };
         crate::registry::upload::blob_exists(self.transport(), &plan, digest).await
     }
+}
+
+/// A `MANIFEST_BLOB_UNKNOWN` answer to a manifest `PUT`.
+fn is_blob_unknown(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::Status { status: 400, message, .. } if message.errors.iter().any(|(code, _)| code == "MANIFEST_BLOB_UNKNOWN"))
 }

@@ -150,10 +150,10 @@ async fn changed_inputs_miss_from_the_changed_step_on_and_hit_before() {
     let cases: [(&str, Edit, &[&str], [bool; 7], Option<(usize, &str)>); 6] = [
         ("ignored file changed", |c| c.edit("src/noise.log", "other noise\n"), &[], ALL_HIT, None),
         ("undeclared build arg", |_| {}, &["--build-arg", "OTHER=1"], ALL_HIT, None),
-        ("build arg used late", |_| {}, &["--build-arg", "COMMIT_SHA=abc"], [true, true, true, false, false, false, false], Some((5, "build args COMMIT_SHA"))),
+        ("build arg used late", |_| {}, &["--build-arg", "COMMIT_SHA=abc"], [true, true, true, false, false, false, false], Some((5, "build args COMMIT_SHA)"))),
         ("build arg back to default", |_| {}, &[], ALL_HIT, None),
-        ("copied source changed", |c| c.edit("src/app.txt", "app v2\n"), &[], [true, true, true, true, false, false, false], Some((6, "source files"))),
-        ("early dependency changed", |c| c.edit("dep.txt", "dependency v2\n"), &[], [true, false, false, false, false, false, false], Some((3, "source files"))),
+        ("copied source changed", |c| c.edit("src/app.txt", "app v2\n"), &[], [true, true, true, true, false, false, false], Some((6, "(changed: source files)"))),
+        ("early dependency changed", |c| c.edit("dep.txt", "dependency v2\n"), &[], [true, false, false, false, false, false, false], Some((3, "(changed: source files)"))),
     ];
     for (i, (name, edit, args, want, why)) in cases.into_iter().enumerate() {
         edit(&c);

@@ -130,7 +130,7 @@ impl KeyInputs<'_> {
         match &step.instruction {
             Instruction::Copy(copy) | Instruction::Add(copy) => match &copy.from {
                 Some(from) => {
-                    c.stages.insert(from.clone(), self.from_key(from));
+                    c.stages.insert(from.clone(), self.stage_key(from));
                 }
                 None => {
                     let local: Vec<&str> = copy.sources.iter().map(String::as_str).filter(|s| !s.starts_with("<<")).collect();
@@ -144,7 +144,7 @@ impl KeyInputs<'_> {
                     c.mounts.push(serde_json::to_string(m).expect("mount serialises"));
                     match (&m.from, m.kind) {
                         (Some(from), _) => {
-                            c.stages.insert(from.clone(), self.from_key(from));
+                            c.stages.insert(from.clone(), self.stage_key(from));
                         }
                         (None, MountKind::Bind) => bind_sources.push(m.source.clone().unwrap_or_default()),
                         _ => {}
@@ -162,7 +162,7 @@ impl KeyInputs<'_> {
 
     /// The final key of the stage `from` names; an image reference is not pinned yet, so it
     /// gets a per-build value (never a stale hit).
-    fn from_key(&self, from: &str) -> CacheKey {
+    fn stage_key(&self, from: &str) -> CacheKey {
         let stage = self
             .plan
             .stages

@@ -140,29 +140,57 @@ async fn fully_cached_rebuild_hits_every_step_downloads_no_layer_and_keeps_the_d
     assert_eq!(c.run("cache/app:v2"), "app v1\ndependency v1\ncommit none\n");
 }
 
+/// One input change and the hits it must give (steps 2–8), applied in order.
+struct Change {
+    name: &'static str,
+    edit: fn(&Case),
+    args: &'static [&'static str],
+    hits: [bool; 7],
+    /// A step whose explanation must contain this text.
+    why: Option<(usize, &'static str)>,
+}
+
+const CHANGES: [Change; 6] = [
+    Change { name: "ignored file changed", edit: |c| c.edit("src/noise.log", "other noise\n"), args: &[], hits: ALL_HIT, why: None },
+    Change { name: "undeclared build arg", edit: |_| {}, args: &["--build-arg", "OTHER=1"], hits: ALL_HIT, why: None },
+    Change {
+        name: "build arg used late",
+        edit: |_| {},
+        args: &["--build-arg", "COMMIT_SHA=abc"],
+        hits: [true, true, true, false, false, false, false],
+        why: Some((5, "build args COMMIT_SHA)")),
+    },
+    Change { name: "build arg back to default", edit: |_| {}, args: &[], hits: ALL_HIT, why: None },
+    Change {
+        name: "copied source changed",
+        edit: |c| c.edit("src/app.txt", "app v2\n"),
+        args: &[],
+        hits: [true, true, true, true, false, false, false],
+        why: Some((6, "(changed: source files)")),
+    },
+    Change {
+        name: "early dependency changed",
+        edit: |c| c.edit("dep.txt", "dependency v2\n"),
+        args: &[],
+        hits: [true, false, false, false, false, false, false],
+        why: Some((3, "(changed: source files)")),
+    },
+];
+
 /// Which inputs change which steps' keys (steps 2–8 of `cache-steps`), each from an empty
 /// local state against the cache the first build filled.
 #[tokio::test]
 async fn changed_inputs_miss_from_the_changed_step_on_and_hit_before() {
     let Some(c) = Case::start("build/cache-steps").await else { return };
     assert_eq!(hits(&c.build("cache/app:base", &[])), ALL_MISS);
-    type Edit = fn(&Case);
-    let cases: [(&str, Edit, &[&str], [bool; 7], Option<(usize, &str)>); 6] = [
-        ("ignored file changed", |c| c.edit("src/noise.log", "other noise\n"), &[], ALL_HIT, None),
-        ("undeclared build arg", |_| {}, &["--build-arg", "OTHER=1"], ALL_HIT, None),
-        ("build arg used late", |_| {}, &["--build-arg", "COMMIT_SHA=abc"], [true, true, true, false, false, false, false], Some((5, "build args COMMIT_SHA)"))),
-        ("build arg back to default", |_| {}, &[], ALL_HIT, None),
-        ("copied source changed", |c| c.edit("src/app.txt", "app v2\n"), &[], [true, true, true, true, false, false, false], Some((6, "(changed: source files)"))),
-        ("early dependency changed", |c| c.edit("dep.txt", "dependency v2\n"), &[], [true, false, false, false, false, false, false], Some((3, "(changed: source files)"))),
-    ];
-    for (i, (name, edit, args, want, why)) in cases.into_iter().enumerate() {
-        edit(&c);
+    for (i, change) in CHANGES.iter().enumerate() {
+        (change.edit)(&c);
         let image = format!("cache/app:case{i}");
-        let out = c.build(&image, args);
-        assert_eq!(hits(&out), want, "{name}:\n{}", String::from_utf8_lossy(&out.stderr));
-        if let Some((step, text)) = why {
+        let out = c.build(&image, change.args);
+        assert_eq!(hits(&out), change.hits, "{}:\n{}", change.name, String::from_utf8_lossy(&out.stderr));
+        if let Some((step, text)) = change.why {
             let e = explained(&out).into_iter().find(|e| e.step == step).unwrap();
-            assert!(e.line.contains(text), "{name}: step {step} should explain {text:?}: {}", e.line);
+            assert!(e.line.contains(text), "{}: step {step} should explain {text:?}: {}", change.name, e.line);
         }
     }
     assert_eq!(c.run("cache/app:case5"), "app v2\ndependency v2\ncommit none\n");

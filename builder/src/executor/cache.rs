@@ -46,11 +46,15 @@ pub struct StepCacheReport {
     pub why: String,
 }
 
-/// Keys and lookups of every needed stage. Without a cache repository every step misses.
+/// Keys and lookups of every needed stage; nothing (no key is computed, no source hashed)
+/// without a cache repository.
 pub fn prepare(exec: &Executor<'_>, plan: &Plan, bases: &BaseSet) -> Result<Vec<Option<StageCache>>, ExecuteError> {
+    let settings = exec.remote.and_then(|r| r.cache.as_ref().map(|c| (r, c)));
+    if settings.is_none() {
+        return Ok(vec![None; plan.stages.len()]);
+    }
     let keys = plan_keys(exec, plan, bases)?;
     let in_image = stages_in_image(plan);
-    let settings = exec.remote.and_then(|r| r.cache.as_ref().map(|c| (r, c)));
     let all: Vec<_> = keys.iter().flatten().flat_map(|k| k.keys.iter().cloned()).collect();
     let mut lookups = match settings {
         Some((remote, s)) => remote.runtime.block_on(s.cache.lookup_all(&all, s.now)),

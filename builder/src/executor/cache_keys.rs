@@ -163,12 +163,7 @@ impl KeyInputs<'_> {
     /// The final key of the stage `from` names; an image reference is not pinned yet, so it
     /// gets a per-build value (never a stale hit).
     fn stage_key(&self, from: &str) -> CacheKey {
-        let stage = self
-            .plan
-            .stages
-            .iter()
-            .find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(from)) || s.index.to_string() == from);
-        match stage.and_then(|s| final_key(self.done, s.index)) {
+        match self.plan.stage_named(from).and_then(|s| final_key(self.done, s.index)) {
             Some(k) => k,
             None => CacheKey::from(format!("unpinned image {from} at {}", self.build_time).as_str()),
         }

@@ -118,10 +118,9 @@ impl Executor<'_> {
         let needed: Vec<usize> = plan.stages.iter().filter(|s| s.needed).map(|s| s.index).collect();
         if let Some(remote) = self.remote {
             for base in bases.images() {
-                for layer in base.layers.iter().filter(|_| base.source.is_some()) {
-                    if let Some(source) = &base.source {
-                        remote.add_origin(layer.descriptor.digest.digest(), source);
-                    }
+                let Some(source) = &base.source else { continue };
+                for layer in &base.layers {
+                    remote.add_origin(layer.descriptor.digest.digest(), source);
                 }
             }
         }

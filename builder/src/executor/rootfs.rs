@@ -108,11 +108,7 @@ pub fn ensure_referenced(
         _ => Vec::new(),
     };
     for from in froms {
-        let stage = plan
-            .stages
-            .iter()
-            .find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(from)) || s.index.to_string() == *from);
-        if let Some(output) = stage.and_then(|s| earlier.get(s.index)).and_then(Option::as_ref) {
+        if let Some(output) = plan.stage_named(from).and_then(|s| earlier.get(s.index)).and_then(Option::as_ref) {
             output.root.ensure(exec, &output.layers)?;
         }
     }

@@ -251,3 +251,40 @@ pub fn default_cache_dir() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set; pass --cache-dir")?;
     Ok(PathBuf::from(home).join(".cache").join("rbuild"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(cache: Option<bool>, repo: Option<&str>) -> CacheFlags {
+        CacheFlags {
+            cache,
+            cache_repo: repo.map(str::to_string),
+            cache_ttl: std::time::Duration::from_secs(336 * 3600),
+            cache_mode: CacheModeArg::Max,
+            explain_cache: false,
+            cache_only: false,
+        }
+    }
+
+    /// Which cache repository the flags select (Kaniko: `--cache=true` alone derives
+    /// `<destination>/cache`; `--cache-repo` alone enables the cache here).
+    #[rstest::rstest]
+    #[case(None, None, None)]
+    #[case(Some(true), None, Some("reg.io/team/app/cache"))]
+    #[case(None, Some("reg.io/c/cache"), Some("reg.io/c/cache"))]
+    #[case(Some(true), Some("reg.io/c/cache"), Some("reg.io/c/cache"))]
+    #[case(Some(false), Some("reg.io/c/cache"), None)]
+    fn cache_repository(#[case] cache: Option<bool>, #[case] repo: Option<&str>, #[case] want: Option<&str>) {
+        let dest: Reference = "reg.io/team/app:v1".parse().unwrap();
+        let request = cache_request(&flags(cache, repo), &[(dest, vec!["v1".into()])]).unwrap();
+        let got = request.map(|r| format!("{}/{}", r.repository.registry(), r.repository.repository()));
+        assert_eq!(got.as_deref(), want);
+    }
+
+    #[test]
+    fn cache_without_destination_or_repo_is_an_error() {
+        let err = cache_request(&flags(Some(true), None), &[]).err().unwrap();
+        assert!(err.to_string().contains("--cache-repo"), "{err}");
+    }
+}

@@ -232,6 +232,62 @@ fn hash_entry(host: &Path, rel: &str, meta: &fs::Metadata, hasher: &mut SourcesH
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::executor::progress::Silent;
+    use crate::executor::Identity;
+    use crate::plan::{PlanRequest, UnresolvedBases};
+    use crate::sandbox::{CancelToken, Sandbox};
+    use rbuild_cache::store::BlobStore;
+
+    const STEPS: &str = "FROM scratch\nARG EARLY=1\nCOPY a.txt /a\nARG LATE=x\nCOPY b.txt /b\nRUN echo $LATE\nENV E=$EARLY\n";
+
+    /// The keys of `STEPS`' stage for a context with `a.txt`/`b.txt` and these build args.
+    fn keys(dir: &Path, args: &[(&str, &str)]) -> Vec<CacheKey> {
+        let mut request = PlanRequest::host();
+        request.build_args = args.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
+        let plan = crate::frontend::plan_source(&dir.join("Dockerfile"), STEPS, &request, &UnresolvedBases).unwrap();
+        let context = BuildContext::open(dir, &dir.join("Dockerfile")).unwrap();
+        let store = BlobStore::open(dir.join(".store")).unwrap();
+        let exec = Executor {
+            context: &context,
+            store: &store,
+            work_dir: dir.to_path_buf(),
+            layer: LayerOptions::default(),
+            sandbox: Sandbox::new(),
+            identity: Identity::current(),
+            created: "2026-01-01T00:00:00Z".into(),
+            progress: &Silent,
+            cancel: CancelToken::default(),
+            remote: None,
+        };
+        let keys = plan_keys(&exec, &plan, &BaseSet::default()).unwrap();
+        keys.into_iter().flatten().next().unwrap().keys
+    }
+
+    type Edit = fn(&Path);
+
+    /// Which change alters which key: the index of the first step whose key changes (steps:
+    /// ARG EARLY, COPY a, ARG LATE, COPY b, RUN, ENV), `None` when every key stays.
+    #[rstest::rstest]
+    #[case::late_arg((|_: &Path| {}) as Edit, &[("LATE", "y")], Some(2))]
+    #[case::early_arg((|_: &Path| {}) as Edit, &[("EARLY", "2")], Some(0))]
+    #[case::undeclared_arg((|_: &Path| {}) as Edit, &[("OTHER", "1")], None)]
+    #[case::first_source((|d: &Path| fs::write(d.join("a.txt"), "A2").unwrap()) as Edit, &[], Some(1))]
+    #[case::second_source((|d: &Path| fs::write(d.join("b.txt"), "B2").unwrap()) as Edit, &[], Some(3))]
+    #[case::unrelated_file((|d: &Path| fs::write(d.join("c.txt"), "C").unwrap()) as Edit, &[], None)]
+    fn first_changed_key(#[case] edit: Edit, #[case] args: &[(&str, &str)], #[case] first: Option<usize>) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.txt"), "A").unwrap();
+        fs::write(dir.path().join("b.txt"), "B").unwrap();
+        let before = keys(dir.path(), &[]);
+        assert_eq!(before.len(), 6);
+        edit(dir.path());
+        let after = keys(dir.path(), args);
+        let changed = before.iter().zip(&after).position(|(a, b)| a != b);
+        assert_eq!(changed, first);
+        if let Some(i) = changed {
+            assert!(before.iter().zip(&after).skip(i).all(|(a, b)| a != b), "every key after a change changes too");
+        }
+    }
 
     type Change = fn(&Path);
 

@@ -4,8 +4,10 @@
 //! keeps locally lives in a [`store::BlobStore`]. OCI types used across the workspace are
 //! re-exported from [`oci`] so that all crates agree on one `Digest`, one `Descriptor`.
 
+pub mod key;
 pub mod oci;
 pub mod platform;
 pub mod reference;
 pub mod registry;
+pub mod remote_cache;
 pub mod store;

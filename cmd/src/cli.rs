@@ -30,6 +30,12 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Build an image from a Dockerfile and push it.
     Build(BuildArgs),
+    /// Prefetch base images into a local directory (Kaniko's warmer); to fill the registry
+    /// cache without pushing an image, use `rbuild build --cache-only`.
+    Warm(crate::commands::warm::WarmArgs),
+    /// Manage the registry layer cache.
+    #[command(subcommand)]
+    Cache(crate::commands::cache::CacheCommand),
 }
 
 /// What selects and parameterises a Dockerfile; shared by `plan` and `build`.
@@ -124,6 +130,39 @@ pub struct BuildArgs {
     /// Local state: blob store and work directories (default: `$XDG_CACHE_HOME/rbuild`).
     #[arg(long, value_name = "DIR", env = "RBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheFlags,
+}
+
+/// The registry layer cache (Kaniko's names where Kaniko has them).
+#[derive(Debug, Args)]
+pub struct CacheFlags {
+    /// Use the registry layer cache (Kaniko's `--cache=true`); without `--cache-repo` the
+    /// cache repository is `<first destination repository>/cache`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub cache: Option<bool>,
+    /// Repository holding the cache entries (one manifest per step key); implies `--cache`.
+    #[arg(long, value_name = "REPO")]
+    pub cache_repo: Option<String>,
+    /// Entries older than this miss (Go duration: `336h`, `1h30m`, `90s`).
+    #[arg(long, value_name = "DURATION", default_value = "336h", value_parser = crate::duration::parse_duration)]
+    pub cache_ttl: std::time::Duration,
+    /// `max` caches every stage that runs; `min` only the stages whose layers are in the image.
+    #[arg(long, value_enum, default_value = "max")]
+    pub cache_mode: CacheModeArg,
+    /// Print, for each step, cache hit or miss and on a miss which part of its key changed.
+    #[arg(long)]
+    pub explain_cache: bool,
+    /// Build and fill the cache, but push no image (the nightly warm).
+    #[arg(long)]
+    pub cache_only: bool,
+}
+
+/// `--cache-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheModeArg {
+    Min,
+    Max,
 }
 
 /// Kaniko flags for behaviour rbuild always has, accepted so that Kaniko templates run

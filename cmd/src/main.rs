@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod duration;
 mod git;
 mod outputs;
 mod progress;
@@ -27,6 +28,8 @@ fn main() -> ExitCode {
         Command::Pull(args) => commands::pull::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Build(args) => commands::build::run(args),
+        Command::Warm(args) => commands::warm::run(args),
+        Command::Cache(command) => commands::cache::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

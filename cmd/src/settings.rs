@@ -1,6 +1,7 @@
 //! Resolves command-line values into the libraries' own option types.
 
-use crate::cli::{BuildArgs, DockerfileArgs};
+use crate::cli::{BuildArgs, CacheFlags, CacheModeArg, DockerfileArgs};
+use rbuild_builder::executor::CacheMode;
 use anyhow::{bail, Context, Result};
 use rbuild_builder::executor::Identity;
 use rbuild_builder::image::rfc3339_utc;
@@ -78,6 +79,38 @@ pub struct BuildSettings {
     pub created: String,
     pub identity: Identity,
     pub isolation: IsolationMode,
+    /// The registry layer cache, when enabled.
+    pub cache: Option<CacheRequest>,
+    /// `--cache-only`: fill the cache, push no image.
+    pub cache_only: bool,
+}
+
+/// The layer cache flags, resolved.
+pub struct CacheRequest {
+    pub repository: Reference,
+    pub ttl: std::time::Duration,
+    pub mode: CacheMode,
+    pub explain: bool,
+}
+
+/// `--cache-repo`, else (with `--cache`) `<first destination repository>/cache`, as Kaniko
+/// derives it; `--cache=false` turns the cache off even with `--cache-repo`.
+pub fn cache_request(flags: &CacheFlags, destinations: &[(Reference, Vec<String>)]) -> Result<Option<CacheRequest>> {
+    if flags.cache == Some(false) || (flags.cache.is_none() && flags.cache_repo.is_none()) {
+        return Ok(None);
+    }
+    let repository = match &flags.cache_repo {
+        Some(repo) => repo.parse::<Reference>().with_context(|| format!("invalid --cache-repo {repo:?}"))?,
+        None => {
+            let (dest, _) = destinations.first().context("--cache needs --cache-repo or a destination to derive <repo>/cache from")?;
+            dest.with_repository(format!("{}/cache", dest.repository()))
+        }
+    };
+    let mode = match flags.cache_mode {
+        CacheModeArg::Min => CacheMode::Min,
+        CacheModeArg::Max => CacheMode::Max,
+    };
+    Ok(Some(CacheRequest { repository, ttl: flags.cache_ttl, mode, explain: flags.explain_cache }))
 }
 
 impl BuildSettings {
@@ -94,8 +127,12 @@ impl BuildSettings {
 pub fn build_settings(args: &BuildArgs) -> Result<BuildSettings> {
     let Sources { context, dockerfile } = sources(&args.dockerfile);
     let destinations = destinations(args, &context)?;
-    if destinations.is_empty() && !args.no_push {
-        bail!("nothing to push to: give --destination REPO:TAG or --image REPO --tag TAG, or --no-push");
+    let cache = cache_request(&args.cache, &destinations)?;
+    if args.cache.cache_only && cache.is_none() {
+        bail!("--cache-only needs a cache: give --cache-repo REPO (or --cache with a destination)");
+    }
+    if destinations.is_empty() && !args.no_push && !args.cache.cache_only {
+        bail!("nothing to push to: give --destination REPO:TAG or --image REPO --tag TAG, --no-push or --cache-only");
     }
     let epoch = source_date_epoch()?;
     let mtime = match (args.reproducible, epoch) {
@@ -136,6 +173,8 @@ pub fn build_settings(args: &BuildArgs) -> Result<BuildSettings> {
         created,
         identity,
         isolation: IsolationMode::UserNs,
+        cache,
+        cache_only: args.cache.cache_only,
     })
 }
 
@@ -199,17 +238,55 @@ fn source_date_epoch() -> Result<Option<i64>> {
     }
 }
 
-fn now_secs() -> i64 {
+/// Seconds since the epoch.
+pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// `$XDG_CACHE_HOME/rbuild`, else `$HOME/.cache/rbuild`.
-fn default_cache_dir() -> Result<PathBuf> {
+pub fn default_cache_dir() -> Result<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(x).join("rbuild"));
     }
     let home = std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set; pass --cache-dir")?;
     Ok(PathBuf::from(home).join(".cache").join("rbuild"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(cache: Option<bool>, repo: Option<&str>) -> CacheFlags {
+        CacheFlags {
+            cache,
+            cache_repo: repo.map(str::to_string),
+            cache_ttl: std::time::Duration::from_secs(336 * 3600),
+            cache_mode: CacheModeArg::Max,
+            explain_cache: false,
+            cache_only: false,
+        }
+    }
+
+    /// Which cache repository the flags select (Kaniko: `--cache=true` alone derives
+    /// `<destination>/cache`; `--cache-repo` alone enables the cache here).
+    #[rstest::rstest]
+    #[case(None, None, None)]
+    #[case(Some(true), None, Some("reg.io/team/app/cache"))]
+    #[case(None, Some("reg.io/c/cache"), Some("reg.io/c/cache"))]
+    #[case(Some(true), Some("reg.io/c/cache"), Some("reg.io/c/cache"))]
+    #[case(Some(false), Some("reg.io/c/cache"), None)]
+    fn cache_repository(#[case] cache: Option<bool>, #[case] repo: Option<&str>, #[case] want: Option<&str>) {
+        let dest: Reference = "reg.io/team/app:v1".parse().unwrap();
+        let request = cache_request(&flags(cache, repo), &[(dest, vec!["v1".into()])]).unwrap();
+        let got = request.map(|r| format!("{}/{}", r.repository.registry(), r.repository.repository()));
+        assert_eq!(got.as_deref(), want);
+    }
+
+    #[test]
+    fn cache_without_destination_or_repo_is_an_error() {
+        let err = cache_request(&flags(Some(true), None), &[]).err().unwrap();
+        assert!(err.to_string().contains("--cache-repo"), "{err}");
+    }
 }

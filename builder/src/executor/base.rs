@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::image::{ImageConfig, ImageLayer};
 use crate::layer::{Codec, DiffId, LayerDescriptor, LayerDigest, ManifestFormat};
 use crate::plan::{Base, BaseImages, Plan, Platform};
+use rbuild_cache::oci::Digest;
 use rbuild_cache::platform::TargetPlatform;
 use rbuild_cache::reference::{Reference, ReferenceError};
 use rbuild_cache::registry::{RegistryClient, RegistryError};
@@ -34,12 +35,17 @@ pub enum BaseError {
     Onbuild { instruction: &'static str, reference: String, triggers: Vec<String> },
 }
 
-/// A pulled base image: its config and its layers in the blob store.
+/// A base image: its config and its layers (in the blob store, or fetched from `source`
+/// when a step first needs the filesystem).
 #[derive(Debug, Clone)]
 pub struct BaseImage {
     pub reference: String,
     pub config: ImageConfig,
     pub layers: Vec<ImageLayer>,
+    /// The resolved manifest digest: key(0) of the cache keys of stages built from it.
+    pub digest: Option<Digest>,
+    /// The repository the layers come from (`None` when they were pulled already).
+    pub source: Option<Reference>,
 }
 
 /// The base images of a build, keyed by (reference as written in FROM, platform).
@@ -58,6 +64,11 @@ impl BaseSet {
 }
 
 impl BaseSet {
+    /// Every base image.
+    pub fn images(&self) -> impl Iterator<Item = &BaseImage> {
+        self.images.values()
+    }
+
     /// `(registry, repository)` of every base image, for cross-repository blob mounts.
     pub fn repositories(&self) -> Vec<(String, String)> {
         let mut repos: Vec<(String, String)> = self
@@ -86,7 +97,7 @@ impl BaseImages for BaseSet {
     }
 }
 
-/// Pulls every base image the needed stages start from into `store`.
+/// Pulls every base image the needed stages start from into `store` (layers included).
 pub async fn pull_bases(client: &RegistryClient, store: &BlobStore, plan: &Plan) -> Result<BaseSet, BaseError> {
     let mut set = BaseSet::default();
     for stage in plan.stages.iter().filter(|s| s.needed) {
@@ -99,6 +110,41 @@ pub async fn pull_bases(client: &RegistryClient, store: &BlobStore, plan: &Plan)
         set.images.insert(key, image);
     }
     Ok(set)
+}
+
+/// Resolves every base image the needed stages start from (tags are always re-resolved) and
+/// fetches its config, but no layer: layers are fetched from [`BaseImage::source`] only when
+/// a step misses the cache and needs the filesystem.
+pub async fn resolve_bases(client: &RegistryClient, store: &BlobStore, plan: &Plan) -> Result<BaseSet, BaseError> {
+    let mut wanted: Vec<(String, Platform)> = Vec::new();
+    for stage in plan.stages.iter().filter(|s| s.needed) {
+        let Base::Image { reference } = &stage.base else { continue };
+        if !wanted.iter().any(|(r, p)| r == reference && *p == stage.platform) {
+            wanted.push((reference.clone(), stage.platform.clone()));
+        }
+    }
+    let resolved = futures_util::future::join_all(wanted.iter().map(|(r, p)| resolve_one(client, store, r, p))).await;
+    let mut set = BaseSet::default();
+    for ((reference, platform), image) in wanted.into_iter().zip(resolved) {
+        set.images.insert((reference, platform.to_string()), image?);
+    }
+    Ok(set)
+}
+
+async fn resolve_one(client: &RegistryClient, store: &BlobStore, reference: &str, platform: &Platform) -> Result<BaseImage, BaseError> {
+    let parsed: Reference =
+        reference.parse().map_err(|source| BaseError::Reference { reference: reference.to_string(), source })?;
+    let target = TargetPlatform::new(&platform.os, &platform.architecture, platform.variant.as_deref());
+    let pull_err = |source| BaseError::Pull { reference: reference.to_string(), source: Box::new(source) };
+    let resolved = client.resolve(&parsed, &target).await.map_err(pull_err)?;
+    let config_bytes = client.fetch_config(&resolved).await.map_err(pull_err)?;
+    store
+        .put_bytes(&config_bytes)
+        .map_err(|source| BaseError::Store { reference: reference.to_string(), source })?;
+    let mut image = base_image(store, reference, &resolved.image, &config_bytes)?;
+    image.digest = Some(resolved.manifest.digest.clone());
+    image.source = Some(parsed.with_digest(resolved.manifest.digest.clone()));
+    Ok(image)
 }
 
 async fn pull_one(
@@ -114,9 +160,21 @@ async fn pull_one(
         .pull(&parsed, &target, store)
         .await
         .map_err(|source| BaseError::Pull { reference: reference.to_string(), source: Box::new(source) })?;
-    let config: ImageConfig = serde_json::from_slice(&pulled.config_bytes)
+    let mut image = base_image(store, reference, &pulled.resolved.image, &pulled.config_bytes)?;
+    image.digest = Some(pulled.resolved.manifest.digest.clone());
+    Ok(image)
+}
+
+/// Config and layers of a resolved image (its blobs may not be in `store` yet).
+fn base_image(
+    store: &BlobStore,
+    reference: &str,
+    manifest: &oci_spec::image::ImageManifest,
+    config_bytes: &[u8],
+) -> Result<BaseImage, BaseError> {
+    let config: ImageConfig = serde_json::from_slice(config_bytes)
         .map_err(|source| BaseError::Config { reference: reference.to_string(), source })?;
-    let descriptors = pulled.resolved.image.layers();
+    let descriptors = manifest.layers();
     if descriptors.len() != config.rootfs.diff_ids.len() {
         return Err(BaseError::DiffIds {
             reference: reference.to_string(),
@@ -129,7 +187,7 @@ async fn pull_one(
         .zip(&config.rootfs.diff_ids)
         .map(|(d, diff_id)| base_layer(store, reference, d, diff_id))
         .collect::<Result<_, _>>()?;
-    Ok(BaseImage { reference: reference.to_string(), config, layers })
+    Ok(BaseImage { reference: reference.to_string(), config, layers, digest: None, source: None })
 }
 
 fn base_layer(

@@ -8,18 +8,26 @@
 //! diff → [`crate::layer::write_layer`] into the blob store → a layer of the stage.
 //!
 //! Stages the target does not need are skipped; independent stages run concurrently, in
-//! waves. The cache lookup (issue 6/7) plugs in before `apply` in the step loop.
+//! waves. Before any stage runs, every step's cache key is computed and looked up at once
+//! ([`cache`]); hits are applied without running and the root is materialised lazily
+//! ([`rootfs`]) when a step misses.
 
 pub mod base;
+pub mod cache;
+pub mod cache_keys;
 pub mod context;
 pub mod identity;
 pub mod instructions;
 pub mod progress;
+pub mod remote;
+pub mod rootfs;
 pub mod stage;
 
 use std::path::PathBuf;
 
-pub use base::{pull_bases, BaseError, BaseImage, BaseSet};
+pub use base::{pull_bases, resolve_bases, BaseError, BaseImage, BaseSet};
+pub use cache::StepCacheReport;
+pub use remote::{CacheMode, CacheSettings, Remote, WriteReport};
 pub use context::{BuildContext, ContextError};
 pub use identity::Identity;
 pub use instructions::InstructionError;
@@ -57,6 +65,9 @@ pub enum ExecuteError {
     /// The build was cancelled.
     #[error("build cancelled")]
     Cancelled,
+    /// Layers a missed step needs could not be fetched.
+    #[error("cannot fetch the layers of stage {stage}")]
+    Fetch { stage: String, #[source] source: Box<rbuild_cache::registry::RegistryError> },
 }
 
 impl ExecuteError {
@@ -86,6 +97,9 @@ pub struct Executor<'a> {
     pub progress: &'a dyn Progress,
     /// Cancels RUNs and the step loop.
     pub cancel: CancelToken,
+    /// The registry side: lazy layer fetches and the layer cache (`None`: every layer is in
+    /// the store already and nothing is cached).
+    pub remote: Option<&'a Remote>,
 }
 
 /// The target image: config and layers, ready for [`crate::image::assemble`].
@@ -93,6 +107,8 @@ pub struct Executor<'a> {
 pub struct BuiltImage {
     pub config: ImageConfig,
     pub layers: Vec<crate::image::ImageLayer>,
+    /// Hit or miss of every step that ran, with the reason of each miss.
+    pub cache: Vec<StepCacheReport>,
 }
 
 impl Executor<'_> {
@@ -100,6 +116,15 @@ impl Executor<'_> {
     /// runs concurrently with the others of its wave (one thread each); returns the target's image.
     pub fn execute(&self, plan: &Plan, bases: &BaseSet) -> Result<BuiltImage, ExecuteError> {
         let needed: Vec<usize> = plan.stages.iter().filter(|s| s.needed).map(|s| s.index).collect();
+        if let Some(remote) = self.remote {
+            for base in bases.images() {
+                let Some(source) = &base.source else { continue };
+                for layer in &base.layers {
+                    remote.add_origin(layer.descriptor.digest.digest(), source);
+                }
+            }
+        }
+        let caches = cache::prepare(self, plan, bases)?;
         let mut outputs: Vec<Option<StageOutput>> = vec![None; plan.stages.len()];
         let mut pending = needed.clone();
         while !pending.is_empty() {
@@ -110,7 +135,7 @@ impl Executor<'_> {
                 // The plan rejects cycles, so this means a dependency was not marked needed.
                 return Err(ExecuteError::TargetMissing { index: waiting.first().copied().unwrap_or(plan.target) });
             }
-            let done = self.run_wave(plan, bases, &needed, &ready, &outputs)?;
+            let done = self.run_wave(plan, bases, &needed, &ready, &outputs, &caches)?;
             for (index, output) in done {
                 if let Some(slot) = outputs.get_mut(index) {
                     *slot = Some(output);
@@ -122,7 +147,7 @@ impl Executor<'_> {
             .get_mut(plan.target)
             .and_then(Option::take)
             .ok_or(ExecuteError::TargetMissing { index: plan.target })?;
-        Ok(BuiltImage { config: target.config, layers: target.layers })
+        Ok(BuiltImage { config: target.config, layers: target.layers, cache: cache::report(plan, &caches) })
     }
 
     /// Runs the stages `ready` concurrently; the first error (in stage order) wins.
@@ -133,6 +158,7 @@ impl Executor<'_> {
         needed: &[usize],
         ready: &[usize],
         outputs: &[Option<StageOutput>],
+        caches: &[Option<cache::StageCache>],
     ) -> Result<Vec<(usize, StageOutput)>, ExecuteError> {
         std::thread::scope(|scope| {
             let handles: Vec<_> = ready
@@ -140,7 +166,8 @@ impl Executor<'_> {
                 .filter_map(|&index| plan.stages.get(index))
                 .map(|stage| {
                     let position = needed.iter().position(|&i| i == stage.index).map_or(0, |p| p + 1);
-                    let setup = StageSetup { stage, position, count: needed.len(), plan };
+                    let cache = caches.get(stage.index).and_then(Option::as_ref);
+                    let setup = StageSetup { stage, position, count: needed.len(), plan, cache };
                     scope.spawn(move || stage::run_stage(self, &setup, bases, outputs).map(|o| (stage.index, o)))
                 })
                 .collect();

@@ -1,17 +1,17 @@
 //! One stage: materialise its base into a fresh root, run its steps, snapshot each change.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::base::{BaseError, BaseSet};
 use super::instructions::{self, StepContext, StepEffect};
+use super::cache::{self, StageCache, StepAnswer};
 use super::progress::{StepEvent, StepReport};
+use super::rootfs::{self, LazyRoot};
 use super::{ExecuteError, Executor};
 use crate::image::{History, ImageConfig, ImageLayer};
-use crate::layer::root_path::RootDir;
 use crate::layer::snapshot::native;
-use crate::layer::unpack::{unpack_layer, UnpackOptions};
 use crate::layer::{write_layer, LayerWriteError};
 use crate::plan::{Base, Plan, Stage};
 use rbuild_cache::store::StoreError;
@@ -23,15 +23,19 @@ pub struct StageSetup<'a> {
     pub position: usize,
     pub count: usize,
     pub plan: &'a Plan,
+    /// The stage's cache keys and answers.
+    pub cache: Option<&'a StageCache>,
 }
 
-/// What a finished stage leaves behind: its root (for `COPY --from`), config and every
-/// layer from the bottom (base layers included, so a later stage can start from it).
+/// What a finished stage leaves behind: its root (for `COPY --from`; materialised on demand
+/// through `root`), config and every layer from the bottom (base layers included, so a later
+/// stage can start from it).
 #[derive(Debug, Clone)]
 pub struct StageOutput {
     pub rootfs: PathBuf,
     pub config: ImageConfig,
     pub layers: Vec<ImageLayer>,
+    pub root: Arc<LazyRoot>,
 }
 
 /// Errors turning a step's change into a layer.
@@ -45,7 +49,8 @@ pub enum SnapshotError {
     Store(#[from] StoreError),
 }
 
-/// Runs one stage to completion.
+/// Runs one stage to completion. Cache hits are applied without running anything; the root
+/// is materialised only when a step misses (see [`LazyRoot`]).
 pub fn run_stage(
     exec: &Executor<'_>,
     setup: &StageSetup<'_>,
@@ -57,10 +62,8 @@ pub fn run_stage(
     let from_text = format!("FROM {}", base_name(stage));
     let started = Instant::now();
     exec.progress.step_started(&event(setup, steps, 1, &from_text));
-    let dir = exec.work_dir.join(format!("stage-{}", stage.index));
-    let (rootfs, index) = (dir.join("rootfs"), dir.join("index"));
+    let root = Arc::new(LazyRoot::new(&exec.work_dir.join(format!("stage-{}", stage.index)), stage.display_name()));
     let (mut config, mut layers) = base_state(stage, bases, earlier)?;
-    materialise(exec, stage, &layers, &rootfs, &index)?;
     exec.progress.step_finished(&event(setup, steps, 1, &from_text), &StepReport { elapsed: started.elapsed(), ..StepReport::default() });
     config.created = Some(exec.created.clone());
     for (i, step) in stage.steps.iter().enumerate() {
@@ -70,14 +73,22 @@ pub fn run_stage(
         let ev = event(setup, steps, i + 2, step.original.trim());
         let started = Instant::now();
         exec.progress.step_started(&ev);
+        if let Some(StepAnswer::Hit { entry, config: cached, layer }) = setup.cache.and_then(|c| c.answers.get(i)) {
+            let size = cache::apply_hit(step, entry, cached, layer.as_ref(), &mut config, &mut layers);
+            let layer_digest = layer.as_ref().map(|l| l.descriptor.digest.digest().clone());
+            exec.progress.step_finished(&ev, &StepReport { elapsed: started.elapsed(), layer_size: size, layer_digest, cached: true });
+            continue;
+        }
+        root.ensure(exec, &layers)?;
+        rootfs::ensure_referenced(exec, setup.plan, step, earlier)?;
         let previous = stage.steps.get(..i).unwrap_or_default();
-        let ctx = StepContext { exec, rootfs: &rootfs, plan: setup.plan, earlier, event: ev, previous };
+        let ctx = StepContext { exec, rootfs: &root.rootfs, plan: setup.plan, earlier, event: ev, previous };
         let keyword = step.instruction.keyword();
         let effect = instructions::apply(step, &mut config, &ctx)
             .map_err(|e| ExecuteError::step(keyword, step.location, e))?;
         let layer = match effect {
             StepEffect::ConfigOnly => None,
-            StepEffect::Filesystem => snapshot(exec, &rootfs, &index)
+            StepEffect::Filesystem => snapshot(exec, &root.rootfs, &root.index)
                 .map_err(|source| ExecuteError::Snapshot { instruction: keyword, line: step.location.start_line, source })?,
         };
         config.history.push(History {
@@ -87,11 +98,20 @@ pub fn run_stage(
             ..History::default()
         });
         let size = layer.as_ref().map(|l| l.descriptor.size);
+        if let Some(c) = setup.cache {
+            cache::record_miss(exec, c, i, &config, layer.as_ref());
+        }
         let layer_digest = layer.as_ref().map(|l| l.descriptor.digest.digest().clone());
         layers.extend(layer);
+        root.committed(layers.len());
         exec.progress.step_finished(&ev, &StepReport { elapsed: started.elapsed(), layer_size: size, layer_digest, cached: false });
     }
-    Ok(StageOutput { rootfs, config, layers })
+    if !stage.steps.is_empty() {
+        // BuildKit-like: the image's time is its newest step's, so a fully cached rebuild
+        // (history times from the entries) reproduces the config byte for byte.
+        config.created = config.history.last().and_then(|h| h.created.clone());
+    }
+    Ok(StageOutput { rootfs: root.rootfs.clone(), config, layers, root })
 }
 
 fn event<'t>(setup: &StageSetup<'_>, steps: usize, step: usize, text: &'t str) -> StepEvent<'t> {
@@ -140,40 +160,6 @@ fn base_state(
     config.os = stage.platform.os.clone();
     config.variant = stage.platform.variant.clone();
     Ok((config, layers))
-}
-
-/// Unpacks `layers` into a fresh `rootfs` and writes the snapshot index.
-fn materialise(
-    exec: &Executor<'_>,
-    stage: &Stage,
-    layers: &[ImageLayer],
-    rootfs: &Path,
-    index: &Path,
-) -> Result<(), ExecuteError> {
-    let work_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ExecuteError::WorkDir { path, source }
-    };
-    if rootfs.exists() {
-        std::fs::remove_dir_all(rootfs).map_err(work_err(rootfs))?;
-    }
-    std::fs::create_dir_all(rootfs).map_err(work_err(rootfs))?;
-    let root = RootDir::open(rootfs)
-        .map_err(|e| ExecuteError::WorkDir { path: rootfs.to_path_buf(), source: std::io::Error::other(e) })?;
-    let opts = UnpackOptions { ownership: exec.identity.unpack_ownership() };
-    let reference = base_name(stage);
-    for layer in layers {
-        let blob = File::open(&layer.blob).map_err(|source| ExecuteError::Base {
-            stage: stage.display_name(),
-            source: Box::new(BaseError::Store { reference: reference.clone(), source: StoreError::Io { path: layer.blob.clone(), source } }),
-        })?;
-        unpack_layer(&root, layer.descriptor.codec, std::io::BufReader::new(blob), &opts).map_err(|source| {
-            ExecuteError::Base { stage: stage.display_name(), source: Box::new(BaseError::Unpack { reference: reference.clone(), source }) }
-        })?;
-    }
-    native::write_index(rootfs, index)
-        .map_err(|e| ExecuteError::WorkDir { path: index.to_path_buf(), source: std::io::Error::other(e) })?;
-    Ok(())
 }
 
 /// Diffs the root against its index; a non-empty change becomes a layer in the blob store.

@@ -99,6 +99,11 @@ pub const PROXY_ARGS: &[&str] = &[
 ];
 
 impl Plan {
+    /// The stage a `--from` value names: its name (case-insensitive) or its index.
+    pub fn stage_named(&self, from: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(from)) || s.index.to_string() == from)
+    }
+
     /// Types, expands and links the instructions of a parsed Dockerfile.
     pub fn resolve(df: &Dockerfile, request: &PlanRequest, bases: &dyn BaseImages) -> Result<Self, PlanError> {
         let located = type_instructions(df)?;

@@ -30,6 +30,10 @@ pub enum Operation {
     UploadChunk,
     /// The final `PUT …?digest=`.
     FinishUpload,
+    /// `GET /v2/<repo>/tags/list`.
+    ListTags,
+    /// `DELETE /v2/<repo>/manifests/<digest>`.
+    DeleteManifest,
 }
 
 impl fmt::Display for Operation {
@@ -45,6 +49,8 @@ impl fmt::Display for Operation {
             Operation::StartUpload => "start upload",
             Operation::UploadChunk => "upload chunk",
             Operation::FinishUpload => "finish upload",
+            Operation::ListTags => "list tags",
+            Operation::DeleteManifest => "delete manifest",
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod manifest;
 pub mod pull;
 pub mod push;
+pub mod tags;
 pub mod token_cache;
 pub mod transfer;
 pub mod transport;

@@ -8,7 +8,7 @@ use crate::oci::Digest;
 use crate::reference::Reference;
 use crate::registry::error::RegistryError;
 use crate::registry::manifest::{pull_scope, push_scope, put_manifest, Manifest, RawManifest};
-use crate::registry::upload::{push_blob, BlobPush, BlobUpload, UploadPlan};
+use crate::registry::upload::{place_remote_blob, push_blob, BlobPush, BlobUpload, UploadPlan};
 use crate::registry::RegistryClient;
 use crate::store::{BlobStore, StoreError};
 
@@ -62,7 +62,9 @@ impl PushReport {
 
 impl RegistryClient {
     /// Push `image` to `target`'s repository under every tag in `tags` (by digest when empty).
-    /// `mount_from` lists repositories of the same registry that may already hold the blobs.
+    /// `mount_from` lists repositories of the same registry that may already hold the blobs;
+    /// a blob missing from `store` must already be in the target or mountable from them (a
+    /// fully cached build pushes without downloading its layers).
     pub async fn push_image(
         &self,
         store: &BlobStore,
@@ -91,7 +93,7 @@ impl RegistryClient {
         };
         let mut paths = Vec::with_capacity(image.blobs.len());
         for (digest, size) in &image.blobs {
-            if !store.contains(digest) {
+            if !store.contains(digest) && mount_from.is_empty() {
                 return Err(StoreError::NotFound {
                     digest: digest.clone(),
                 }
@@ -102,6 +104,12 @@ impl RegistryClient {
         let plan_ref = &plan;
         let blobs = futures_util::stream::iter(paths.iter())
             .map(|(digest, size, path)| async move {
+                if !store.contains(digest) {
+                    return match place_remote_blob(self.transport(), plan_ref, digest).await? {
+                        Some(outcome) => Ok(((*digest).clone(), outcome)),
+                        None => Err(StoreError::NotFound { digest: (*digest).clone() }.into()),
+                    };
+                }
                 let blob = BlobUpload {
                     digest,
                     size: *size,
@@ -120,14 +128,23 @@ impl RegistryClient {
             tags.to_vec()
         };
         for tag in &refs {
-            put_manifest(
-                self.transport(),
-                &endpoint,
-                repository,
-                tag,
-                &image.manifest,
-            )
-            .await?;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match put_manifest(self.transport(), &endpoint, repository, tag, &image.manifest).await {
+                    // Every blob was just confirmed present: a registry whose storage writes
+                    // blob links in place (distribution's filesystem driver) can report one as
+                    // unknown while another client re-links it. Such answers are retried.
+                    Err(e) if is_blob_unknown(&e) && attempt <= self.config().retry.retries => {
+                        tracing::warn!(%tag, attempt, error = %e, "manifest refers to a blob the registry just reported; retrying");
+                        tokio::time::sleep(self.config().retry.delay(attempt)).await;
+                    }
+                    other => {
+                        other?;
+                        break;
+                    }
+                }
+            }
         }
         Ok(PushReport {
             digest: image.manifest.digest.clone(),
@@ -163,4 +180,9 @@ impl RegistryClient {
         };
         crate::registry::upload::blob_exists(self.transport(), &plan, digest).await
     }
+}
+
+/// A `MANIFEST_BLOB_UNKNOWN` answer to a manifest `PUT`.
+fn is_blob_unknown(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::Status { status: 400, message, .. } if message.errors.iter().any(|(code, _)| code == "MANIFEST_BLOB_UNKNOWN"))
 }

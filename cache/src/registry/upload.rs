@@ -109,6 +109,28 @@ pub async fn push_blob(
     }
 }
 
+/// Make a blob that is not available locally present in the target: already there, or
+/// mounted from one of `plan.mount_from`; `Ok(None)` when neither worked.
+pub async fn place_remote_blob(
+    transport: &Transport,
+    plan: &UploadPlan<'_>,
+    digest: &Digest,
+) -> Result<Option<BlobPush>, RegistryError> {
+    if blob_exists(transport, plan, digest).await? {
+        return Ok(Some(BlobPush::Existed));
+    }
+    for source in plan.mount_from.iter().filter(|s| s.as_str() != plan.repository) {
+        match try_mount(transport, plan, digest, source).await? {
+            MountAnswer::Mounted => {
+                tracing::info!(%digest, from = %source, "blob mounted");
+                return Ok(Some(BlobPush::Mounted));
+            }
+            MountAnswer::Session(url) => cancel_session(transport, plan, url).await,
+        }
+    }
+    Ok(None)
+}
+
 /// `HEAD /v2/<repo>/blobs/<digest>`: 200 means present, 404 absent.
 pub async fn blob_exists(
     transport: &Transport,

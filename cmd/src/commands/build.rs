@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use rbuild_builder::executor::{pull_bases, BuildContext, Executor};
+use rbuild_builder::executor::{resolve_bases, BuildContext, CacheSettings, Executor, Remote, StepCacheReport};
 use rbuild_builder::frontend::load_plan;
 use rbuild_builder::image::assemble;
 use rbuild_builder::plan::UnresolvedBases;
 use rbuild_builder::sandbox::{cancel_on_signals, Sandbox};
+use rbuild_cache::remote_cache::RemoteCache;
 use rbuild_cache::registry::manifest::ManifestKind;
 use rbuild_cache::registry::{ImageToPush, RawManifest, RegistryClient};
 use rbuild_cache::store::BlobStore;
@@ -28,16 +29,27 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let tally = Arc::new(TransferTally::new(display.clone()));
     let mut client = RegistryClient::new(args.registry.to_config())?;
     client.set_progress(tally.clone());
+    let client = Arc::new(client);
     let store = BlobStore::open(s.cache_dir.join("store"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     display.phase("resolving base images");
-    let bases = runtime.block_on(pull_bases(&client, &store, &first))?;
+    // Base tags are re-resolved on every build; their layers are fetched only if a step misses.
+    let bases = runtime.block_on(resolve_bases(&client, &store, &first))?;
     let plan = load_plan(&s.dockerfile, &request, &bases)?;
     for w in &plan.warnings {
         display.warning(&format!("line {}: {}", w.line, w.message));
     }
     let context = BuildContext::open(&s.context, &s.dockerfile)?;
     let work = tempfile::Builder::new().prefix("build-").tempdir_in(&s.cache_dir).context("creating the work directory")?;
+    let cache = s.cache.as_ref().map(|c| CacheSettings {
+        cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl),
+        mode: c.mode,
+        explain: c.explain,
+        scope: cache_scope(&s),
+        read_only: false,
+        now: settings::now_secs(),
+    });
+    let remote = Remote::new(runtime.handle().clone(), client.clone(), cache);
     let mut sandbox = Sandbox::new();
     sandbox.isolation(s.isolation);
     let log = StepLog::new(display.clone());
@@ -51,29 +63,54 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         created: s.created.clone(),
         progress: &log,
         cancel: cancel_on_signals().context("installing signal handlers")?,
+        remote: Some(&remote),
     };
     let mut built = executor.execute(&plan, &bases)?;
+    if s.cache.as_ref().is_some_and(|c| c.explain) {
+        explain(&built.cache);
+    }
     built.config.config.labels.extend(s.labels.clone());
     let image = assemble(&built.config, built.layers, s.layer.format)?;
     std::fs::remove_dir_all(work.path()).ok();
     store.put_bytes(&image.config_json)?;
     let digest = image.manifest.digest().to_string();
+    if s.tar_path.is_some() || s.oci_layout_path.is_some() {
+        remote.fetch(&store, &image.layers, |_| false)?;
+    }
     let mut references = Vec::new();
-    if !s.no_push {
+    if !s.no_push && !s.cache_only {
         let kind = ManifestKind::from_media_type(image.manifest.media_type().as_ref()).context("manifest media type")?;
         let raw = RawManifest::new(image.manifest_json.clone(), kind);
         for (repo, tags) in &s.destinations {
             display.phase(&format!("pushing {}/{} ({})", repo.registry(), repo.repository(), tags.join(", ")));
             let to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
-            // Base layers already in the same registry are mounted, not uploaded again.
-            let mount_from: Vec<String> = bases
+            // Base and cached layers already in the same registry are mounted, not uploaded
+            // again (nor downloaded: a fully cached build pushes without fetching a layer).
+            let mut mount_from: Vec<String> = bases
                 .repositories()
                 .into_iter()
+                .chain(s.cache.iter().map(|c| (c.repository.registry().to_string(), c.repository.repository().to_string())))
                 .filter(|(registry, _)| registry == repo.registry())
                 .map(|(_, repository)| repository)
                 .collect();
+            mount_from.dedup();
+            remote.fetch(&store, &image.layers, |origin| origin.registry() == repo.registry())?;
             runtime.block_on(client.push_image(&store, repo, tags, &to_push, &mount_from))?;
             references.extend(tags.iter().map(|t| format!("{}/{}:{t}@{digest}", repo.registry(), repo.repository())));
+        }
+    }
+    if s.cache.is_some() {
+        let writes = remote.wait_for_writes();
+        let hits = built.cache.iter().filter(|r| r.hit).count();
+        display.phase(&format!(
+            "cache: {hits} hit(s), {} miss(es), {} layer bytes downloaded, {} entries written ({} bytes uploaded)",
+            built.cache.len() - hits,
+            remote.downloaded_bytes(),
+            writes.entries,
+            writes.uploaded_bytes
+        ));
+        for failure in &writes.failures {
+            display.warning(&format!("cache entry not written: {failure}"));
         }
     }
     let steps = log.steps();
@@ -90,4 +127,17 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     write_outputs(&s, &image, &summary)?;
     display.summary(&summary);
     Ok(())
+}
+
+/// What tells this Dockerfile's steps apart from another's in the same cache repository.
+fn cache_scope(s: &settings::BuildSettings) -> String {
+    s.dockerfile.strip_prefix(&s.context).unwrap_or(&s.dockerfile).to_string_lossy().into_owned()
+}
+
+/// `--explain-cache`: one line per step.
+fn explain(report: &[StepCacheReport]) {
+    for r in report {
+        let outcome = if r.hit { "hit" } else { "miss" };
+        eprintln!("cache: stage {} step {}: {outcome} key {} ({}): {}", r.stage, r.step, r.key, r.why, r.text);
+    }
 }

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod build;
+pub mod cache;
 pub mod inspect;
 pub mod plan;
 pub mod pull;
+pub mod warm;

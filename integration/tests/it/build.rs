@@ -59,13 +59,18 @@ impl Harness {
 
     /// Runs `rbuild build ARGS` as the unprivileged user.
     pub(crate) fn build(&self, args: &[&str]) -> Output {
+        self.build_in(&self.shared.path().join("cache"), args)
+    }
+
+    /// Runs `rbuild build ARGS` as the unprivileged user with local state in `cache_dir`.
+    pub(crate) fn build_in(&self, cache_dir: &Path, args: &[&str]) -> Output {
         Command::new("setpriv")
             .args(["--reuid", USER, "--regid", USER, "--init-groups"])
             .arg(self.shared.path().join("rbuild"))
             .arg("build")
             .args(["--insecure-registry", self.ctx.registry.addr()])
             .arg("--cache-dir")
-            .arg(self.shared.path().join("cache"))
+            .arg(cache_dir)
             .args(args)
             .env("HOME", self.shared.path())
             .env_remove("RBUILD_LOG")

@@ -13,10 +13,14 @@
 //!   rootfs and config compared, the image's command run
 //! - `outputs`: `--output-dir`, Kaniko's digest files, `--progress json`, `--no-push` +
 //!   `--tar-path`, `--push-retry`, `--target`, `--platform`, checked against the registry
+//! - `cache`: the registry layer cache: hits and misses per changed input, no layer download
+//!   on a full hit (registry access log), same digest, TTL, corrupt entries, 8 concurrent
+//!   builds, `--cache-mode min`, `cache prune`, `warm`
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
 mod build;
+mod cache;
 mod cli;
 mod differential;
 mod failures;

@@ -1,0 +1,317 @@
+//! Cache keys of every step of every needed stage, computed before anything runs.
+//!
+//! key(0) of a stage is its base image's manifest digest, an earlier stage's final key, or
+//! the scratch constant; key(n) hashes key(n-1) with the step's [`KeyComponents`]. A
+//! `COPY --from=stage` is keyed by that stage's final key, so stages are keyed in
+//! dependency order (the plan rejects cycles). Context sources are hashed here, after
+//! `.dockerignore`, in [`context_sources_digest`] — the one place that mirrors COPY's source
+//! selection.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::base::BaseSet;
+use super::context::BuildContext;
+use super::{ExecuteError, Executor};
+use crate::dockerfile::instruction::{Instruction, MountKind};
+use crate::layer::LayerOptions;
+use crate::plan::{Base, Plan, Stage, Step};
+use rbuild_cache::key::{CacheKey, KeyComponents, SourcesHasher, CACHE_FORMAT_VERSION};
+
+/// The keys of one stage.
+#[derive(Debug, Clone)]
+pub struct StageKeys {
+    /// key(0).
+    pub base: CacheKey,
+    /// Components of each step (the key is [`KeyComponents::key`]).
+    pub steps: Vec<KeyComponents>,
+    /// key(1..=n), cached.
+    pub keys: Vec<CacheKey>,
+}
+
+impl StageKeys {
+    /// The key of the stage's last step (key(0) for a stage without steps).
+    pub fn final_key(&self) -> CacheKey {
+        self.keys.last().cloned().unwrap_or_else(|| self.base.clone())
+    }
+}
+
+/// Keys of every needed stage (`None` for stages that do not run).
+pub fn plan_keys(exec: &Executor<'_>, plan: &Plan, bases: &BaseSet) -> Result<Vec<Option<StageKeys>>, ExecuteError> {
+    let mut out: Vec<Option<StageKeys>> = vec![None; plan.stages.len()];
+    let mut pending: Vec<&Stage> = plan.stages.iter().filter(|s| s.needed).collect();
+    while !pending.is_empty() {
+        let (ready, waiting): (Vec<&Stage>, Vec<&Stage>) = pending
+            .into_iter()
+            .partition(|s| s.depends_on.iter().all(|d| out.get(*d).is_some_and(Option::is_some)));
+        if ready.is_empty() {
+            return Err(ExecuteError::TargetMissing { index: waiting.first().map_or(plan.target, |s| s.index) });
+        }
+        for stage in ready {
+            let keys = stage_keys(exec, plan, stage, bases, &out)?;
+            if let Some(slot) = out.get_mut(stage.index) {
+                *slot = Some(keys);
+            }
+        }
+        pending = waiting;
+    }
+    Ok(out)
+}
+
+fn stage_keys(
+    exec: &Executor<'_>,
+    plan: &Plan,
+    stage: &Stage,
+    bases: &BaseSet,
+    done: &[Option<StageKeys>],
+) -> Result<StageKeys, ExecuteError> {
+    let base = match &stage.base {
+        Base::Scratch => CacheKey::scratch(),
+        Base::Image { reference } => {
+            let image = bases
+                .get(reference, &stage.platform)
+                .map_err(|source| ExecuteError::Base { stage: stage.display_name(), source: Box::new(source) })?;
+            match &image.digest {
+                Some(d) => CacheKey::base_image(d),
+                None => return Err(ExecuteError::TargetMissing { index: stage.index }),
+            }
+        }
+        Base::Stage { index } => final_key(done, *index).ok_or(ExecuteError::TargetMissing { index: *index })?,
+    };
+    let mut parent = base.clone();
+    let mut steps = Vec::with_capacity(stage.steps.len());
+    let mut keys = Vec::with_capacity(stage.steps.len());
+    let inputs = KeyInputs { context: exec.context, plan, stage, done, output: output_component(&exec.layer), build_time: &exec.created };
+    for step in &stage.steps {
+        let components = inputs.components(step, parent);
+        parent = components.key();
+        keys.push(parent.clone());
+        steps.push(components);
+    }
+    Ok(StageKeys { base, steps, keys })
+}
+
+fn final_key(done: &[Option<StageKeys>], index: usize) -> Option<CacheKey> {
+    done.get(index).and_then(Option::as_ref).map(StageKeys::final_key)
+}
+
+/// The layer options that change layer bytes (not the manifest format: media types are
+/// rebuilt from the codec).
+pub fn output_component(layer: &LayerOptions) -> String {
+    format!("{:?} {:?} zstd-mt={}", layer.compression, layer.mtime, layer.zstd_workers > 0)
+}
+
+struct KeyInputs<'a> {
+    context: &'a BuildContext,
+    plan: &'a Plan,
+    stage: &'a Stage,
+    done: &'a [Option<StageKeys>],
+    output: String,
+    build_time: &'a str,
+}
+
+impl KeyInputs<'_> {
+    fn components(&self, step: &Step, parent: CacheKey) -> KeyComponents {
+        // Invariant: instructions hold only strings, numbers, booleans and vectors of them.
+        let instruction = serde_json::to_string(&step.instruction).expect("instruction serialises");
+        let mut c = KeyComponents {
+            format: CACHE_FORMAT_VERSION,
+            parent,
+            instruction,
+            args: step.args.iter().map(|(k, v)| (k.clone(), KeyComponents::arg_digest(v))).collect(),
+            platform: self.stage.platform.to_string(),
+            sources: None,
+            stages: BTreeMap::new(),
+            mounts: Vec::new(),
+            output: self.output.clone(),
+        };
+        match &step.instruction {
+            Instruction::Copy(copy) | Instruction::Add(copy) => match &copy.from {
+                Some(from) => {
+                    c.stages.insert(from.clone(), self.stage_key(from));
+                }
+                None => {
+                    let local: Vec<&str> = copy.sources.iter().map(String::as_str).filter(|s| !s.starts_with("<<")).collect();
+                    c.sources = Some(context_sources_digest(self.context, &local));
+                }
+            },
+            Instruction::Run(run) => {
+                let mut bind_sources = Vec::new();
+                for m in &run.mounts {
+                    // Invariant: a mount holds only strings, numbers and booleans.
+                    c.mounts.push(serde_json::to_string(m).expect("mount serialises"));
+                    match (&m.from, m.kind) {
+                        (Some(from), _) => {
+                            c.stages.insert(from.clone(), self.stage_key(from));
+                        }
+                        (None, MountKind::Bind) => bind_sources.push(m.source.clone().unwrap_or_default()),
+                        _ => {}
+                    }
+                }
+                if !bind_sources.is_empty() {
+                    let refs: Vec<&str> = bind_sources.iter().map(String::as_str).collect();
+                    c.sources = Some(context_sources_digest(self.context, &refs));
+                }
+            }
+            _ => {}
+        }
+        c
+    }
+
+    /// The final key of the stage `from` names; an image reference is not pinned yet, so it
+    /// gets a per-build value (never a stale hit).
+    fn stage_key(&self, from: &str) -> CacheKey {
+        match self.plan.stage_named(from).and_then(|s| final_key(self.done, s.index)) {
+            Some(k) => k,
+            None => CacheKey::from(format!("unpinned image {from} at {}", self.build_time).as_str()),
+        }
+    }
+}
+
+/// Digest of the context files the sources select (content, mode, size, link targets;
+/// `.dockerignore` applied exactly as COPY applies it). A selection error is hashed as its
+/// message: the step then misses and fails with the real error when it runs.
+pub fn context_sources_digest(context: &BuildContext, sources: &[&str]) -> String {
+    let mut hasher = SourcesHasher::new();
+    for src in sources {
+        hasher.bytes("source", src.as_bytes());
+        let selected = match context.select(src) {
+            Ok(s) => s,
+            Err(e) => {
+                hasher.bytes("error", e.to_string().as_bytes());
+                continue;
+            }
+        };
+        for rel in selected {
+            if let Err(e) = hash_entry_tree(context, &rel, &mut hasher) {
+                hasher.bytes("error", format!("{rel}: {e}").as_bytes());
+            }
+        }
+    }
+    hasher.finish()
+}
+
+/// Hashes `rel` and, for a directory, everything below it that `.dockerignore` keeps.
+fn hash_entry_tree(context: &BuildContext, rel: &str, hasher: &mut SourcesHasher) -> std::io::Result<()> {
+    let host = context.dir().join(rel);
+    let meta = fs::symlink_metadata(&host)?;
+    hash_entry(&host, rel, &meta, hasher)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    for entry in walkdir::WalkDir::new(&host).min_depth(1).sort_by_file_name() {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let Ok(below) = entry.path().strip_prefix(&host) else { continue };
+        let below = below.to_string_lossy();
+        let in_context = if rel.is_empty() { below.to_string() } else { format!("{rel}/{below}") };
+        if context.is_excluded(&in_context) {
+            continue;
+        }
+        let meta = entry.path().symlink_metadata()?;
+        hash_entry(entry.path(), &in_context, &meta, hasher)?;
+    }
+    Ok(())
+}
+
+fn hash_entry(host: &Path, rel: &str, meta: &fs::Metadata, hasher: &mut SourcesHasher) -> std::io::Result<()> {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        hasher.dir(rel, meta.mode());
+    } else if ft.is_symlink() {
+        hasher.symlink(rel, meta.mode(), &fs::read_link(host)?.to_string_lossy());
+    } else if ft.is_file() {
+        hasher.file(rel, meta.mode(), meta.size(), &mut fs::File::open(host)?)?;
+    } else {
+        hasher.bytes("special", rel.as_bytes());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::progress::Silent;
+    use crate::executor::Identity;
+    use crate::plan::{PlanRequest, UnresolvedBases};
+    use crate::sandbox::{CancelToken, Sandbox};
+    use rbuild_cache::store::BlobStore;
+
+    const STEPS: &str = "FROM scratch\nARG EARLY=1\nCOPY a.txt /a\nARG LATE=x\nCOPY b.txt /b\nRUN echo $LATE\nENV E=$EARLY\n";
+
+    /// The keys of `STEPS`' stage for a context with `a.txt`/`b.txt` and these build args.
+    fn keys(dir: &Path, args: &[(&str, &str)]) -> Vec<CacheKey> {
+        let mut request = PlanRequest::host();
+        request.build_args = args.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
+        let plan = crate::frontend::plan_source(&dir.join("Dockerfile"), STEPS, &request, &UnresolvedBases).unwrap();
+        let context = BuildContext::open(dir, &dir.join("Dockerfile")).unwrap();
+        let store = BlobStore::open(dir.join(".store")).unwrap();
+        let exec = Executor {
+            context: &context,
+            store: &store,
+            work_dir: dir.to_path_buf(),
+            layer: LayerOptions::default(),
+            sandbox: Sandbox::new(),
+            identity: Identity::current(),
+            created: "2026-01-01T00:00:00Z".into(),
+            progress: &Silent,
+            cancel: CancelToken::default(),
+            remote: None,
+        };
+        let keys = plan_keys(&exec, &plan, &BaseSet::default()).unwrap();
+        keys.into_iter().flatten().next().unwrap().keys
+    }
+
+    type Edit = fn(&Path);
+
+    /// Which change alters which key: the index of the first step whose key changes (steps:
+    /// ARG EARLY, COPY a, ARG LATE, COPY b, RUN, ENV), `None` when every key stays.
+    #[rstest::rstest]
+    #[case::late_arg((|_: &Path| {}) as Edit, &[("LATE", "y")], Some(2))]
+    #[case::early_arg((|_: &Path| {}) as Edit, &[("EARLY", "2")], Some(0))]
+    #[case::undeclared_arg((|_: &Path| {}) as Edit, &[("OTHER", "1")], None)]
+    #[case::first_source((|d: &Path| fs::write(d.join("a.txt"), "A2").unwrap()) as Edit, &[], Some(1))]
+    #[case::second_source((|d: &Path| fs::write(d.join("b.txt"), "B2").unwrap()) as Edit, &[], Some(3))]
+    #[case::unrelated_file((|d: &Path| fs::write(d.join("c.txt"), "C").unwrap()) as Edit, &[], None)]
+    fn first_changed_key(#[case] edit: Edit, #[case] args: &[(&str, &str)], #[case] first: Option<usize>) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.txt"), "A").unwrap();
+        fs::write(dir.path().join("b.txt"), "B").unwrap();
+        let before = keys(dir.path(), &[]);
+        assert_eq!(before.len(), 6);
+        edit(dir.path());
+        let after = keys(dir.path(), args);
+        let changed = before.iter().zip(&after).position(|(a, b)| a != b);
+        assert_eq!(changed, first);
+        if let Some(i) = changed {
+            assert!(before.iter().zip(&after).skip(i).all(|(a, b)| a != b), "every key after a change changes too");
+        }
+    }
+
+    type Change = fn(&Path);
+
+    /// Which context changes alter the sources digest of `COPY . /`.
+    #[rstest::rstest]
+    #[case::content((|d: &Path| fs::write(d.join("a.txt"), "changed").unwrap()) as Change, true)]
+    #[case::new_file((|d: &Path| fs::write(d.join("b.txt"), "b").unwrap()) as Change, true)]
+    #[case::mode((|d: &Path| fs::set_permissions(d.join("a.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap()) as Change, true)]
+    #[case::symlink_target((|d: &Path| { fs::remove_file(d.join("link")).unwrap(); std::os::unix::fs::symlink("other", d.join("link")).unwrap(); }) as Change, true)]
+    #[case::ignored_file((|d: &Path| fs::write(d.join("ignored.log"), "new noise").unwrap()) as Change, false)]
+    #[case::mtime_only((|d: &Path| { let f = fs::File::options().write(true).open(d.join("a.txt")).unwrap(); f.set_modified(std::time::UNIX_EPOCH).unwrap(); }) as Change, false)]
+    fn context_changes(#[case] change: Change, #[case] differs: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("a.txt"), "a").unwrap();
+        fs::write(d.join("ignored.log"), "noise").unwrap();
+        fs::write(d.join(".dockerignore"), "*.log\n").unwrap();
+        std::os::unix::fs::symlink("a.txt", d.join("link")).unwrap();
+        let digest = || {
+            let context = BuildContext::open(d, &d.join("Dockerfile")).unwrap();
+            context_sources_digest(&context, &["."])
+        };
+        let before = digest();
+        change(d);
+        assert_eq!(before != digest(), differs);
+    }
+}

@@ -71,7 +71,7 @@ pub fn run_stage(
         let started = Instant::now();
         exec.progress.step_started(&ev);
         let previous = stage.steps.get(..i).unwrap_or_default();
-        let ctx = StepContext { exec, rootfs: &rootfs, plan: setup.plan, earlier, event: ev, previous };
+        let ctx = StepContext { exec, rootfs: &rootfs, plan: setup.plan, earlier, bases, event: ev, previous };
         let keyword = step.instruction.keyword();
         let effect = instructions::apply(step, &mut config, &ctx)
             .map_err(|e| ExecuteError::step(keyword, step.location, e))?;
@@ -120,13 +120,6 @@ fn base_state(
         Base::Scratch => (ImageConfig::default(), Vec::new()),
         Base::Image { reference } => {
             let base = bases.get(reference, &stage.platform).map_err(base_err)?;
-            if !base.config.config.on_build.is_empty() {
-                return Err(base_err(BaseError::Onbuild {
-                    instruction: "FROM",
-                    reference: reference.clone(),
-                    triggers: base.config.config.on_build.clone(),
-                }));
-            }
             (base.config.clone(), base.layers.clone())
         }
         Base::Stage { index } => {
@@ -135,6 +128,9 @@ fn base_state(
         }
     };
     let mut config = config;
+    // The base's ONBUILD triggers run as steps of this stage (the plan inserted them); the
+    // new image carries only the ONBUILD instructions of its own Dockerfile.
+    config.config.on_build.clear();
     config.architecture = stage.platform.architecture.clone();
     config.os = stage.platform.os.clone();
     config.variant = stage.platform.variant.clone();

@@ -177,8 +177,7 @@ impl Copier<'_> {
 
     /// Host path of a container path, parents created, every symlink resolved inside the root.
     fn resolve(&self, container: &str) -> Result<PathBuf, InstructionError> {
-        self.root
-            .resolve_host_path(Path::new(container), Escape::Clamp, MissingDirs::Create)
+        copy_source::follow_in_root(self.root, container, MissingDirs::Create)
             .map_err(|source| InstructionError::Resolve { path: container.into(), source })
     }
 

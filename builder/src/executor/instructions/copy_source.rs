@@ -10,6 +10,8 @@ use super::InstructionError;
 use crate::dockerfile::instruction::Copy;
 use crate::dockerignore::DockerIgnore;
 use crate::executor::context::{clean_rel, has_wildcard, BuildContext};
+use std::os::unix::ffi::OsStrExt as _;
+
 use crate::layer::root_path::{Escape, MissingDirs, RootDir, RootPathError};
 
 /// Where sources are read from.
@@ -67,7 +69,8 @@ pub struct SelectedFile {
 }
 
 /// `--exclude` patterns: matched against paths relative to each source directory, and against
-/// a wildcard match's own path (so `--exclude=*.txt hom*` leaves `hom.txt` out, as documented).
+/// the path of a wildcard match that is a file (so `--exclude=*.txt hom*` leaves `hom.txt` out,
+/// as documented).
 pub struct Excludes(Option<DockerIgnore>);
 
 impl Excludes {
@@ -101,7 +104,7 @@ pub fn select(root: SourceRoot<'_>, src: &str, parents: bool, excludes: &Exclude
         let matches = wildcard_matches(root, &base, pattern_rest(&pattern)).map_err(|e| resolve_err(src, e))?;
         matches
             .into_iter()
-            .filter(|(_, below_base)| !excludes.excludes(below_base))
+            .filter(|(rel, below_base)| !excludes.excludes(below_base) || is_dir_in(root, rel))
             .map(|(rel, _)| {
                 let keep = rel.strip_prefix(&pivot).unwrap_or(&rel).trim_start_matches('/').to_string();
                 (rel, keep)
@@ -118,7 +121,7 @@ pub fn select(root: SourceRoot<'_>, src: &str, parents: bool, excludes: &Exclude
     found
         .into_iter()
         .map(|(rel, keep)| {
-            let host = match dir.resolve_host_path(Path::new(&rel), Escape::Clamp, MissingDirs::Fail) {
+            let host = match follow_in_root(&dir, &rel, MissingDirs::Fail) {
                 Ok(h) if fs::metadata(&h).is_ok() => h,
                 Ok(_) | Err(RootPathError::NotFound { .. }) | Err(RootPathError::NotADirectory { .. }) => return Err(missing()),
                 Err(e) => return Err(resolve_err(src, e)),
@@ -127,6 +130,35 @@ pub fn select(root: SourceRoot<'_>, src: &str, parents: bool, excludes: &Exclude
             Ok(Selected { host, rel, name, keep: parents.then_some(keep) })
         })
         .collect()
+}
+
+/// Host path of `rel` under `root`, every symlink (the last one too) resolved inside the
+/// root, `..` clamped at the root. A missing final component is allowed; missing parents
+/// follow `missing`.
+pub fn follow_in_root(root: &RootDir, rel: &str, missing: MissingDirs) -> Result<PathBuf, RootPathError> {
+    let mut path = PathBuf::from(rel);
+    for _ in 0..40 {
+        let r = match root.resolve_parent(&path, Escape::Clamp, missing) {
+            Ok(r) => r,
+            Err(RootPathError::NoName { .. }) => return Ok(root.open_dir(&path, Escape::Clamp, missing)?.1),
+            Err(e) => return Err(e),
+        };
+        let Ok(target) = rustix::fs::readlinkat(&r.dir, r.name.as_os_str(), Vec::new()) else {
+            return Ok(r.dir_path.join(&r.name));
+        };
+        let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
+        let parent = r.dir_path.strip_prefix(root.path()).map(Path::to_path_buf).unwrap_or_default();
+        path = if target.is_absolute() { target } else { parent.join(target) };
+    }
+    Err(RootPathError::TooManyLinks { path: PathBuf::from(rel) })
+}
+
+/// A wildcard match that is a directory is kept even when `--exclude` matches its name:
+/// its contents are filtered instead (BuildKit's `ADD --exclude=* dir* /d` gives an empty `/d`).
+fn is_dir_in(root: SourceRoot<'_>, rel: &str) -> bool {
+    RootDir::open(root.dir())
+        .and_then(|d| follow_in_root(&d, rel, MissingDirs::Fail))
+        .is_ok_and(|h| h.is_dir())
 }
 
 /// Everything below a selected directory, in walk order (parents before children), with

@@ -9,11 +9,14 @@
 //! - `failures`: registry down, unknown manifest and repository
 //! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
 //!   commit-suffixed and latest tags, failures
+//! - `copy_add`: COPY/ADD as `rbuild-test`: archives of every compression, hostile archives,
+//!   URLs with `--checksum`, `--parents`, `--exclude`, symlinks, heredocs, `--from=<image>`, ONBUILD
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
 mod build;
 mod cli;
+mod copy_add;
 mod failures;
 mod pull;
 mod push;

@@ -298,6 +298,12 @@ const CASES: &[Case] = &[
         want: Err("ADD of a git repository (https://example.com/repo.git) is not supported"),
     },
     Case {
+        name: "copy of a url is refused",
+        dockerfile: "COPY {url}/files/data.bin /d",
+        context: &[],
+        want: Err("COPY cannot fetch a URL"),
+    },
+    Case {
         name: "checksum on a local source is refused",
         dockerfile: "ADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 a.txt /a",
         context: &[("a.txt", Src::File("A"))],

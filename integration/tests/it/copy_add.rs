@@ -179,7 +179,7 @@ async fn onbuild_triggers_run_in_the_child_build() {
     assert_eq!(read(&rootfs, "onbuild/after.txt"), "trigger ran\n", "triggers run before the child's own steps");
     let config = h.config(&child);
     let c = &config["config"];
-    assert!(c["OnBuild"].as_array().map_or(true, |a| a.is_empty()), "the child carries no triggers: {c}");
+    assert!(c["OnBuild"].as_array().is_none_or(|a| a.is_empty()), "the child carries no triggers: {c}");
     assert!(c["Env"].as_array().unwrap().contains(&"TRIGGERED=yes".into()), "{c}");
     assert_eq!(run_in(&rootfs, &["cat", "/onbuild/child.txt"]), "from the child context\n");
 }

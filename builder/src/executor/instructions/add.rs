@@ -30,6 +30,8 @@ pub enum AddError {
     ChecksumUse { reason: &'static str },
     #[error("ADD of a git repository ({source_url}) is not supported; clone it in a RUN step or in the pipeline")]
     Git { source_url: String },
+    #[error("COPY cannot fetch a URL ({url}): use ADD")]
+    CopyUrl { url: String },
     #[error("ADD --keep-git-dir is not supported (it applies to git sources, which rbuild does not fetch)")]
     KeepGitDir,
     #[error("cannot extract archive {path}")]

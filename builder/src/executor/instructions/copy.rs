@@ -73,7 +73,7 @@ fn check_remote(c: &Copy, is_add: bool) -> Result<Option<Checksum>, InstructionE
     }
     if !is_add {
         if let Some(url) = c.sources.iter().find(|s| add::is_url(s)) {
-            return Err(InstructionError::unsupported(format!("COPY of a URL ({url}); use ADD")));
+            return Err(AddError::CopyUrl { url: url.clone() }.into());
         }
     }
     if c.keep_git_dir {
@@ -138,7 +138,7 @@ fn from_root_dir(from: &str, keyword: &str, ctx: &StepContext<'_>) -> Result<Fro
     for layer in &image.layers {
         let blob = fs::File::open(&layer.blob).map_err(InstructionError::io("open", &layer.blob))?;
         unpack_layer(&root, layer.descriptor.codec, std::io::BufReader::new(blob), &opts)
-            .map_err(|source| InstructionError::FromImage { image: from.into(), source })?;
+            .map_err(|source| InstructionError::FromImage { image: from.into(), source: Box::new(source) })?;
     }
     Ok(FromRoot::Image(dir))
 }

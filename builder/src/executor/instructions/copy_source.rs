@@ -81,7 +81,7 @@ impl Excludes {
         }
         DockerIgnore::from_patterns(patterns)
             .map(|m| Self(Some(m)))
-            .map_err(|source| InstructionError::Exclude { patterns: patterns.to_vec(), source })
+            .map_err(|source| InstructionError::Exclude { patterns: patterns.to_vec(), source: Box::new(source) })
     }
 
     fn excludes(&self, rel: &str) -> bool {

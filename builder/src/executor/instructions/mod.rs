@@ -77,16 +77,22 @@ pub enum InstructionError {
     Chmod { value: String },
     /// An `--exclude` pattern does not compile.
     #[error("invalid --exclude pattern in {patterns:?}")]
-    Exclude { patterns: Vec<String>, #[source] source: crate::dockerignore::DockerIgnoreError },
+    Exclude { patterns: Vec<String>, #[source] source: Box<crate::dockerignore::DockerIgnoreError> },
     /// The image of a `COPY --from=<image>` cannot be unpacked.
     #[error("cannot unpack image {image} for --from")]
-    FromImage { image: String, #[source] source: crate::layer::unpack::UnpackError },
+    FromImage { image: String, #[source] source: Box<crate::layer::unpack::UnpackError> },
     /// ADD of an archive or URL failed.
     #[error(transparent)]
-    Add(#[from] add::AddError),
+    Add(#[from] Box<add::AddError>),
     /// A file operation failed.
     #[error("cannot {op} {path}")]
     Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+}
+
+impl From<add::AddError> for InstructionError {
+    fn from(e: add::AddError) -> Self {
+        Self::Add(Box::new(e))
+    }
 }
 
 impl InstructionError {

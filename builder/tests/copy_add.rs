@@ -536,6 +536,22 @@ fn download_mtime_comes_from_last_modified() {
 }
 
 #[test]
+fn hard_links_inside_a_copied_directory_stay_linked() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("src")).expect("dirs");
+    std::fs::write(ctx.join("src/a"), "same").expect("file");
+    std::fs::hard_link(ctx.join("src/a"), ctx.join("src/b")).expect("link");
+    let text = "FROM scratch\nCOPY src /app\n";
+    let dockerfile = ctx.join("Dockerfile");
+    std::fs::write(&dockerfile, text).expect("dockerfile");
+    let root = build(tmp.path(), &ctx, &dockerfile, text).expect("build");
+    let (a, b) = (std::fs::metadata(root.join("app/a")).expect("a"), std::fs::metadata(root.join("app/b")).expect("b"));
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+    assert_eq!(std::fs::read_to_string(root.join("app/b")).expect("b"), "same");
+}
+
+#[test]
 fn directory_mtimes_are_kept() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let ctx = tmp.path().join("ctx");

@@ -3,6 +3,7 @@
 //! local archives and URLs ([`super::add`]); Docker's destination rules; `--chown` (resolved
 //! in the stage's own passwd/group) and `--chmod`; mtimes kept, directories' included.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -254,10 +255,20 @@ impl Copier<'_> {
         if !dest_host.exists() {
             self.entry(&sel.host, meta, &dest_host)?;
         }
+        // Files hard-linked to each other in the source stay linked (fsutil's inode map).
+        let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
         for file in copy_source::walk(root, sel, excludes)? {
             let below = file.host.strip_prefix(&sel.host).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
             let target = self.resolve_entry(&format!("{dest}/{below}"))?;
             let meta = file.host.symlink_metadata().map_err(InstructionError::io("read", &file.host))?;
+            if meta.is_file() && meta.nlink() > 1 {
+                if let Some(first) = linked.get(&(meta.dev(), meta.ino())) {
+                    remove_existing(&target)?;
+                    fs::hard_link(first, &target).map_err(InstructionError::io("link", &target))?;
+                    continue;
+                }
+                linked.insert((meta.dev(), meta.ino()), target.clone());
+            }
             self.entry(&file.host, &meta, &target)?;
         }
         Ok(())

@@ -44,7 +44,7 @@ pub(super) fn copy(c: &Copy, keyword: &'static str, config: &ImageConfig, ctx: &
     let (source_root, from_root) = match &c.from {
         None => (SourceRoot::Context(ctx.exec.context), false),
         Some(from) => {
-            image_root = from_root_dir(from, keyword, ctx)?;
+            image_root = from_root_dir(from, ctx)?;
             (SourceRoot::Root { dir: image_root.path(), name: from }, true)
         }
     };
@@ -119,7 +119,7 @@ fn heredoc(c: &Copy, src: &str, name: &str) -> Result<(String, String), Instruct
 
 /// The directory a `--from` reads: an earlier stage's root, or an image unpacked into a
 /// scratch directory under the work dir (removed when the step ends).
-fn from_root_dir(from: &str, keyword: &str, ctx: &StepContext<'_>) -> Result<FromRoot, InstructionError> {
+fn from_root_dir(from: &str, ctx: &StepContext<'_>) -> Result<FromRoot, InstructionError> {
     let stage = ctx
         .plan
         .stages
@@ -129,7 +129,7 @@ fn from_root_dir(from: &str, keyword: &str, ctx: &StepContext<'_>) -> Result<Fro
         let output = ctx.earlier.get(stage.index).and_then(Option::as_ref).ok_or_else(|| InstructionError::UnknownStage { name: from.into() })?;
         return Ok(FromRoot::Stage(output.rootfs.clone()));
     }
-    let image = ctx.bases.image(from).ok_or_else(|| InstructionError::unsupported(format!("{keyword} --from={from}: the image was not pulled")))?;
+    let image = ctx.bases.image(from).ok_or_else(|| InstructionError::ImageNotPulled { image: from.into() })?;
     let dir = tempfile::Builder::new()
         .prefix("copy-from-")
         .tempdir_in(&ctx.exec.work_dir)

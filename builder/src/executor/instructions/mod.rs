@@ -78,6 +78,10 @@ pub enum InstructionError {
     /// An `--exclude` pattern does not compile.
     #[error("invalid --exclude pattern in {patterns:?}")]
     Exclude { patterns: Vec<String>, #[source] source: Box<crate::dockerignore::DockerIgnoreError> },
+    /// The image of a `COPY --from=<image>` was not pulled before the build (only an ONBUILD
+    /// trigger, which the first planning pass cannot see, can name such an image).
+    #[error("--from={image}: the image was not pulled before the build (is it named only by an ONBUILD trigger?)")]
+    ImageNotPulled { image: String },
     /// The image of a `COPY --from=<image>` cannot be unpacked.
     #[error("cannot unpack image {image} for --from")]
     FromImage { image: String, #[source] source: Box<crate::layer::unpack::UnpackError> },

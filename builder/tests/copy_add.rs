@@ -552,6 +552,30 @@ fn hard_links_inside_a_copied_directory_stay_linked() {
 }
 
 #[test]
+fn chown_gives_created_parent_directories_the_owner() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).expect("ctx");
+    std::fs::write(ctx.join("s"), "x").expect("file");
+    let text = "FROM scratch\nCOPY s /app/s\nCOPY --chown=1000:1001 --chmod=640 s /app/data/deep/s\n";
+    let dockerfile = ctx.join("Dockerfile");
+    std::fs::write(&dockerfile, text).expect("dockerfile");
+    let root = build(tmp.path(), &ctx, &dockerfile, text).expect("build");
+    let owner = |p: &str| {
+        let path = root.join(p);
+        let m = std::fs::metadata(&path).expect(p);
+        match xattr::get(&path, OWNER_XATTR).ok().flatten().and_then(|v| OwnerRecord::parse(&v).ok()) {
+            Some(r) => (r.uid, r.gid, r.effective_mode(m.mode(), m.is_dir())),
+            None => (m.uid(), m.gid(), m.mode() & 0o7777),
+        }
+    };
+    assert_eq!(owner("app/data"), (1000, 1001, 0o755));
+    assert_eq!(owner("app/data/deep"), (1000, 1001, 0o755));
+    assert_eq!(owner("app/data/deep/s"), (1000, 1001, 0o640));
+    assert_eq!(owner("app").0, 0, "an existing parent keeps its owner");
+}
+
+#[test]
 fn directory_mtimes_are_kept() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let ctx = tmp.path().join("ctx");

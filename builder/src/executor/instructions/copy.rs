@@ -178,8 +178,29 @@ impl Copier<'_> {
 
     /// Host path of a container path, parents created, every symlink resolved inside the root.
     fn resolve(&self, container: &str) -> Result<PathBuf, InstructionError> {
+        self.create_parents(container)?;
         copy_source::follow_in_root(self.root, container, MissingDirs::Create)
             .map_err(|source| InstructionError::Resolve { path: container.into(), source })
+    }
+
+    /// With `--chown`, creates the missing parent directories of `container` owned by that
+    /// user, mode 0755 (fsutil's `MkdirAll` with the chown user; buildah does the same).
+    /// Without it, resolving creates them as 0:0, which is already what Docker gives.
+    fn create_parents(&self, container: &str) -> Result<(), InstructionError> {
+        let Some((uid, gid)) = self.attrs.chown else { return Ok(()) };
+        let parts: Vec<&str> = container.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        let mut prefix = String::new();
+        for part in parts.iter().take(parts.len().saturating_sub(1)) {
+            prefix = format!("{prefix}/{part}");
+            let err = |source| InstructionError::Resolve { path: prefix.clone(), source };
+            let host = copy_source::follow_in_root(self.root, &prefix, MissingDirs::Fail).map_err(err)?;
+            if fs::symlink_metadata(&host).is_ok() {
+                continue;
+            }
+            fs::create_dir(&host).map_err(InstructionError::io("create directory", &host))?;
+            self.owner(&host, uid, gid, 0o755, true)?;
+        }
+        Ok(())
     }
 
     /// Host path of an entry below a copied directory: parents resolved, the final name not

@@ -8,11 +8,24 @@ use rbuild_builder::plan::{BaseImages, Platform, PlanRequest};
 use serde_json::Value;
 use std::path::Path;
 
-/// Answers the ENV of one known base image, as the executor does after resolving it.
+/// Answers the ENV and ONBUILD triggers of known base images, as the executor does after
+/// resolving them.
 struct Bases;
 impl BaseImages for Bases {
     fn env(&self, image: &str, _: &Platform) -> Option<Vec<(String, String)>> {
-        (image == "golang:1.22").then(|| vec![("GOPATH".into(), "/go".into()), ("PATH".into(), "/usr/bin".into())])
+        match image {
+            "golang:1.22" => Some(vec![("GOPATH".into(), "/go".into()), ("PATH".into(), "/usr/bin".into())]),
+            "onbuild/base:1" => Some(vec![("SRC".into(), "a.txt".into())]),
+            _ => None,
+        }
+    }
+
+    fn onbuild(&self, image: &str, _: &Platform) -> Option<Vec<String>> {
+        match image {
+            "onbuild/base:1" => Some(vec!["COPY ${SRC} /x/".into(), "RUN echo $SRC".into()]),
+            "onbuild/bad:1" => Some(vec!["ONBUILD RUN true".into()]),
+            _ => None,
+        }
     }
 }
 
@@ -173,6 +186,38 @@ const CASES: &[Case] = &[
             ("/stages/0/steps/3/instruction/user", "app:app"),
         ],
     },
+    Case {
+        name: "base image ONBUILD triggers run right after FROM, expanded in the stage's scope",
+        dockerfile: "FROM onbuild/base:1\nRUN own\n",
+        args: &[],
+        target: None,
+        checks: &[
+            ("/stages/0/steps/0/instruction/kind", "COPY"),
+            ("/stages/0/steps/0/instruction/sources/0", "a.txt"),
+            ("/stages/0/steps/0/original", "COPY ${SRC} /x/"),
+            ("/stages/0/steps/0/location/start_line", "1"),
+            ("/stages/0/steps/1/original", "RUN echo $SRC"),
+            ("/stages/0/steps/2/original", "RUN own"),
+        ],
+    },
+    Case {
+        name: "a stage's ONBUILD triggers run in a stage built FROM it, not in the stage itself",
+        dockerfile: "FROM scratch AS a\nONBUILD COPY f /f\nFROM a\nRUN own\n",
+        args: &[],
+        target: None,
+        checks: &[
+            ("/stages/0/steps/0/instruction/kind", "ONBUILD"),
+            ("/stages/1/steps/0/instruction/kind", "COPY"),
+            ("/stages/1/steps/1/original", "RUN own"),
+        ],
+    },
+    Case {
+        name: "COPY heredoc with an unquoted delimiter expands, quotes kept",
+        dockerfile: "FROM scratch\nENV N=v\nCOPY <<EOF /f\n$N \"q\" \\$N\nEOF\n",
+        args: &[],
+        target: None,
+        checks: &[("/stages/0/steps/1/instruction/heredocs/0/content", "v \"q\" $N\n")],
+    },
 ];
 
 #[test]
@@ -289,4 +334,10 @@ fn real_world_dockerfiles_plan() {
         .filter_map(|f| rbuild_builder::frontend::load_plan(f, &PlanRequest::host(), &Bases).err().map(|e| e.to_string()))
         .collect();
     assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), files.len(), failures.join("\n"));
+}
+
+#[test]
+fn forbidden_onbuild_trigger_of_a_base_image_is_an_error() {
+    let err = plan_json("FROM onbuild/bad:1\n", &[], None).unwrap_err();
+    assert!(err.contains("ONBUILD isn't allowed as an ONBUILD trigger"), "{err}");
 }

@@ -31,8 +31,6 @@ pub enum BaseError {
     Store { reference: String, #[source] source: StoreError },
     #[error("cannot unpack a layer of base image {reference}")]
     Unpack { reference: String, #[source] source: crate::layer::unpack::UnpackError },
-    #[error("{instruction} of base image {reference} carries ONBUILD triggers, which are not supported yet: {triggers:?}")]
-    Onbuild { instruction: &'static str, reference: String, triggers: Vec<String> },
 }
 
 /// A base image: its config and its layers (in the blob store, or fetched from `source`
@@ -69,6 +67,11 @@ impl BaseSet {
         self.images.values()
     }
 
+    /// An image pulled for `COPY --from=<image>` (the first platform pulled for it).
+    pub fn image(&self, reference: &str) -> Option<&BaseImage> {
+        self.images.iter().find(|((r, _), _)| r == reference).map(|(_, image)| image)
+    }
+
     /// `(registry, repository)` of every base image, for cross-repository blob mounts.
     pub fn repositories(&self) -> Vec<(String, String)> {
         let mut repos: Vec<(String, String)> = self
@@ -84,6 +87,10 @@ impl BaseSet {
 }
 
 impl BaseImages for BaseSet {
+    fn onbuild(&self, image: &str, platform: &Platform) -> Option<Vec<String>> {
+        Some(self.get(image, platform).ok()?.config.config.on_build.clone())
+    }
+
     fn env(&self, image: &str, platform: &Platform) -> Option<Vec<(String, String)>> {
         let base = self.get(image, platform).ok()?;
         Some(
@@ -97,17 +104,24 @@ impl BaseImages for BaseSet {
     }
 }
 
-/// Pulls every base image the needed stages start from into `store` (layers included).
+/// Pulls every base image the needed stages start from, and every image their
+/// `COPY --from` reads, into `store`.
 pub async fn pull_bases(client: &RegistryClient, store: &BlobStore, plan: &Plan) -> Result<BaseSet, BaseError> {
     let mut set = BaseSet::default();
     for stage in plan.stages.iter().filter(|s| s.needed) {
-        let Base::Image { reference } = &stage.base else { continue };
-        let key = (reference.clone(), stage.platform.to_string());
-        if set.images.contains_key(&key) {
-            continue;
+        let base = match &stage.base {
+            Base::Image { reference } => Some(reference),
+            _ => None,
+        };
+        // The base, then the images `COPY --from=<image>` reads.
+        for reference in base.into_iter().chain(&stage.images) {
+            let key = (reference.clone(), stage.platform.to_string());
+            if set.images.contains_key(&key) {
+                continue;
+            }
+            let image = pull_one(client, store, reference, &stage.platform).await?;
+            set.images.insert(key, image);
         }
-        let image = pull_one(client, store, reference, &stage.platform).await?;
-        set.images.insert(key, image);
     }
     Ok(set)
 }
@@ -118,9 +132,15 @@ pub async fn pull_bases(client: &RegistryClient, store: &BlobStore, plan: &Plan)
 pub async fn resolve_bases(client: &RegistryClient, store: &BlobStore, plan: &Plan) -> Result<BaseSet, BaseError> {
     let mut wanted: Vec<(String, Platform)> = Vec::new();
     for stage in plan.stages.iter().filter(|s| s.needed) {
-        let Base::Image { reference } = &stage.base else { continue };
-        if !wanted.iter().any(|(r, p)| r == reference && *p == stage.platform) {
-            wanted.push((reference.clone(), stage.platform.clone()));
+        let base = match &stage.base {
+            Base::Image { reference } => Some(reference),
+            _ => None,
+        };
+        // The base, then the images `COPY --from=<image>` reads.
+        for reference in base.into_iter().chain(&stage.images) {
+            if !wanted.iter().any(|(r, p)| r == reference && *p == stage.platform) {
+                wanted.push((reference.clone(), stage.platform.clone()));
+            }
         }
     }
     let resolved = futures_util::future::join_all(wanted.iter().map(|(r, p)| resolve_one(client, store, r, p))).await;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::base::{BaseError, BaseSet};
+use super::base::BaseSet;
 use super::instructions::{self, StepContext, StepEffect};
 use super::cache::{self, StageCache, StepAnswer};
 use super::progress::{StepEvent, StepReport};
@@ -82,7 +82,7 @@ pub fn run_stage(
         root.ensure(exec, &layers)?;
         rootfs::ensure_referenced(exec, setup.plan, step, earlier)?;
         let previous = stage.steps.get(..i).unwrap_or_default();
-        let ctx = StepContext { exec, rootfs: &root.rootfs, plan: setup.plan, earlier, event: ev, previous };
+        let ctx = StepContext { exec, rootfs: &root.rootfs, plan: setup.plan, earlier, bases, event: ev, previous };
         let keyword = step.instruction.keyword();
         let effect = instructions::apply(step, &mut config, &ctx)
             .map_err(|e| ExecuteError::step(keyword, step.location, e))?;
@@ -141,13 +141,6 @@ fn base_state(
         Base::Scratch => (ImageConfig::default(), Vec::new()),
         Base::Image { reference } => {
             let base = bases.get(reference, &stage.platform).map_err(base_err)?;
-            if !base.config.config.on_build.is_empty() {
-                return Err(base_err(BaseError::Onbuild {
-                    instruction: "FROM",
-                    reference: reference.clone(),
-                    triggers: base.config.config.on_build.clone(),
-                }));
-            }
             (base.config.clone(), base.layers.clone())
         }
         Base::Stage { index } => {
@@ -156,6 +149,9 @@ fn base_state(
         }
     };
     let mut config = config;
+    // The base's ONBUILD triggers run as steps of this stage (the plan inserted them); the
+    // new image carries only the ONBUILD instructions of its own Dockerfile.
+    config.config.on_build.clear();
     config.architecture = stage.platform.architecture.clone();
     config.os = stage.platform.os.clone();
     config.variant = stage.platform.variant.clone();

@@ -94,6 +94,8 @@ struct Meta {
 struct Unpacker<'a> {
     root: &'a RootDir,
     opts: &'a UnpackOptions,
+    /// A layer applies whiteouts; an archive (ADD) keeps `.wh.` names as plain files.
+    whiteouts: bool,
     this_layer: HashSet<PathBuf>,
     dirs: Vec<(PathBuf, Meta)>,
     stats: UnpackStats,
@@ -116,14 +118,25 @@ pub fn unpack_layer<R: Read>(
     opts: &UnpackOptions,
 ) -> Result<UnpackStats, UnpackError> {
     let reader = decompress(codec, reader).map_err(|source| UnpackError::Read { source })?;
+    unpack_tar(root, reader, opts, true)
+}
+
+/// Extracts a plain tar archive (ADD of a local archive, already decompressed) into `root`
+/// with the same safety rules as a layer; `.wh.` names are ordinary files here, as in
+/// Docker's `Untar`. Existing files are replaced, existing directories merged.
+pub fn unpack_archive<R: Read>(root: &RootDir, reader: R, opts: &UnpackOptions) -> Result<UnpackStats, UnpackError> {
+    unpack_tar(root, reader, opts, false)
+}
+
+fn unpack_tar<R: Read>(root: &RootDir, reader: R, opts: &UnpackOptions, whiteouts: bool) -> Result<UnpackStats, UnpackError> {
     let mut archive = tar::Archive::new(reader);
-    let mut u = Unpacker { root, opts, this_layer: HashSet::new(), dirs: Vec::new(), stats: UnpackStats::default() };
+    let mut u = Unpacker { root, opts, whiteouts, this_layer: HashSet::new(), dirs: Vec::new(), stats: UnpackStats::default() };
     for entry in archive.entries().map_err(|source| UnpackError::Read { source })? {
         let mut entry = entry.map_err(|source| UnpackError::Read { source })?;
         u.apply(&mut entry)?;
     }
     u.finish_dirs()?;
-    tracing::debug!(root = %root.path().display(), ?u.stats, "unpacked layer");
+    tracing::debug!(root = %root.path().display(), ?u.stats, "unpacked tar");
     Ok(u.stats)
 }
 
@@ -195,7 +208,8 @@ impl Unpacker<'_> {
         };
         self.stats.entries += 1;
         let name = rel.file_name().unwrap_or_default().to_os_string();
-        match classify(&name) {
+        let class = if self.whiteouts { classify(&name) } else { WhiteoutName::Plain };
+        match class {
             WhiteoutName::Opaque => return self.opaque(rel.parent().unwrap_or(Path::new(""))),
             WhiteoutName::Delete(target) => {
                 let target = rel.with_file_name(target);

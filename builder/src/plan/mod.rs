@@ -2,6 +2,7 @@
 //! and `--target` pruning. This is what `rbuild plan` prints and what the executor runs.
 
 mod graph;
+mod onbuild;
 mod scope;
 mod stage;
 
@@ -39,6 +40,11 @@ impl PlanRequest {
 pub trait BaseImages {
     /// ENV of `image` for `platform`, if known.
     fn env(&self, image: &str, platform: &Platform) -> Option<Vec<(String, String)>>;
+
+    /// ONBUILD triggers of `image` for `platform` (the config's `OnBuild`), if known.
+    fn onbuild(&self, _image: &str, _platform: &Platform) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// A [`BaseImages`] that knows no image.
@@ -82,6 +88,9 @@ pub enum PlanErrorKind {
     Cycle { stages: String },
     #[error("{0}")]
     Platform(#[from] PlatformError),
+    /// A base image's ONBUILD trigger cannot run.
+    #[error("ONBUILD trigger {trigger:?} of the base image: {reason}")]
+    Onbuild { trigger: String, reason: String },
 }
 
 /// A planning failure and the instruction it concerns (none for whole-file errors).

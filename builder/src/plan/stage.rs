@@ -37,6 +37,9 @@ pub struct Stage {
     /// ENV at the end of the stage (what a stage built `FROM` this one starts with).
     #[serde(skip)]
     pub(super) final_env: Vec<(String, String)>,
+    /// The stage's own ONBUILD triggers (what a stage built `FROM` this one runs first).
+    #[serde(skip)]
+    pub(super) final_onbuild: Vec<String>,
 }
 
 impl Stage {
@@ -149,13 +152,27 @@ impl<'a> Planner<'a> {
             images: BTreeSet::new(),
             needed: false,
             final_env: Vec::new(),
+            final_onbuild: Vec::new(),
         };
+        let inherited = match &stage.base {
+            Base::Image { reference } => self.bases.onbuild(reference, &stage.platform).unwrap_or_default(),
+            Base::Stage { index } => self.stages.get(*index).map(|s| s.final_onbuild.clone()).unwrap_or_default(),
+            Base::Scratch => Vec::new(),
+        };
+        let triggers = super::onbuild::triggers(&inherited, from_l.location)?;
         let mut scope = Scope::with_env(env);
-        for l in rest {
+        for l in triggers.iter().chain(rest) {
             let step = self.step(l, &mut scope).map_err(|kind| at(l.location, kind))?;
             stage.steps.push(step);
         }
         stage.final_env = scope.env;
+        stage.final_onbuild = rest
+            .iter()
+            .filter_map(|l| match &l.instruction {
+                Instruction::Onbuild { source, .. } => Some(source.clone()),
+                _ => None,
+            })
+            .collect();
         self.stages.push(stage);
         Ok(())
     }

@@ -107,12 +107,7 @@ struct KnownBug {
 
 /// Known rbuild bugs. The test requires each to still occur (so the entry must be removed
 /// with the fix) and prints them.
-const KNOWN_BUGS: &[KnownBug] = &[KnownBug {
-    case: "diff-instructions",
-    what: "/app/data",
-    reason: "COPY --chown creates missing parent directories owned by root; BuildKit (fsutil's MkdirAll \
-             with the chown user) and buildah give them the --chown owner (executor/instructions/copy.rs)",
-}];
+const KNOWN_BUGS: &[KnownBug] = &[];
 
 /// The exception that explains `d`, if any.
 fn exception(d: &Difference) -> Option<&'static Exception> {

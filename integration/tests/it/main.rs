@@ -16,6 +16,8 @@
 //! - `cache`: the registry layer cache: hits and misses per changed input, no layer download
 //!   on a full hit (registry access log), same digest, TTL, corrupt entries, 8 concurrent
 //!   builds, `--cache-mode min`, `cache prune`, `warm`
+//! - `copy_add`: COPY/ADD as `rbuild-test`: archives of every compression, hostile archives,
+//!   URLs with `--checksum`, `--parents`, `--exclude`, symlinks, heredocs, `--from=<image>`, ONBUILD
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -23,6 +25,7 @@ mod build;
 mod cache;
 mod cli;
 mod differential;
+mod copy_add;
 mod failures;
 mod outputs;
 mod pull;

@@ -81,7 +81,20 @@ pub(super) fn parse(raw: &RawArgs<'_>, kind: CopyKind) -> Result<Copy, Instructi
 
 impl Copy {
     /// Sources, destination and the string flags expand; heredoc source names stay literal.
+    /// A heredoc body expands when its delimiter was unquoted, the way BuildKit's `ExpandRaw`
+    /// does (quotes kept, `\` escapes processed); it is then stored tab-stripped.
     pub(super) fn expand(&self, ex: &mut Expander<'_>) -> Result<Self, InstructionErrorKind> {
+        let heredocs = self
+            .heredocs
+            .iter()
+            .map(|h| {
+                if !h.expand {
+                    return Ok(h.clone());
+                }
+                let content = ex.raw(&h.body(), "heredoc")?;
+                Ok(Heredoc { content, chomp: false, expand: false, ..h.clone() })
+            })
+            .collect::<Result<_, InstructionErrorKind>>()?;
         let sources = self
             .sources
             .iter()
@@ -95,6 +108,7 @@ impl Copy {
             chmod: ex.opt(&self.chmod, "--chmod")?,
             checksum: ex.opt(&self.checksum, "--checksum")?,
             exclude: ex.each(&self.exclude, "--exclude")?,
+            heredocs,
             ..self.clone()
         })
     }

@@ -25,7 +25,7 @@ pub use mount::{Mount, MountKind, Sharing};
 pub use run::{NetworkMode, Run, Security};
 pub use single::Expose;
 
-use super::shell::{EnvLookup, ShellError, ShellLexer};
+use super::shell::{EnvLookup, LexOptions, ShellError, ShellLexer};
 use super::{Arg, Heredoc, Location, Node};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -262,6 +262,15 @@ impl<'a> Expander<'a> {
             .lexer
             .expand_word(word, self.env)
             .map_err(|source| InstructionErrorKind::Expand { what, source })?;
+        self.used.extend(expanded.used);
+        Ok(expanded.value)
+    }
+
+    /// Text expanded with quotes kept as written and `\` as escape (BuildKit's `ExpandRaw`
+    /// lexer with `SkipProcessQuotes`, used for COPY/ADD heredoc bodies).
+    pub fn raw(&mut self, text: &str, what: &'static str) -> Result<String, InstructionErrorKind> {
+        let lexer = ShellLexer::with_options('\\', LexOptions { skip_process_quotes: true, ..LexOptions::default() });
+        let expanded = lexer.expand_word(text, self.env).map_err(|source| InstructionErrorKind::Expand { what, source })?;
         self.used.extend(expanded.used);
         Ok(expanded.value)
     }

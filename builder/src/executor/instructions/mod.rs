@@ -1,7 +1,9 @@
 //! One file per instruction family; [`apply`] dispatches a step and says whether it may have
 //! changed the filesystem (then the stage snapshots it).
 
+pub mod add;
 mod copy;
+pub mod copy_source;
 mod metadata;
 mod run;
 mod workdir;
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::context::ContextError;
 use super::progress::StepEvent;
 use super::stage::StageOutput;
+use super::base::BaseSet;
 use super::Executor;
 use crate::dockerfile::instruction::Instruction;
 use crate::image::ImageConfig;
@@ -35,6 +38,8 @@ pub struct StepContext<'a> {
     pub plan: &'a Plan,
     /// Outputs of the stages finished so far (for `COPY --from`).
     pub earlier: &'a [Option<StageOutput>],
+    /// Pulled images (for `COPY --from=<image>`).
+    pub bases: &'a BaseSet,
     pub event: StepEvent<'a>,
     /// The steps of this stage before this one (ENTRYPOINT keeps a CMD set among them).
     pub previous: &'a [Step],
@@ -70,9 +75,31 @@ pub enum InstructionError {
     /// `--chmod` is not an octal mode.
     #[error("invalid --chmod value {value:?}: expected an octal mode")]
     Chmod { value: String },
+    /// An `--exclude` pattern does not compile.
+    #[error("invalid --exclude pattern in {patterns:?}")]
+    Exclude { patterns: Vec<String>, #[source] source: Box<crate::dockerignore::DockerIgnoreError> },
+    /// The image of a `COPY --from=<image>` was not pulled before the build (only an ONBUILD
+    /// trigger, which the first planning pass cannot see, can name such an image).
+    #[error("--from={image}: the image was not pulled before the build (is it named only by an ONBUILD trigger?)")]
+    ImageNotPulled { image: String },
+    /// The layers of a `COPY --from=<image>` image could not be fetched.
+    #[error("cannot fetch the layers of {image} for COPY --from")]
+    FromImageFetch { image: String, #[source] source: Box<rbuild_cache::registry::RegistryError> },
+    /// The image of a `COPY --from=<image>` cannot be unpacked.
+    #[error("cannot unpack image {image} for --from")]
+    FromImage { image: String, #[source] source: Box<crate::layer::unpack::UnpackError> },
+    /// ADD of an archive or URL failed.
+    #[error(transparent)]
+    Add(#[from] Box<add::AddError>),
     /// A file operation failed.
     #[error("cannot {op} {path}")]
     Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+}
+
+impl From<add::AddError> for InstructionError {
+    fn from(e: add::AddError) -> Self {
+        Self::Add(Box::new(e))
+    }
 }
 
 impl InstructionError {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub mod build_namespace;
 pub mod channel;
 pub mod devices;
 pub mod fake;
@@ -24,6 +25,7 @@ mod run;
 pub mod sys;
 pub mod user;
 
+pub use build_namespace::{enter_build_namespace, run_in_build_namespace, BuildNamespaceError, Reexec, BUILD_NS_ARG};
 pub use channel::{SetupError, SetupStep};
 pub use idmap::{IdMapError, IdMapKind, IdMapMode, IdMapSources};
 pub use init::{enter_namespaces, find_program, namespace_flags, sandbox_init_main, setup_process, DEFAULT_PATH};

@@ -168,6 +168,12 @@ impl Sandbox {
         }
         let uid = nix::unistd::getuid().as_raw();
         let gid = nix::unistd::getgid().as_raw();
+        if uid == 0 && mode != IdMapMode::Single {
+            let own = |f: &str| fs::read_to_string(self.proc_root.join("self").join(f)).unwrap_or_default();
+            if let Some(plan) = super::idmap::nested_map(&own("uid_map"), &own("gid_map")) {
+                return Ok(Some(plan));
+            }
+        }
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
         Ok(Some(self.id_sources.plan(mode, name.as_deref(), uid, gid)?))
     }

@@ -4,3 +4,4 @@ pub mod build;
 pub mod inspect;
 pub mod plan;
 pub mod pull;
+pub mod unshare;

@@ -59,13 +59,18 @@ impl Harness {
 
     /// Runs `rbuild build ARGS` as the unprivileged user.
     pub(crate) fn build(&self, args: &[&str]) -> Output {
+        self.build_as(USER, &self.shared.path().join("cache"), args)
+    }
+
+    /// Runs `rbuild build ARGS` as `user` with the local state in `cache` (which `user` owns).
+    pub(crate) fn build_as(&self, user: &str, cache: &Path, args: &[&str]) -> Output {
         Command::new("setpriv")
-            .args(["--reuid", USER, "--regid", USER, "--init-groups"])
+            .args(["--reuid", user, "--regid", user, "--init-groups"])
             .arg(self.shared.path().join("rbuild"))
             .arg("build")
             .args(["--insecure-registry", self.ctx.registry.addr()])
             .arg("--cache-dir")
-            .arg(self.shared.path().join("cache"))
+            .arg(cache)
             .args(args)
             .env("HOME", self.shared.path())
             .env_remove("RBUILD_LOG")
@@ -118,7 +123,11 @@ pub(crate) fn make_readable(path: &Path) {
 }
 
 pub(crate) fn chown_to_user(path: &Path) {
-    let status = Command::new("chown").arg(format!("{USER}:{USER}")).arg(path).status().unwrap();
+    chown_to(USER, path);
+}
+
+pub(crate) fn chown_to(user: &str, path: &Path) {
+    let status = Command::new("chown").arg(format!("{user}:{user}")).arg(path).status().unwrap();
     assert!(status.success());
 }
 
@@ -216,7 +225,7 @@ async fn multi_stage_app_with_commit_suffix_pushes_both_tags_and_runs() {
 
 #[rstest::rstest]
 #[case::failing_run("build/fail", &["echo about to fail && exit 3", "exit code 3", "RUN (line 3)"])]
-#[case::unsupported_mount("build/unsupported", &["RUN (line 3)", "RUN --mount is not supported yet"])]
+#[case::unsupported_security("build/unsupported", &["RUN (line 3)", "RUN --security=insecure is not supported yet"])]
 #[tokio::test]
 async fn failing_builds_explain_and_exit_non_zero(#[case] case: &str, #[case] expected: &[&str]) {
     let Some(h) = Harness::start().await else { return };

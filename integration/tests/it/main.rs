@@ -9,6 +9,8 @@
 //! - `failures`: registry down, unknown manifest and repository
 //! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
 //!   commit-suffixed and latest tags, failures
+//! - `run_steps`: RUN owners with the build user namespace (USER, chown, adduser), the
+//!   single-id fallback, `RUN --mount` (cache, secret, bind, tmpfs, ssh error), heredocs
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -17,4 +19,5 @@ mod cli;
 mod failures;
 mod pull;
 mod push;
+mod run_steps;
 mod support;

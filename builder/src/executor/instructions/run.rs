@@ -8,9 +8,6 @@ use crate::image::ImageConfig;
 use crate::plan::Step;
 use crate::sandbox::{self, resolve_user, ProcessSandbox, SandboxConfig, SandboxError, UserSpec};
 
-const SINGLE_MAP_HINT: &str =
-    "rbuild runs RUN with a single-id user namespace map for now, so chown to ids other than 0 and a non-root USER fail inside RUN";
-
 /// Runs the command; a non-zero exit fails the step with the command and its code.
 pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContext<'_>) -> Result<StepEffect, InstructionError> {
     if !run.mounts.is_empty() {
@@ -51,9 +48,8 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
         .run(&cfg, |_, chunk| ctx.exec.progress.output(&event, chunk), &ctx.exec.cancel)
         .map_err(|source: SandboxError| InstructionError::Sandbox { command: command.clone(), source })?;
     if !report.status.success() {
-        // The sandbox's own hint suggests a subordinate range, but the executor asks for a
-        // single-id map on purpose for now (docs/decisions.md, "Executor").
-        let hint = report.id_map_hint().map(|_| SINGLE_MAP_HINT);
+        // Under a single-id map (no subordinate range) the sandbox's hint says how to get one.
+        let hint = report.id_map_hint();
         return Err(InstructionError::RunFailed { command, code: report.status.code(), hint });
     }
     Ok(StepEffect::Filesystem)

@@ -1,0 +1,81 @@
+//! RUN as Docker/BuildKit runs it, built by the unprivileged `rbuild-test` user (who has a
+//! subordinate id range, so the build runs in rbuild's build user namespace) against the
+//! real registry, the pushed image read back with skopeo and umoci: real owners from
+//! `USER`/`chown`/`adduser`, the single-id fallback for `rbuild-nosub`, and a local state
+//! directory the user can still clean up.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use crate::build::{chown_to, ok, Harness, USER};
+
+const NOSUB: &str = "rbuild-nosub";
+
+fn uid_of(user: &str) -> u32 {
+    let out = Command::new("id").args(["-u", user]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+}
+
+/// Every entry under `dir` belongs to `uid`, and `user` can delete all of it.
+fn assert_removable_by(user: &str, dir: &Path) {
+    let uid = uid_of(user);
+    let walk = Command::new("find").arg(dir).args(["-not", "-uid", &uid.to_string()]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&walk.stdout), "", "entries not owned by {user}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("build-")).collect();
+    assert!(leftovers.is_empty(), "work dirs left: {leftovers:?}");
+    let rm = Command::new("setpriv")
+        .args(["--reuid", user, "--regid", user, "--init-groups", "sh", "-c", "rm -rf \"$1\"/*", "rm"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(rm.status.success(), "{user} cannot remove {}: {}", dir.display(), String::from_utf8_lossy(&rm.stderr));
+}
+
+fn owner(rootfs: &Path, path: &str) -> (u32, u32) {
+    let m = std::fs::symlink_metadata(rootfs.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    (m.uid(), m.gid())
+}
+
+#[tokio::test]
+async fn run_owners_come_from_user_chown_and_adduser() {
+    let Some(h) = Harness::start().await else { return };
+    let context = h.context("build/run-owners");
+    let image = h.image("run/owners:v1");
+    ok(h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image]));
+    let rootfs = h.unpack(&image);
+    for (path, want) in [
+        ("data/chowned", (1234, 5678)),
+        ("data/by-1000", (1000, 1000)),
+        ("data/by-builder", (2000, 2000)),
+        ("home/builder/cache/f", (2000, 2000)),
+        ("home/builder", (2000, 2000)),
+        ("bin/busybox", (0, 0)),
+    ] {
+        assert_eq!(owner(&rootfs, path), want, "{path}");
+    }
+    assert_eq!(std::fs::read_to_string(rootfs.join("data/id-1000")).unwrap(), "1000\n");
+    assert_eq!(std::fs::read_to_string(rootfs.join("data/chowned")).unwrap(), "again\n");
+    assert!(std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap().contains("builder:x:2000:2000:"));
+    assert_removable_by(USER, &h.shared.path().join("cache"));
+}
+
+#[tokio::test]
+async fn without_a_subordinate_range_run_keeps_the_single_id_map_and_says_why() {
+    let Some(h) = Harness::start().await else { return };
+    let cache = h.shared.path().join("cache-nosub");
+    std::fs::create_dir(&cache).unwrap();
+    chown_to(NOSUB, &cache);
+    let single = h.context("build/single");
+    let image = h.image("run/nosub:v1");
+    ok(h.build_as(NOSUB, &cache, &["--context", single.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image]));
+    assert_eq!(owner(&h.unpack(&image), "data/secret"), (1000, 1000));
+    let owners = h.context("build/run-owners");
+    let out = h.build_as(NOSUB, &cache, &["--context", owners.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in ["RUN (line 6)", "single-id user namespace map", "/etc/subuid"] {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+    assert_removable_by(NOSUB, &cache);
+}

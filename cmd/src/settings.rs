@@ -2,7 +2,7 @@
 
 use crate::cli::{BuildArgs, DockerfileArgs};
 use anyhow::{bail, Context, Result};
-use rbuild_builder::executor::Identity;
+use rbuild_builder::executor::{Identity, SecretSpec, Secrets};
 use rbuild_builder::image::rfc3339_utc;
 use rbuild_builder::layer::{LayerOptions, ManifestFormat, MtimePolicy};
 use rbuild_builder::plan::{Platform, PlanRequest};
@@ -77,6 +77,7 @@ pub struct BuildSettings {
     pub created: String,
     pub identity: Identity,
     pub isolation: IsolationMode,
+    pub secrets: Secrets,
 }
 
 impl BuildSettings {
@@ -134,6 +135,7 @@ pub fn build_settings(args: &BuildArgs) -> Result<BuildSettings> {
         created,
         identity,
         isolation: IsolationMode::UserNs,
+        secrets: secrets(&args.secrets)?,
     })
 }
 
@@ -179,6 +181,12 @@ fn destinations(args: &BuildArgs, context: &std::path::Path) -> Result<Vec<(Refe
         }
     }
     Ok(out)
+}
+
+/// `--secret` values, read now (a missing file or variable fails before the build).
+fn secrets(raw: &[String]) -> Result<Secrets> {
+    let specs = raw.iter().map(|s| SecretSpec::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Secrets::load(&specs, |var| std::env::var(var).ok())?)
 }
 
 fn key_values(raw: &[String], flag: &str) -> Result<BTreeMap<String, String>> {

@@ -15,6 +15,7 @@ pub mod context;
 pub mod identity;
 pub mod instructions;
 pub mod progress;
+pub mod secrets;
 pub mod stage;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ pub use context::{BuildContext, ContextError};
 pub use identity::Identity;
 pub use instructions::InstructionError;
 pub use progress::{Progress, StepEvent, StepReport};
+pub use secrets::{SecretSpec, Secrets};
 pub use stage::{StageOutput, StageSetup};
 
 use crate::dockerfile::Location;
@@ -86,6 +88,10 @@ pub struct Executor<'a> {
     pub progress: &'a dyn Progress,
     /// Cancels RUNs and the step loop.
     pub cancel: CancelToken,
+    /// Where `RUN --mount=type=cache` directories persist (under the local state dir).
+    pub cache_mounts: PathBuf,
+    /// `--secret` values for `RUN --mount=type=secret`.
+    pub secrets: Secrets,
 }
 
 /// The target image: config and layers, ready for [`crate::image::assemble`].

@@ -45,6 +45,8 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         created: s.created.clone(),
         progress: &PlainProgress,
         cancel: cancel_on_signals().context("installing signal handlers")?,
+        cache_mounts: s.cache_dir.join("mounts"),
+        secrets: s.secrets.clone(),
     };
     let mut built = executor.execute(&plan, &bases)?;
     built.config.config.labels.extend(s.labels.clone());

@@ -79,3 +79,88 @@ async fn without_a_subordinate_range_run_keeps_the_single_id_map_and_says_why() 
     }
     assert_removable_by(NOSUB, &cache);
 }
+
+/// `needle` appears in no blob of the OCI layout the image was copied to (layers
+/// decompressed), nor in `text`.
+fn assert_nowhere(needle: &str, layout: &Path, text: &str) {
+    assert!(!text.contains(needle), "{needle:?} leaked into the output");
+    for blob in std::fs::read_dir(layout.join("blobs/sha256")).unwrap().flatten() {
+        let raw = std::fs::read(blob.path()).unwrap();
+        let mut plain = Vec::new();
+        let data = match std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(raw.as_slice()), &mut plain) {
+            Ok(_) => plain,
+            Err(_) => raw,
+        };
+        assert!(!data.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle:?} found in blob {}", blob.path().display());
+    }
+}
+
+#[tokio::test]
+async fn run_mounts_cache_secret_bind_tmpfs() {
+    let Some(h) = Harness::start().await else { return };
+    let context = h.context("build/run-mounts");
+    let secret = h.shared.path().join("token.txt");
+    let value = "s3cr3t-token-4711";
+    std::fs::write(&secret, value).unwrap();
+    chown_to(USER, &secret);
+    let image = h.image("run/mounts:v1");
+    let build = |stamp: &str| {
+        let stamp = format!("STAMP={stamp}");
+        let src = format!("id=token,src={}", secret.display());
+        ok(h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--build-arg", &stamp, "--secret", &src, "--destination", &image]))
+    };
+    build("first");
+    let out = build("second");
+    let rootfs = h.unpack(&image);
+    let read = |p: &str| std::fs::read_to_string(rootfs.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(read("cache-runs"), "first\nsecond\n", "the cache mount keeps its contents between builds");
+    assert_eq!(read("secret-length").trim(), value.len().to_string());
+    assert_eq!(read("from-context"), "context data\n");
+    let listing = read("context-listing");
+    assert!(listing.contains("data.txt") && !listing.contains("ignored.txt"), ".dockerignore applies to the bind: {listing}");
+    assert_eq!(read("from-stage"), "from-stage\nfrom-stage\n", "rw bind writes are discarded");
+    assert_eq!(read("from-tmpfs"), "temp\n");
+    for absent in ["var/cache", "run/secrets", "etc/tok2", "src", "tools", "scratch", "run"] {
+        assert!(std::fs::symlink_metadata(rootfs.join(absent)).is_err(), "mount point {absent} left in the image");
+    }
+    let layout = rootfs.parent().unwrap().parent().unwrap().join("oci");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_nowhere(value, &layout, &stderr);
+    assert_nowhere(value, &layout, &h.config(&image).to_string());
+    assert_removable_by(USER, &h.shared.path().join("cache"));
+}
+
+#[tokio::test]
+async fn run_heredocs_follow_buildkit() {
+    let Some(h) = Harness::start().await else { return };
+    let context = h.context("build/run-heredocs");
+    let image = h.image("run/heredocs:v1");
+    ok(h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image]));
+    let rootfs = h.unpack(&image);
+    for (path, want) in [
+        ("h1", "hello world\nsecond line\n"),
+        ("h2", "from sh stdin world\n"),
+        ("h3", "literal $WHO\n"),
+        ("h4", "tabs stripped\n"),
+        ("h5", "shebang /dev/pipes/EOF\n"),
+        ("h6", "first\nsecond world\n"),
+    ] {
+        assert_eq!(std::fs::read_to_string(rootfs.join(path)).unwrap_or_else(|e| panic!("{path}: {e}")), want, "{path}");
+    }
+    assert!(!rootfs.join("dev/pipes").exists());
+}
+
+#[rstest::rstest]
+#[case::ssh("build/run-ssh", &["RUN (line 3)", "RUN --mount=type=ssh is not supported"])]
+#[case::missing_secret("build/run-secret-missing", &["RUN (line 3)", "secret \"absent\" is required but was not given"])]
+#[tokio::test]
+async fn unusable_mounts_fail_naming_the_line(#[case] case: &str, #[case] expected: &[&str]) {
+    let Some(h) = Harness::start().await else { return };
+    let context = h.context(case);
+    let out = h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &h.image("run/failing:v1")]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in expected {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+}

@@ -4,6 +4,8 @@
 mod copy;
 mod metadata;
 mod run;
+mod run_heredoc;
+mod run_mount;
 mod workdir;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +72,9 @@ pub enum InstructionError {
     /// `--chmod` is not an octal mode.
     #[error("invalid --chmod value {value:?}: expected an octal mode")]
     Chmod { value: String },
+    /// A `RUN --mount` cannot be set up as written.
+    #[error("RUN --mount: {detail}")]
+    Mount { detail: String },
     /// A file operation failed.
     #[error("cannot {op} {path}")]
     Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },

@@ -201,7 +201,7 @@ pub fn nested_map(own_uid_map: &str, own_gid_map: &str) -> Option<PlannedMap> {
     let gids = identity_ranges(own_gid_map);
     let covers_more_than_root = |r: &[IdRange]| r.iter().map(|x| u64::from(x.count)).sum::<u64>() > 1;
     (covers_more_than_root(&uids) && covers_more_than_root(&gids) && host_id(&uids, 0) == Some(0) && host_id(&gids, 0) == Some(0))
-        .then(|| PlannedMap { kind: IdMapKind::Range, map: IdMap { uids, gids }, writer: IdMapWriter::Privileged })
+        .then_some(PlannedMap { kind: IdMapKind::Range, map: IdMap { uids, gids }, writer: IdMapWriter::Privileged })
 }
 
 /// The inside ids of a `uid_map` text below [`FULL_RANGE`], as identity ranges, one per

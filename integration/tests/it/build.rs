@@ -64,7 +64,13 @@ impl Harness {
 
     /// Runs `rbuild build ARGS` as `user` with the local state in `cache` (which `user` owns).
     pub(crate) fn build_as(&self, user: &str, cache: &Path, args: &[&str]) -> Output {
-        Command::new("setpriv")
+        self.build_command(user, cache, args).output().unwrap()
+    }
+
+    /// The `rbuild build ARGS` command as `user`, not started.
+    pub(crate) fn build_command(&self, user: &str, cache: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd
             .args(["--reuid", user, "--regid", user, "--init-groups"])
             .arg(self.shared.path().join("rbuild"))
             .arg("build")
@@ -74,9 +80,8 @@ impl Harness {
             .args(args)
             .env("HOME", self.shared.path())
             .env_remove("RBUILD_LOG")
-            .env_remove("SOURCE_DATE_EPOCH")
-            .output()
-            .unwrap()
+            .env_remove("SOURCE_DATE_EPOCH");
+        cmd
     }
 
     /// Copies the pushed image to an OCI layout and unpacks it; returns the rootfs.

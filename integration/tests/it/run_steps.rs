@@ -164,3 +164,40 @@ async fn unusable_mounts_fail_naming_the_line(#[case] case: &str, #[case] expect
         assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
     }
 }
+
+/// SIGTERM to `rbuild build` reaches the build in its user namespace, which cancels the RUN
+/// and removes its work dir (with files owned by subordinate ids) before exiting.
+#[tokio::test]
+async fn sigterm_cancels_the_namespaced_build_and_cleans_up() {
+    let Some(h) = Harness::start().await else { return };
+    let context = h.context("build/run-cancel");
+    let cache = h.shared.path().join("cache");
+    let mut child = h
+        .build_command(USER, &cache, &["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &h.image("run/cancel:v1")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("STEP 3: started") {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "build ended early:\n{seen}");
+        seen.push_str(&line);
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "not cancelled within 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(!status.success());
+    assert!(rest.contains("cancelled"), "{seen}{rest}");
+    let sleeping = Command::new("pgrep").args(["-f", "sleep 86400"]).output().unwrap();
+    assert!(sleeping.stdout.is_empty(), "RUN processes left");
+    assert_removable_by(USER, &cache);
+}

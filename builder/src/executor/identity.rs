@@ -1,6 +1,7 @@
 //! Who owns the stage roots on the host, and therefore how ownership is stored: uid 0 (real
-//! root, or root of rbuild's build user namespace) chowns; a rootless caller without one keeps every file its own and records the intended owner and
-//! mode in `user.rbuild.owner` (see [`crate::layer::ownership`]).
+//! root, or root of rbuild's build user namespace) chowns; a rootless caller without one
+//! keeps every file its own and records the intended owner and mode in `user.rbuild.owner`
+//! (see [`crate::layer::ownership`]).
 
 use std::ffi::OsStr;
 use std::fs;

@@ -168,14 +168,11 @@ impl IdMapSources {
     /// Write `map` for `pid` the way `writer` says; `proc_root` is normally `/proc`.
     pub fn write(&self, proc_root: &Path, pid: u32, map: &IdMap, writer: IdMapWriter) -> Result<(), IdMapError> {
         match writer {
-            IdMapWriter::Direct => {
+            IdMapWriter::Direct | IdMapWriter::Privileged => {
                 let dir = proc_root.join(pid.to_string());
-                write_file(&dir.join("setgroups"), "deny")?;
-                write_file(&dir.join("uid_map"), &map_lines(&map.uids))?;
-                write_file(&dir.join("gid_map"), &map_lines(&map.gids))
-            }
-            IdMapWriter::Privileged => {
-                let dir = proc_root.join(pid.to_string());
+                if writer == IdMapWriter::Direct {
+                    write_file(&dir.join("setgroups"), "deny")?;
+                }
                 write_file(&dir.join("uid_map"), &map_lines(&map.uids))?;
                 write_file(&dir.join("gid_map"), &map_lines(&map.gids))
             }

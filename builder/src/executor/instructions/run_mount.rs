@@ -260,6 +260,9 @@ fn copy_tree(src: &Path, dst: &Path, skip: &dyn Fn(&Path) -> bool, copy: bool) -
     Ok(())
 }
 
+/// How many instances of one `sharing=private` cache may be in use at once.
+const PRIVATE_INSTANCES: u32 = 256;
+
 /// The directory of cache `id` and, for `locked`/`private`, the lock held for the RUN.
 fn cache_dir(root: &Path, id: &str, sharing: Sharing) -> Result<(PathBuf, Option<File>), InstructionError> {
     fs::create_dir_all(root).map_err(InstructionError::io("create", root))?;
@@ -282,13 +285,13 @@ fn cache_dir(root: &Path, id: &str, sharing: Sharing) -> Result<(PathBuf, Option
             Ok((dir, held))
         }
         Sharing::Private => {
-            for n in 0u32.. {
+            for n in 0..PRIVATE_INSTANCES {
                 let dir = if n == 0 { root.join(&key) } else { root.join(format!("{key}-{n}")) };
                 if let Some(held) = lock(&dir, false)? {
                     return Ok((dir, Some(held)));
                 }
             }
-            unreachable!("an unbounded range ends only by returning")
+            Err(InstructionError::Mount { detail: format!("all {PRIVATE_INSTANCES} private instances of cache {id:?} are in use") })
         }
     }
 }

@@ -37,12 +37,15 @@ fn owner(rootfs: &Path, path: &str) -> (u32, u32) {
     (m.uid(), m.gid())
 }
 
-#[tokio::test]
-async fn run_owners_come_from_user_chown_and_adduser() {
+/// Builds `build/run-owners` as `user` and checks the owners in the pushed image.
+async fn build_owners_as(user: &str) {
     let Some(h) = Harness::start().await else { return };
     let context = h.context("build/run-owners");
-    let image = h.image("run/owners:v1");
-    ok(h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image]));
+    let image = h.image(&format!("run/owners-{user}:v1"));
+    let cache = h.shared.path().join(format!("cache-{user}"));
+    std::fs::create_dir(&cache).unwrap();
+    chown_to(user, &cache);
+    ok(h.build_as(user, &cache, &["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image]));
     let rootfs = h.unpack(&image);
     for (path, want) in [
         ("data/chowned", (1234, 5678)),
@@ -57,7 +60,18 @@ async fn run_owners_come_from_user_chown_and_adduser() {
     assert_eq!(std::fs::read_to_string(rootfs.join("data/id-1000")).unwrap(), "1000\n");
     assert_eq!(std::fs::read_to_string(rootfs.join("data/chowned")).unwrap(), "again\n");
     assert!(std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap().contains("builder:x:2000:2000:"));
-    assert_removable_by(USER, &h.shared.path().join("cache"));
+    assert_removable_by(user, &cache);
+}
+
+#[tokio::test]
+async fn run_owners_come_from_user_chown_and_adduser() {
+    build_owners_as(USER).await;
+}
+
+/// Real root (CI) gets the same ids in RUN, passed through unchanged.
+#[tokio::test]
+async fn run_owners_as_real_root() {
+    build_owners_as("root").await;
 }
 
 #[tokio::test]

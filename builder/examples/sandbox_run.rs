@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rbuild_builder::sandbox::{
-    cancel_on_signals, resolve_user, IsolationMode, sandbox_init_main, ExtraMount, IdMapMode, NetworkMode, OverlaySpec, ProcessSandbox, Sandbox,
+    cancel_on_signals, resolve_user, IsolationMode, sandbox_init_main, ExtraMount, IdMapMode, MountSource, NetworkMode, OverlaySpec, ProcessSandbox, Sandbox,
     SandboxConfig, Stream, UserSpec, INIT_ARG,
 };
 
@@ -60,7 +60,7 @@ fn run() -> Result<i32, Box<dyn Error>> {
                 let v = val()?;
                 let parts: Vec<&str> = v.split(':').collect();
                 let (src, dst) = (parts.first().ok_or("--mount SRC:DST")?, parts.get(1).ok_or("--mount SRC:DST")?);
-                mounts.push(ExtraMount { source: src.into(), target: dst.into(), readonly: parts.get(2) == Some(&"ro") });
+                mounts.push(ExtraMount { source: MountSource::Bind(src.into()), target: dst.into(), readonly: parts.get(2) == Some(&"ro") });
             }
             "--overlay" => {
                 let v = val()?;

@@ -362,6 +362,8 @@ fn build(tmp: &Path, ctx: &Path, dockerfile: &Path, text: &str) -> Result<PathBu
         progress: &Silent,
         cancel: CancelToken::new(),
         remote: None,
+        cache_mounts: tmp.join("mounts"),
+        secrets: Default::default(),
     };
     executor.execute(&plan, &BaseSet::default()).map_err(|e| error_chain(&e))?;
     Ok(work.join(format!("stage-{}", plan.target)).join("rootfs"))

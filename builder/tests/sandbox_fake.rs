@@ -14,7 +14,7 @@ use rbuild_builder::sandbox::fake::{Call, FakeSys};
 use rbuild_builder::sandbox::mounts::{enter_user, prepare_root, secure_join, switch_root};
 use rbuild_builder::sandbox::sys::{IdMap, IdMapWriter, IdRange, MountCall, NodeKind, Sys};
 use rbuild_builder::sandbox::{
-    enter_namespaces, hint_for, namespace_flags, ExitStatus, IdMapKind, IdMapMode, IsolationMode, NetworkMode, OverlaySpec,
+    enter_namespaces, hint_for, ExtraMount, MountSource, namespace_flags, ExitStatus, IdMapKind, IdMapMode, IsolationMode, NetworkMode, OverlaySpec,
     ProcessSandbox, SandboxConfig, SetupError, SetupNote, SetupStep, UserSpec,
 };
 use rstest::rstest;
@@ -198,6 +198,28 @@ fn overlay_is_mounted_over_the_root_with_userxattr_top_layer_first() {
         _ => None,
     });
     assert_eq!(overlay, Some((PathBuf::from("/r"), Some("lowerdir=/l/top:/l/base,upperdir=/u,workdir=/wk,userxattr".into()))));
+}
+
+/// `RUN --mount`s come after the host files: binds (read-only remounted when asked) and
+/// tmpfs with its size, each on a created mount point.
+#[test]
+fn run_mounts_bind_and_tmpfs_on_placeholders() {
+    let mounts = vec![
+        ExtraMount { source: MountSource::Bind("/h/cache".into()), target: "/var/cache".into(), readonly: false },
+        ExtraMount { source: MountSource::Tmpfs { size: Some(1 << 20) }, target: "/scratch".into(), readonly: false },
+    ];
+    let sys = FakeSys::new().with_existing([PathBuf::from("/h/cache"), PathBuf::from("/r/var")]);
+    let prepared = prepare_root(&sys, &spec(SandboxConfig { mounts, ..config() }, IdMapKind::Range)).unwrap();
+    let calls = sys.calls();
+    let tmpfs = calls.iter().find_map(|c| match c {
+        Call::Mount(m) if m.target == Path::new("/r/scratch") => Some((m.fstype.clone(), m.data.clone())),
+        _ => None,
+    });
+    assert_eq!(tmpfs, Some((Some("tmpfs".into()), Some("mode=1777,size=1048576".into()))));
+    let tail: Vec<_> = mounts_of(&calls).into_iter().rev().take(2).collect();
+    assert_eq!(tail[1], (None, PathBuf::from("/r/var/cache"), Some("/h/cache".into())));
+    let created: Vec<_> = prepared.placeholders.iter().map(|p| p.path.display().to_string()).collect();
+    assert!(created.ends_with(&["/var/cache".to_string(), "/scratch".to_string()]), "{created:?}");
 }
 
 #[test]

@@ -127,7 +127,12 @@ pub struct BuildArgs {
     /// Add a label to the image, `KEY=VALUE`; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    /// Local state: blob store and work directories (default: `$XDG_CACHE_HOME/rbuild`).
+    /// A secret for `RUN --mount=type=secret` (BuildKit's syntax): `id=ID,src=PATH` or
+    /// `id=ID,env=VAR`; repeatable. Never stored in the image, its history or the logs.
+    #[arg(long = "secret", value_name = "id=ID,src=PATH|env=VAR")]
+    pub secrets: Vec<String>,
+    /// Local state: blob store, `RUN --mount=type=cache` directories and work directories
+    /// (default: `$XDG_CACHE_HOME/rbuild`).
     #[arg(long, value_name = "DIR", env = "RBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     #[command(flatten)]

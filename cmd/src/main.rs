@@ -15,11 +15,20 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // A RUN step's sandbox re-executes this binary; that path must run before anything else
-    // (no threads, no logging) and never returns.
-    if std::env::args().nth(1).as_deref() == Some(rbuild_builder::sandbox::INIT_ARG) {
+    // (no threads, no logging) and never returns. So must entering the build namespace.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or_default().to_owned();
+    if first == rbuild_builder::sandbox::INIT_ARG {
         rbuild_builder::sandbox::sandbox_init_main();
     }
-    let cli = Cli::parse();
+    if first == rbuild_builder::sandbox::BUILD_NS_ARG {
+        // On failure the parent logs why and builds in-process.
+        if rbuild_builder::sandbox::enter_build_namespace().is_err() {
+            return ExitCode::from(125);
+        }
+        args.remove(1);
+    }
+    let cli = Cli::parse_from(&args);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
@@ -27,7 +36,11 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(args),
         Command::Pull(args) => commands::pull::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
-        Command::Build(args) => commands::build::run(args),
+        Command::Build(build) => match commands::unshare::reexec(&args) {
+            Ok(Some(code)) => return code,
+            Ok(None) => commands::build::run(build),
+            Err(err) => Err(err),
+        },
         Command::Warm(args) => commands::warm::run(args),
         Command::Cache(command) => commands::cache::run(command),
     };

@@ -3,7 +3,7 @@
 use crate::cli::{BuildArgs, CacheFlags, CacheModeArg, DockerfileArgs};
 use rbuild_builder::executor::CacheMode;
 use anyhow::{bail, Context, Result};
-use rbuild_builder::executor::Identity;
+use rbuild_builder::executor::{Identity, SecretSpec, Secrets};
 use rbuild_builder::image::rfc3339_utc;
 use rbuild_builder::layer::{LayerOptions, ManifestFormat, MtimePolicy};
 use rbuild_builder::plan::{Platform, PlanRequest};
@@ -83,6 +83,8 @@ pub struct BuildSettings {
     pub cache: Option<CacheRequest>,
     /// `--cache-only`: fill the cache, push no image.
     pub cache_only: bool,
+    /// `--secret` values for `RUN --mount=type=secret`.
+    pub secrets: Secrets,
 }
 
 /// The layer cache flags, resolved.
@@ -175,6 +177,7 @@ pub fn build_settings(args: &BuildArgs) -> Result<BuildSettings> {
         isolation: IsolationMode::UserNs,
         cache,
         cache_only: args.cache.cache_only,
+        secrets: secrets(&args.secrets)?,
     })
 }
 
@@ -220,6 +223,12 @@ fn destinations(args: &BuildArgs, context: &std::path::Path) -> Result<Vec<(Refe
         }
     }
     Ok(out)
+}
+
+/// `--secret` values, read now (a missing file or variable fails before the build).
+fn secrets(raw: &[String]) -> Result<Secrets> {
+    let specs = raw.iter().map(|s| SecretSpec::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Secrets::load(&specs, |var| std::env::var(var).ok())?)
 }
 
 fn key_values(raw: &[String], flag: &str) -> Result<BTreeMap<String, String>> {

@@ -21,6 +21,14 @@ impl Heredoc {
     }
 }
 
+impl Heredoc {
+    /// The heredoc `word` opens when the whole word is one (`<<EOF`, `<<-"EOF"`, `3<<EOF`),
+    /// as BuildKit's `ParseHeredoc`; bodies stay empty.
+    pub fn from_word(word: &str) -> Option<Heredoc> {
+        parse_heredoc(word).ok().flatten()
+    }
+}
+
 /// True when BuildKit would look for heredocs in this node.
 pub(crate) fn can_contain_heredoc(node: &Node) -> bool {
     let mut node = node;

@@ -258,6 +258,8 @@ mod tests {
             progress: &Silent,
             cancel: CancelToken::default(),
             remote: None,
+            cache_mounts: dir.join(".mounts"),
+            secrets: Default::default(),
         };
         let keys = plan_keys(&exec, &plan, &BaseSet::default()).unwrap();
         keys.into_iter().flatten().next().unwrap().keys

@@ -1,6 +1,7 @@
-//! Who owns the stage roots on the host, and therefore how ownership is stored: real root
-//! chowns; a rootless caller keeps every file its own and records the intended owner and
-//! mode in `user.rbuild.owner` (see [`crate::layer::ownership`]).
+//! Who owns the stage roots on the host, and therefore how ownership is stored: uid 0 (real
+//! root, or root of rbuild's build user namespace) chowns; a rootless caller without one
+//! keeps every file its own and records the intended owner and mode in `user.rbuild.owner`
+//! (see [`crate::layer::ownership`]).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -14,7 +15,7 @@ use crate::sandbox::IdMapMode;
 /// The caller's relation to the files it builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Identity {
-    /// Real root: on-disk owners are the image's owners.
+    /// uid 0 (real root, or root of the build namespace): on-disk owners are the image's owners.
     Root,
     /// An ordinary user: every file is `uid:gid` on disk, which is 0:0 inside the RUN.
     Rootless { uid: u32, gid: u32 },
@@ -51,11 +52,16 @@ impl Identity {
         }
     }
 
-    /// The id map RUNs ask for. Single-id for now: with a subordinate range, files a RUN
-    /// chowns would belong to subordinate ids the caller cannot read or remove outside the
-    /// namespace (see docs/decisions.md, "Executor").
+    /// The id map RUNs ask for. As uid 0 (real root, or root of the build namespace that
+    /// `sandbox::run_in_build_namespace` sets up) the RUN gets every id of our namespace and
+    /// files it chowns stay ours to read and remove. A rootless caller outside such a
+    /// namespace keeps the single-id map: a subordinate owner would make files it cannot
+    /// read or delete (see docs/decisions.md, "Executor").
     pub fn id_map_mode(self) -> IdMapMode {
-        IdMapMode::Single
+        match self {
+            Self::Root => IdMapMode::Auto,
+            Self::Rootless { .. } => IdMapMode::Single,
+        }
     }
 
     /// Gives `path` (not a symlink) the container owner `uid:gid` and `mode`.

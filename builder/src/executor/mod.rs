@@ -21,6 +21,7 @@ pub mod instructions;
 pub mod progress;
 pub mod remote;
 pub mod rootfs;
+pub mod secrets;
 pub mod stage;
 
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ pub use context::{BuildContext, ContextError};
 pub use identity::Identity;
 pub use instructions::InstructionError;
 pub use progress::{Progress, StepEvent, StepReport};
+pub use secrets::{SecretSpec, Secrets};
 pub use stage::{StageOutput, StageSetup};
 
 use crate::dockerfile::Location;
@@ -100,6 +102,10 @@ pub struct Executor<'a> {
     /// The registry side: lazy layer fetches and the layer cache (`None`: every layer is in
     /// the store already and nothing is cached).
     pub remote: Option<&'a Remote>,
+    /// Where `RUN --mount=type=cache` directories persist (under the local state dir).
+    pub cache_mounts: PathBuf,
+    /// `--secret` values for `RUN --mount=type=secret`.
+    pub secrets: Secrets,
 }
 
 /// The target image: config and layers, ready for [`crate::image::assemble`].

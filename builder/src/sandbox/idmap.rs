@@ -168,9 +168,11 @@ impl IdMapSources {
     /// Write `map` for `pid` the way `writer` says; `proc_root` is normally `/proc`.
     pub fn write(&self, proc_root: &Path, pid: u32, map: &IdMap, writer: IdMapWriter) -> Result<(), IdMapError> {
         match writer {
-            IdMapWriter::Direct => {
+            IdMapWriter::Direct | IdMapWriter::Privileged => {
                 let dir = proc_root.join(pid.to_string());
-                write_file(&dir.join("setgroups"), "deny")?;
+                if writer == IdMapWriter::Direct {
+                    write_file(&dir.join("setgroups"), "deny")?;
+                }
                 write_file(&dir.join("uid_map"), &map_lines(&map.uids))?;
                 write_file(&dir.join("gid_map"), &map_lines(&map.gids))
             }
@@ -186,6 +188,34 @@ impl IdMapSources {
             }
         }
     }
+}
+
+/// The map a RUN gets from a caller that is uid 0 (real root, or root of rbuild's build
+/// namespace): the ids 0–65535 its own namespace has (`/proc/self/uid_map`, `gid_map`),
+/// mapped through unchanged. `None` when fewer than 2 ids exist (then the single map is used).
+pub fn nested_map(own_uid_map: &str, own_gid_map: &str) -> Option<PlannedMap> {
+    let uids = identity_ranges(own_uid_map);
+    let gids = identity_ranges(own_gid_map);
+    let covers_more_than_root = |r: &[IdRange]| r.iter().map(|x| u64::from(x.count)).sum::<u64>() > 1;
+    (covers_more_than_root(&uids) && covers_more_than_root(&gids) && host_id(&uids, 0) == Some(0) && host_id(&gids, 0) == Some(0))
+        .then_some(PlannedMap { kind: IdMapKind::Range, map: IdMap { uids, gids }, writer: IdMapWriter::Privileged })
+}
+
+/// The inside ids of a `uid_map` text below [`FULL_RANGE`], as identity ranges, one per
+/// line: the kernel wants each range of a nested map inside a single range of its parent's.
+fn identity_ranges(map: &str) -> Vec<IdRange> {
+    let mut ranges: Vec<IdRange> = map
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace().map(|n| n.parse::<u64>().ok());
+            let (Some(Some(inside)), Some(Some(_)), Some(Some(count))) = (f.next(), f.next(), f.next()) else { return None };
+            let end = (inside + count).min(u64::from(FULL_RANGE));
+            let (start, count) = (u32::try_from(inside).ok()?, u32::try_from(end.checked_sub(inside)?).ok()?);
+            (count > 0).then_some(IdRange { inside: start, outside: start, count })
+        })
+        .collect();
+    ranges.sort_unstable_by_key(|r| r.inside);
+    ranges
 }
 
 /// Map `inside` to its host id under `ranges`, if mapped.
@@ -274,6 +304,21 @@ mod tests {
     fn plan_kind(#[case] mode: IdMapMode, #[case] subuid: &str, #[case] helpers: bool, #[case] want: Option<IdMapKind>) {
         let dir = tempfile::tempdir().unwrap();
         let got = sources(dir.path(), subuid, helpers).plan(mode, Some("rb"), 1000, 1000).ok().map(|p| p.kind);
+        assert_eq!(got, want);
+    }
+
+    #[rstest]
+    #[case::host_root("0 0 4294967295\n", Some(vec![(0, 65536)]))]
+    #[case::build_namespace("0 1000 1\n1 200000 65536\n", Some(vec![(0, 1), (1, 65535)]))]
+    #[case::holes("0 1000 1\n5 200000 10\n", Some(vec![(0, 1), (5, 10)]))]
+    #[case::only_root("0 1000 1\n", None)]
+    #[case::no_root("1 200000 65536\n", None)]
+    #[case::garbage("x y z\n", None)]
+    fn nested_maps(#[case] own: &str, #[case] want: Option<Vec<(u32, u32)>>) {
+        let got = nested_map(own, own).map(|p| {
+            assert_eq!((p.kind, p.writer, &p.map.uids), (IdMapKind::Range, IdMapWriter::Privileged, &p.map.gids));
+            p.map.uids.iter().inspect(|r| assert_eq!(r.inside, r.outside)).map(|r| (r.inside, r.count)).collect::<Vec<_>>()
+        });
         assert_eq!(got, want);
     }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub mod build_namespace;
 pub mod channel;
 pub mod devices;
 pub mod fake;
@@ -24,6 +25,7 @@ mod run;
 pub mod sys;
 pub mod user;
 
+pub use build_namespace::{enter_build_namespace, run_in_build_namespace, BuildNamespaceError, Reexec, BUILD_NS_ARG};
 pub use channel::{SetupError, SetupStep};
 pub use idmap::{IdMapError, IdMapKind, IdMapMode, IdMapSources};
 pub use init::{enter_namespaces, find_program, namespace_flags, sandbox_init_main, setup_process, DEFAULT_PATH};
@@ -73,15 +75,24 @@ pub enum NetworkMode {
     None,
 }
 
-/// A bind mount into the RUN.
+/// A mount into the RUN (`RUN --mount`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtraMount {
-    /// Host path.
-    pub source: PathBuf,
+    /// What is mounted.
+    pub source: MountSource,
     /// Absolute path inside the root; created (and removed afterwards) if missing.
     pub target: PathBuf,
-    /// Read-only bind.
+    /// Read-only.
     pub readonly: bool,
+}
+
+/// What an [`ExtraMount`] mounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountSource {
+    /// A bind of this host path (file or directory).
+    Bind(PathBuf),
+    /// A fresh tmpfs, at most `size` bytes (the kernel's default, half the RAM, if `None`).
+    Tmpfs { size: Option<u64> },
 }
 
 /// The BuildKit `--oci-worker-no-process-sandbox` trade-off.

@@ -141,9 +141,20 @@ pub fn prepare_root(sys: &dyn Sys, spec: &InitSpec) -> Result<Prepared, SetupErr
         remount_readonly(sys, &target, &mut out.notes);
     }
     for m in &cfg.mounts {
-        let kind = if sys.is_dir(&m.source) { NodeKind::Dir } else { NodeKind::File };
+        let kind = match &m.source {
+            super::MountSource::Bind(source) if !sys.is_dir(source) => NodeKind::File,
+            _ => NodeKind::Dir,
+        };
         let target = ensure_node(sys, root, &m.target, kind, Some(&mut out.placeholders))?;
-        mount(sys, SetupStep::BindMount, bind(&m.source, &target, MsFlags::MS_REC))?;
+        match &m.source {
+            super::MountSource::Bind(source) => mount(sys, SetupStep::BindMount, bind(source, &target, MsFlags::MS_REC))?,
+            super::MountSource::Tmpfs { size } => {
+                let data = size.map_or_else(|| "mode=1777".to_string(), |s| format!("mode=1777,size={s}"));
+                let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+                let call = MountCall { source: Some(PathBuf::from("tmpfs")), target: target.clone(), fstype: Some("tmpfs".into()), flags, data: Some(data) };
+                mount(sys, SetupStep::BindMount, call)?;
+            }
+        }
         if m.readonly {
             remount_readonly(sys, &target, &mut out.notes);
         }

@@ -168,6 +168,12 @@ impl Sandbox {
         }
         let uid = nix::unistd::getuid().as_raw();
         let gid = nix::unistd::getgid().as_raw();
+        if uid == 0 && mode != IdMapMode::Single {
+            let own = |f: &str| fs::read_to_string(self.proc_root.join("self").join(f)).unwrap_or_default();
+            if let Some(plan) = super::idmap::nested_map(&own("uid_map"), &own("gid_map")) {
+                return Ok(Some(plan));
+            }
+        }
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
         Ok(Some(self.id_sources.plan(mode, name.as_deref(), uid, gid)?))
     }
@@ -365,21 +371,37 @@ fn watch(rx: &mpsc::Receiver<Event>, output: &mut dyn FnMut(Stream, &[u8]), canc
 }
 
 /// Remove created mount points, deepest first, from the directory that holds the RUN's
-/// writes (the overlay upper dir, or the root itself).
+/// writes (the overlay upper dir, or the root itself). As BuildKit's stub cleaner does,
+/// the parent directory keeps the times it had after the RUN, and a directory the RUN
+/// filled is left alone. Mount points inside other mounts (a tmpfs `/dev`) never reached
+/// the disk and are skipped.
 fn remove_placeholders(cfg: &SandboxConfig, placeholders: &[Placeholder]) -> Vec<PathBuf> {
     let base = cfg.overlay.as_ref().map_or(cfg.rootfs.as_path(), |o| o.upper.as_path());
     let mut removed = Vec::new();
     for p in placeholders.iter().rev() {
         let rel = p.path.strip_prefix("/").unwrap_or(&p.path);
         let host = base.join(rel);
+        let parent_times = host.parent().and_then(|d| fs::metadata(d).ok()).map(|m| (m.accessed(), m.modified()));
         let res = match p.kind {
             NodeKind::File => fs::remove_file(&host),
             NodeKind::Dir => fs::remove_dir(&host),
         };
-        if let Err(e) = res {
-            tracing::warn!(path = %host.display(), error = %e, "cannot remove sandbox placeholder");
+        match res {
+            Ok(()) => restore_times(&host, parent_times),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %host.display(), error = %e, "cannot remove sandbox placeholder"),
         }
         removed.push(p.path.clone());
     }
     removed
+}
+
+type Times = (std::io::Result<std::time::SystemTime>, std::io::Result<std::time::SystemTime>);
+
+fn restore_times(child: &Path, times: Option<Times>) {
+    let (Some(dir), Some((Ok(atime), Ok(mtime)))) = (child.parent(), times) else { return };
+    let restored = fs::File::open(dir).and_then(|f| f.set_times(fs::FileTimes::new().set_accessed(atime).set_modified(mtime)));
+    if let Err(e) = restored {
+        tracing::debug!(path = %dir.display(), error = %e, "cannot restore the times of a placeholder's parent");
+    }
 }

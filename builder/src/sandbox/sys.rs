@@ -64,6 +64,10 @@ pub enum IdMapWriter {
     Direct,
     /// Run the setuid helpers `newuidmap` and `newgidmap` (subordinate ranges).
     Helpers,
+    /// Write `uid_map` and `gid_map` directly, `setgroups` left allowed: the writer is uid 0
+    /// with `CAP_SETUID`/`CAP_SETGID` over the parent namespace (real root, or root of
+    /// rbuild's build namespace), so it may map every id its own namespace has.
+    Privileged,
 }
 
 /// The typed system calls the sandbox needs. Paths are absolute.

@@ -64,6 +64,8 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         progress: &log,
         cancel: cancel_on_signals().context("installing signal handlers")?,
         remote: Some(&remote),
+        cache_mounts: s.cache_dir.join("mounts"),
+        secrets: s.secrets.clone(),
     };
     let mut built = executor.execute(&plan, &bases)?;
     if s.cache.as_ref().is_some_and(|c| c.explain) {

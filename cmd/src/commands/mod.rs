@@ -6,3 +6,4 @@ pub mod inspect;
 pub mod plan;
 pub mod pull;
 pub mod warm;
+pub mod unshare;

@@ -59,24 +59,34 @@ impl Harness {
 
     /// Runs `rbuild build ARGS` as the unprivileged user.
     pub(crate) fn build(&self, args: &[&str]) -> Output {
-        self.build_in(&self.shared.path().join("cache"), args)
+        self.build_as(USER, &self.shared.path().join("cache"), args)
     }
 
     /// Runs `rbuild build ARGS` as the unprivileged user with local state in `cache_dir`.
     pub(crate) fn build_in(&self, cache_dir: &Path, args: &[&str]) -> Output {
-        Command::new("setpriv")
-            .args(["--reuid", USER, "--regid", USER, "--init-groups"])
+        self.build_as(USER, cache_dir, args)
+    }
+
+    /// Runs `rbuild build ARGS` as `user` with the local state in `cache` (which `user` owns).
+    pub(crate) fn build_as(&self, user: &str, cache: &Path, args: &[&str]) -> Output {
+        self.build_command(user, cache, args).output().unwrap()
+    }
+
+    /// The `rbuild build ARGS` command as `user`, not started.
+    pub(crate) fn build_command(&self, user: &str, cache: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd
+            .args(["--reuid", user, "--regid", user, "--init-groups"])
             .arg(self.shared.path().join("rbuild"))
             .arg("build")
             .args(["--insecure-registry", self.ctx.registry.addr()])
             .arg("--cache-dir")
-            .arg(cache_dir)
+            .arg(cache)
             .args(args)
             .env("HOME", self.shared.path())
             .env_remove("RBUILD_LOG")
-            .env_remove("SOURCE_DATE_EPOCH")
-            .output()
-            .unwrap()
+            .env_remove("SOURCE_DATE_EPOCH");
+        cmd
     }
 
     /// Copies the pushed image to an OCI layout and unpacks it; returns the rootfs.
@@ -123,7 +133,11 @@ pub(crate) fn make_readable(path: &Path) {
 }
 
 pub(crate) fn chown_to_user(path: &Path) {
-    let status = Command::new("chown").arg(format!("{USER}:{USER}")).arg(path).status().unwrap();
+    chown_to(USER, path);
+}
+
+pub(crate) fn chown_to(user: &str, path: &Path) {
+    let status = Command::new("chown").arg(format!("{user}:{user}")).arg(path).status().unwrap();
     assert!(status.success());
 }
 
@@ -221,7 +235,7 @@ async fn multi_stage_app_with_commit_suffix_pushes_both_tags_and_runs() {
 
 #[rstest::rstest]
 #[case::failing_run("build/fail", &["echo about to fail && exit 3", "exit code 3", "RUN (line 3)"])]
-#[case::unsupported_mount("build/unsupported", &["RUN (line 3)", "RUN --mount is not supported yet"])]
+#[case::unsupported_security("build/unsupported", &["RUN (line 3)", "RUN --security=insecure is not supported yet"])]
 #[tokio::test]
 async fn failing_builds_explain_and_exit_non_zero(#[case] case: &str, #[case] expected: &[&str]) {
     let Some(h) = Harness::start().await else { return };

@@ -135,8 +135,6 @@ struct Case {
     sets: CONFIG_FIELDS,
 })]
 #[case::multi_stage(Case { dir: "diff-multistage", expected_output: "part1\npart2\npassed\n", sets: &["Entrypoint", "Cmd"] })]
-// Enable when RUN gets the subordinate id range (chown inside RUN, RUN under USER 1000).
-#[ignore = "RUN as USER 1000 and chown inside RUN need the sandbox's full id range (in progress)"]
 #[case::run_as_user(Case { dir: "diff-userrun", expected_output: "1000\n", sets: &["User", "Cmd"] })]
 #[tokio::test]
 async fn rbuild_and_buildah_build_the_same_image(#[case] case: Case) {

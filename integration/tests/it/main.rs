@@ -18,6 +18,8 @@
 //!   builds, `--cache-mode min`, `cache prune`, `warm`
 //! - `copy_add`: COPY/ADD as `rbuild-test`: archives of every compression, hostile archives,
 //!   URLs with `--checksum`, `--parents`, `--exclude`, symlinks, heredocs, `--from=<image>`, ONBUILD
+//! - `run_steps`: RUN owners with the build user namespace (USER, chown, adduser), the
+//!   single-id fallback, `RUN --mount` (cache, secret, bind, tmpfs, ssh error), heredocs
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -30,4 +32,5 @@ mod failures;
 mod outputs;
 mod pull;
 mod push;
+mod run_steps;
 mod support;

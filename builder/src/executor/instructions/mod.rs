@@ -6,6 +6,8 @@ mod copy;
 pub mod copy_source;
 mod metadata;
 mod run;
+mod run_heredoc;
+mod run_mount;
 mod workdir;
 
 use std::path::{Path, PathBuf};
@@ -91,6 +93,9 @@ pub enum InstructionError {
     /// ADD of an archive or URL failed.
     #[error(transparent)]
     Add(#[from] Box<add::AddError>),
+    /// A `RUN --mount` cannot be set up as written.
+    #[error("RUN --mount: {detail}")]
+    Mount { detail: String },
     /// A file operation failed.
     #[error("cannot {op} {path}")]
     Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },

@@ -1,37 +1,41 @@
-//! RUN: the command in the sandbox, with the stage's env, ARGs, USER, WORKDIR and SHELL.
+//! RUN: the command in the sandbox, with the stage's env, ARGs, USER, WORKDIR and SHELL,
+//! its `--mount`s ([`run_mount`]) and heredocs ([`run_heredoc`]).
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use super::{shell, InstructionError, StepContext, StepEffect};
+use super::{run_heredoc, run_mount, shell, InstructionError, StepContext, StepEffect};
 use crate::dockerfile::instruction::{NetworkMode, Run, Security};
 use crate::image::ImageConfig;
 use crate::plan::Step;
-use crate::sandbox::{self, resolve_user, ProcessSandbox, SandboxConfig, SandboxError, UserSpec};
-
-const SINGLE_MAP_HINT: &str =
-    "rbuild runs RUN with a single-id user namespace map for now, so chown to ids other than 0 and a non-root USER fail inside RUN";
+use crate::sandbox::{self, resolve_user, ExtraMount, MountSource, ProcessSandbox, SandboxConfig, SandboxError, UserSpec};
 
 /// Runs the command; a non-zero exit fails the step with the command and its code.
 pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContext<'_>) -> Result<StepEffect, InstructionError> {
-    if !run.mounts.is_empty() {
-        return Err(InstructionError::unsupported("RUN --mount"));
-    }
     if run.security == Security::Insecure {
         return Err(InstructionError::unsupported("RUN --security=insecure"));
     }
-    if !run.heredocs.is_empty() {
-        return Err(InstructionError::unsupported("RUN with a heredoc"));
-    }
-    let argv = run.command.argv(&shell(config));
+    let script = run_heredoc::script(run, &shell(config));
+    let argv = script.argv;
     let command = argv.join(" ");
     let user = match config.config.user.as_deref().filter(|u| !u.is_empty()) {
         None => UserSpec::root(),
         Some(u) => resolve_user(ctx.rootfs, u)?,
     };
+    let mut prepared = run_mount::prepare(&run.mounts, config, ctx)?;
+    let pipes = match script.pipe {
+        Some((name, body)) => Some(pipe_dir(&name, &body, ctx)?),
+        None => None,
+    };
+    if let Some(dir) = &pipes {
+        prepared.mounts.push(ExtraMount { source: MountSource::Bind(dir.path().to_path_buf()), target: run_heredoc::PIPES_DIR.into(), readonly: true });
+    }
+    let mut env = environment(config, step, ctx, &user);
+    env.append(&mut prepared.env);
     let cfg = SandboxConfig {
         rootfs: ctx.rootfs.to_path_buf(),
         argv,
-        env: environment(config, step, ctx, &user),
+        env,
         cwd: PathBuf::from(config.config.working_dir.as_deref().unwrap_or("/")),
         user,
         network: match run.network {
@@ -39,7 +43,7 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
             NetworkMode::Default | NetworkMode::Host => sandbox::NetworkMode::Host,
         },
         hostname: String::new(),
-        mounts: Vec::new(),
+        mounts: std::mem::take(&mut prepared.mounts),
         id_map: ctx.exec.identity.id_map_mode(),
         process_sandbox: ProcessSandbox::Private,
         overlay: None,
@@ -51,12 +55,26 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
         .run(&cfg, |_, chunk| ctx.exec.progress.output(&event, chunk), &ctx.exec.cancel)
         .map_err(|source: SandboxError| InstructionError::Sandbox { command: command.clone(), source })?;
     if !report.status.success() {
-        // The sandbox's own hint suggests a subordinate range, but the executor asks for a
-        // single-id map on purpose for now (docs/decisions.md, "Executor").
-        let hint = report.id_map_hint().map(|_| SINGLE_MAP_HINT);
+        // Under a single-id map (no subordinate range) the sandbox's hint says how to get one.
+        let hint = report.id_map_hint();
         return Err(InstructionError::RunFailed { command, code: report.status.code(), hint });
     }
+    drop(prepared);
     Ok(StepEffect::Filesystem)
+}
+
+/// A directory holding the heredoc script `name` (mode 0755), mounted at `/dev/pipes`.
+fn pipe_dir(name: &str, body: &str, ctx: &StepContext<'_>) -> Result<tempfile::TempDir, InstructionError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(InstructionError::unsupported(format!("a RUN heredoc script named {name:?}")));
+    }
+    let work = &ctx.exec.work_dir;
+    let dir = tempfile::Builder::new().prefix("pipes-").tempdir_in(work).map_err(InstructionError::io("create", work))?;
+    let file = dir.path().join(name);
+    std::fs::write(&file, body).map_err(InstructionError::io("write", &file))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).map_err(InstructionError::io("chmod", &file))?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).map_err(InstructionError::io("chmod", dir.path()))?;
+    Ok(dir)
 }
 
 /// The config's ENV, then build args in scope that ENV does not override (Docker's rule),

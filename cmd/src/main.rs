@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod git;
+mod isolation_args;
 mod registry_args;
 mod settings;
 

@@ -6,7 +6,6 @@ use rbuild_builder::executor::Identity;
 use rbuild_builder::image::rfc3339_utc;
 use rbuild_builder::layer::{LayerOptions, ManifestFormat, MtimePolicy};
 use rbuild_builder::plan::{Platform, PlanRequest};
-use rbuild_builder::sandbox::IsolationMode;
 use rbuild_cache::reference::Reference;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -76,7 +75,6 @@ pub struct BuildSettings {
     pub labels: BTreeMap<String, String>,
     pub created: String,
     pub identity: Identity,
-    pub isolation: IsolationMode,
 }
 
 impl BuildSettings {
@@ -133,7 +131,6 @@ pub fn build_settings(args: &BuildArgs) -> Result<BuildSettings> {
         labels: key_values(&args.labels, "--label")?,
         created,
         identity,
-        isolation: IsolationMode::UserNs,
     })
 }
 

@@ -14,6 +14,7 @@ pub mod base;
 pub mod context;
 pub mod identity;
 pub mod instructions;
+pub mod isolation;
 pub mod progress;
 pub mod stage;
 
@@ -23,6 +24,7 @@ pub use base::{pull_bases, BaseError, BaseImage, BaseSet};
 pub use context::{BuildContext, ContextError};
 pub use identity::Identity;
 pub use instructions::InstructionError;
+pub use isolation::StageRoots;
 pub use progress::{Progress, StepEvent, StepReport};
 pub use stage::{StageOutput, StageSetup};
 
@@ -86,6 +88,8 @@ pub struct Executor<'a> {
     pub progress: &'a dyn Progress,
     /// Cancels RUNs and the step loop.
     pub cancel: CancelToken,
+    /// Where stage roots live: fresh directories, or in place in the container's own root.
+    pub roots: StageRoots,
 }
 
 /// The target image: config and layers, ready for [`crate::image::assemble`].
@@ -103,9 +107,13 @@ impl Executor<'_> {
         let mut outputs: Vec<Option<StageOutput>> = vec![None; plan.stages.len()];
         let mut pending = needed.clone();
         while !pending.is_empty() {
-            let (ready, waiting): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| {
+            let (mut ready, mut waiting): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| {
                 plan.stages.get(i).is_some_and(|s| s.depends_on.iter().all(|d| outputs.get(*d).is_some_and(Option::is_some)))
             });
+            if self.roots.in_place() && ready.len() > 1 {
+                // One shared root: one stage at a time.
+                waiting.extend(ready.drain(1..));
+            }
             if ready.is_empty() {
                 // The plan rejects cycles, so this means a dependency was not marked needed.
                 return Err(ExecuteError::TargetMissing { index: waiting.first().copied().unwrap_or(plan.target) });

@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::base::{BaseError, BaseSet};
+use super::isolation::StageRoots;
 use super::instructions::{self, StepContext, StepEffect};
 use super::progress::{StepEvent, StepReport};
 use super::{ExecuteError, Executor};
 use crate::image::{History, ImageConfig, ImageLayer};
 use crate::layer::root_path::RootDir;
 use crate::layer::snapshot::native;
-use crate::layer::unpack::{unpack_layer, UnpackOptions};
+use crate::layer::unpack::{unpack_layer_excluding, UnpackOptions};
 use crate::layer::{write_layer, LayerWriteError};
 use crate::plan::{Base, Plan, Stage};
 use rbuild_cache::store::StoreError;
@@ -58,9 +59,9 @@ pub fn run_stage(
     let started = Instant::now();
     exec.progress.step_started(&event(setup, steps, 1, &from_text));
     let dir = exec.work_dir.join(format!("stage-{}", stage.index));
-    let (rootfs, index) = (dir.join("rootfs"), dir.join("index"));
+    let (rootfs, index) = (exec.roots.stage_root(&dir.join("rootfs")), dir.join("index"));
     let (mut config, mut layers) = base_state(stage, bases, earlier)?;
-    materialise(exec, stage, &layers, &rootfs, &index)?;
+    materialise(exec, &exec.roots, stage, &layers, &rootfs, &index)?;
     exec.progress.step_finished(&event(setup, steps, 1, &from_text), &StepReport { elapsed: started.elapsed(), ..StepReport::default() });
     config.created = Some(exec.created.clone());
     for (i, step) in stage.steps.iter().enumerate() {
@@ -90,7 +91,26 @@ pub fn run_stage(
         layers.extend(layer);
         exec.progress.step_finished(&ev, &StepReport { elapsed: started.elapsed(), layer_size: size, cached: false });
     }
+    let rootfs = keep_for_later_stages(exec, setup, &layers, rootfs, &dir)?;
     Ok(StageOutput { rootfs, config, layers })
+}
+
+/// A stage built in place leaves the shared root to the next stage; when a later stage
+/// depends on it (`COPY --from`), its layers are unpacked again into a directory of its own.
+fn keep_for_later_stages(
+    exec: &Executor<'_>,
+    setup: &StageSetup<'_>,
+    layers: &[ImageLayer],
+    rootfs: PathBuf,
+    dir: &Path,
+) -> Result<PathBuf, ExecuteError> {
+    let index = setup.stage.index;
+    if !exec.roots.in_place() || !setup.plan.stages.iter().any(|s| s.needed && s.depends_on.contains(&index)) {
+        return Ok(rootfs);
+    }
+    let copy = dir.join("rootfs");
+    materialise(exec, &StageRoots::Fresh, setup.stage, layers, &copy, &dir.join("index-copy"))?;
+    Ok(copy)
 }
 
 fn event<'t>(setup: &StageSetup<'_>, steps: usize, step: usize, text: &'t str) -> StepEvent<'t> {
@@ -141,9 +161,10 @@ fn base_state(
     Ok((config, layers))
 }
 
-/// Unpacks `layers` into a fresh `rootfs` and writes the snapshot index.
+/// Empties `rootfs` the way `roots` says, unpacks `layers` into it and writes the snapshot index.
 fn materialise(
     exec: &Executor<'_>,
+    roots: &StageRoots,
     stage: &Stage,
     layers: &[ImageLayer],
     rootfs: &Path,
@@ -153,10 +174,11 @@ fn materialise(
         let path = path.to_path_buf();
         move |source| ExecuteError::WorkDir { path, source }
     };
-    if rootfs.exists() {
-        std::fs::remove_dir_all(rootfs).map_err(work_err(rootfs))?;
+    if let Some(parent) = index.parent() {
+        std::fs::create_dir_all(parent).map_err(work_err(parent))?;
     }
-    std::fs::create_dir_all(rootfs).map_err(work_err(rootfs))?;
+    roots.prepare(rootfs).map_err(work_err(rootfs))?;
+    let excluded = roots.exclusions();
     let root = RootDir::open(rootfs)
         .map_err(|e| ExecuteError::WorkDir { path: rootfs.to_path_buf(), source: std::io::Error::other(e) })?;
     let opts = UnpackOptions { ownership: exec.identity.unpack_ownership() };
@@ -166,18 +188,18 @@ fn materialise(
             stage: stage.display_name(),
             source: Box::new(BaseError::Store { reference: reference.clone(), source: StoreError::Io { path: layer.blob.clone(), source } }),
         })?;
-        unpack_layer(&root, layer.descriptor.codec, std::io::BufReader::new(blob), &opts).map_err(|source| {
+        unpack_layer_excluding(&root, layer.descriptor.codec, std::io::BufReader::new(blob), &opts, &excluded).map_err(|source| {
             ExecuteError::Base { stage: stage.display_name(), source: Box::new(BaseError::Unpack { reference: reference.clone(), source }) }
         })?;
     }
-    native::write_index(rootfs, index)
+    native::write_index_excluding(rootfs, index, &excluded)
         .map_err(|e| ExecuteError::WorkDir { path: index.to_path_buf(), source: std::io::Error::other(e) })?;
     Ok(())
 }
 
 /// Diffs the root against its index; a non-empty change becomes a layer in the blob store.
 fn snapshot(exec: &Executor<'_>, rootfs: &Path, index: &Path) -> Result<Option<ImageLayer>, SnapshotError> {
-    let diff = native::diff(rootfs, index)?;
+    let diff = native::diff_excluding(rootfs, index, &exec.roots.exclusions())?;
     if diff.entries.is_empty() {
         diff.commit()?;
         return Ok(None);

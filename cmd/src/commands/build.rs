@@ -21,6 +21,7 @@ use crate::settings::{self, BuildSettings};
 pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let s = settings::build_settings(args)?;
+    let isolation = args.isolation.resolve()?;
     let request = settings::plan_request(&args.dockerfile)?;
     let first = load_plan(&s.dockerfile, &request, &UnresolvedBases)?;
     let client = RegistryClient::new(args.registry.to_config())?;
@@ -34,7 +35,12 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let context = BuildContext::open(&s.context, &s.dockerfile)?;
     let work = tempfile::Builder::new().prefix("build-").tempdir_in(&s.cache_dir).context("creating the work directory")?;
     let mut sandbox = Sandbox::new();
-    sandbox.isolation(s.isolation);
+    sandbox.isolation(isolation.mode);
+    // Under container isolation the build replaces `/`; what it must keep: its own state,
+    // the context and the registry credentials (mounts, /proc, /sys, /dev are spared anyway).
+    let docker_config = args.registry.to_config().auth.docker_config_dir;
+    let keep: Vec<std::path::PathBuf> = [Some(s.cache_dir.clone()), Some(s.context.clone()), docker_config].into_iter().flatten().collect();
+    let roots = crate::isolation_args::stage_roots(isolation.mode, &keep)?;
     let executor = Executor {
         context: &context,
         store: &store,
@@ -45,6 +51,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         created: s.created.clone(),
         progress: &PlainProgress,
         cancel: cancel_on_signals().context("installing signal handlers")?,
+        roots,
     };
     let mut built = executor.execute(&plan, &bases)?;
     built.config.config.labels.extend(s.labels.clone());

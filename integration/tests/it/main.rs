@@ -9,12 +9,15 @@
 //! - `failures`: registry down, unknown manifest and repository
 //! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
 //!   commit-suffixed and latest tags, failures
+//! - `pipeline`: deploy/ (Argo, Tekton) parse with the required structure; the build-push
+//!   script from the Argo template pushes both tags to the registry
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
 mod build;
 mod cli;
 mod failures;
+mod pipeline;
 mod pull;
 mod push;
 mod support;

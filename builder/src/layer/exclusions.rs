@@ -1,0 +1,76 @@
+//! Paths of a root that unpacking, snapshots and a root wipe leave alone. Empty for a
+//! stage root of its own; under container isolation (the build runs in the container's own
+//! `/`) they are rbuild's state, the context, mounted volumes, `/proc`, `/sys`, `/dev` and the
+//! service-account secrets (see `executor::isolation`).
+
+use std::path::{Component, Path, PathBuf};
+
+/// A set of paths relative to a root (no leading `/`), each excluded with everything below it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exclusions(Vec<PathBuf>);
+
+impl Exclusions {
+    /// Nothing excluded.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// From absolute or root-relative paths; the root itself and `..` paths are dropped.
+    pub fn new(paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        let mut out: Vec<PathBuf> = paths
+            .into_iter()
+            .filter(|p| !p.components().any(|c| c == Component::ParentDir))
+            .map(|p| p.components().filter(|c| matches!(c, Component::Normal(_))).collect::<PathBuf>())
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        out.sort();
+        out.dedup();
+        Self(out)
+    }
+
+    /// No path is excluded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The excluded paths, relative and sorted.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.0
+    }
+
+    /// `rel` is an excluded path or lies below one.
+    pub fn covers(&self, rel: &Path) -> bool {
+        self.0.iter().any(|e| rel.starts_with(e))
+    }
+
+    /// An excluded path lies strictly below `rel`, so `rel` may not be removed as a whole.
+    pub fn holds(&self, rel: &Path) -> bool {
+        self.0.iter().any(|e| e.as_path() != rel && e.starts_with(rel))
+    }
+
+    /// `rel` must be left in place: excluded, or the parent of an exclusion.
+    pub fn keeps(&self, rel: &Path) -> bool {
+        self.covers(rel) || self.holds(rel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[rstest::rstest]
+    #[case("proc", true, false)]
+    #[case("proc/self/fd", true, false)]
+    #[case("run", false, true)]
+    #[case("run/secrets/kubernetes.io/token", true, false)]
+    #[case("run/other", false, false)]
+    #[case("procfs", false, false)]
+    #[case("var/cache/rbuild", true, false)]
+    #[case("var", false, true)]
+    fn covers_and_holds(#[case] rel: &str, #[case] covers: bool, #[case] holds: bool) {
+        let ex = Exclusions::new(["/proc", "/run/secrets/kubernetes.io", "var/cache/rbuild/", "/", "/../x"].map(PathBuf::from));
+        assert_eq!(ex.paths().len(), 3, "{ex:?}");
+        assert_eq!(ex.covers(Path::new(rel)), covers, "covers {rel}");
+        assert_eq!(ex.holds(Path::new(rel)), holds, "holds {rel}");
+    }
+}

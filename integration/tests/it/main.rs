@@ -9,6 +9,8 @@
 //! - `failures`: registry down, unknown manifest and repository
 //! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
 //!   commit-suffixed and latest tags, failures
+//! - `container`: `--isolation container` (and `auto` picking it) in a throwaway chroot root without
+//!   CAP_SYS_ADMIN: the image, the excluded paths, refusal outside rbuild's own image
 //! - `pipeline`: deploy/ (Argo, Tekton) parse with the required structure; the build-push
 //!   script from the Argo template pushes both tags to the registry
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
@@ -16,6 +18,7 @@
 mod auth;
 mod build;
 mod cli;
+mod container;
 mod failures;
 mod pipeline;
 mod pull;

@@ -15,7 +15,8 @@ impl Exclusions {
         Self::default()
     }
 
-    /// From absolute or root-relative paths; the root itself and `..` paths are dropped.
+    /// From absolute or root-relative paths; the root itself, `..` paths and paths below
+    /// another excluded path are dropped.
     pub fn new(paths: impl IntoIterator<Item = PathBuf>) -> Self {
         let mut out: Vec<PathBuf> = paths
             .into_iter()
@@ -24,8 +25,14 @@ impl Exclusions {
             .filter(|p| !p.as_os_str().is_empty())
             .collect();
         out.sort();
-        out.dedup();
-        Self(out)
+        // Component-wise order puts a parent right before what lies below it.
+        let mut kept: Vec<PathBuf> = Vec::with_capacity(out.len());
+        for p in out {
+            if !kept.last().is_some_and(|k| p.starts_with(k)) {
+                kept.push(p);
+            }
+        }
+        Self(kept)
     }
 
     /// No path is excluded.
@@ -68,7 +75,7 @@ mod tests {
     #[case("var/cache/rbuild", true, false)]
     #[case("var", false, true)]
     fn covers_and_holds(#[case] rel: &str, #[case] covers: bool, #[case] holds: bool) {
-        let ex = Exclusions::new(["/proc", "/run/secrets/kubernetes.io", "var/cache/rbuild/", "/", "/../x"].map(PathBuf::from));
+        let ex = Exclusions::new(["/proc", "/run/secrets/kubernetes.io", "var/cache/rbuild/", "/", "/../x", "/proc/1"].map(PathBuf::from));
         assert_eq!(ex.paths().len(), 3, "{ex:?}");
         assert_eq!(ex.covers(Path::new(rel)), covers, "covers {rel}");
         assert_eq!(ex.holds(Path::new(rel)), holds, "holds {rel}");

@@ -96,15 +96,15 @@ async fn auto_picks_container_isolation_and_builds_in_the_own_root() {
     let digest = std::fs::read_to_string(root.path().join("state/digest")).unwrap();
     assert_eq!(h.digest(&image), digest);
     let rootfs = h.unpack(&image);
-    for (path, content) in [("app/hello.txt", "hello from the context\n"), ("app/run.txt", "run in the container's own root\n"), ("out/uid", "1000\n")] {
+    for (path, content) in [("app/hello.txt", "hello from the context\n"), ("app/run.txt", "run in the container's own root\n"), ("out/uid", "1000\n"), ("app/from-tool.txt", "from the first stage\n")] {
         assert_eq!(std::fs::read_to_string(rootfs.join(path)).unwrap(), content, "{path}");
     }
     assert_eq!(std::fs::metadata(rootfs.join("out/by-user")).unwrap().uid(), 1000);
-    // The RUN saw the base, not the rbuild image it replaced.
+    // The RUN saw the base, not the rbuild image it replaced nor the first stage.
     assert!(!rootfs.join("app/leftover").exists());
     for absent in [
         "etc/rbuild/own-image", "etc/image-only.txt", "state", "workspace", "mnt/volume/keep.txt", "run/secrets",
-        "usr/local/bin/rbuild", "proc/self", "dev/null",
+        "usr/local/bin/rbuild", "proc/self", "dev/null", "tool",
     ] {
         assert!(std::fs::symlink_metadata(rootfs.join(absent)).is_err(), "{absent} must not be in the image");
     }

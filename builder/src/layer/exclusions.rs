@@ -80,4 +80,56 @@ mod tests {
         assert_eq!(ex.covers(Path::new(rel)), covers, "covers {rel}");
         assert_eq!(ex.holds(Path::new(rel)), holds, "holds {rel}");
     }
+
+    #[test]
+    fn snapshots_ignore_changes_in_excluded_paths() {
+        use crate::layer::snapshot::native::{diff_excluding, write_index_excluding};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        for d in ["etc", "state", "mnt/volume"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let ex = Exclusions::new(["state", "mnt/volume"].map(PathBuf::from));
+        let index = dir.path().join("index");
+        write_index_excluding(&root, &index, &ex).unwrap();
+        std::fs::write(root.join("etc/new"), "x").unwrap();
+        std::fs::write(root.join("state/blob"), "x").unwrap();
+        std::fs::write(root.join("mnt/volume/file"), "x").unwrap();
+        let diff = diff_excluding(&root, &index, &ex).unwrap();
+        let paths: Vec<String> = diff.entries.iter().map(|e| e.tar_path().display().to_string()).collect();
+        assert_eq!(paths, ["etc", "etc/new"]);
+    }
+
+    #[test]
+    fn unpacking_neither_writes_nor_removes_excluded_paths() {
+        use crate::layer::root_path::RootDir;
+        use crate::layer::unpack::{unpack_layer_excluding, OwnershipMode, UnpackOptions};
+        use crate::layer::Codec;
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["proc", "run/secrets", "keep"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("run/secrets/token"), "secret").unwrap();
+        std::fs::write(dir.path().join("keep/file"), "kept").unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, body) in [("proc/version", "fake"), ("etc/os-release", "base"), ("run/.wh..wh..opq", ""), ("keep/.wh.file", "")] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            tar.append_data(&mut h, name, body.as_bytes()).unwrap();
+        }
+        let bytes = tar.into_inner().unwrap();
+        let root = RootDir::open(dir.path()).unwrap();
+        let opts = UnpackOptions { ownership: OwnershipMode::Record };
+        let ex = Exclusions::new(["proc", "run/secrets", "keep/file"].map(PathBuf::from));
+        unpack_layer_excluding(&root, Codec::None, bytes.as_slice(), &opts, &ex).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("etc/os-release")).unwrap(), "base");
+        assert!(!dir.path().join("proc/version").exists());
+        assert_eq!(std::fs::read_to_string(dir.path().join("run/secrets/token")).unwrap(), "secret");
+        assert_eq!(std::fs::read_to_string(dir.path().join("keep/file")).unwrap(), "kept");
+    }
 }

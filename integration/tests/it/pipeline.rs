@@ -313,3 +313,28 @@ async fn argo_build_push_script_pushes_tag_and_latest(#[case] suffix: &str, #[ca
     assert_eq!(std::fs::read_to_string(rootfs.join("app/run.txt")).unwrap(), "built by the pipeline\n");
     assert_eq!(std::fs::read_to_string(rootfs.join("app/hello.txt")).unwrap(), "hello from the pipeline repository\n");
 }
+
+/// The project's own `Dockerfile` is one rbuild plans (the full self-build, a Rust release
+/// build inside RUN, is too slow for CI: `integration/scripts/self-build.sh`, docs/decisions.md).
+#[test]
+fn own_dockerfile_plans_as_builder_plus_rootless_runtime() {
+    let out = Command::new(crate::support::rbuild_bin())
+        .args(["plan", "--build-arg", "RUST_IMAGE=registry.example/rust:1", "--build-arg", "RUNTIME_IMAGE=registry.example/debian:12"])
+        .arg(workspace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stages = plan["stages"].as_array().unwrap();
+    let bases: Vec<&str> = stages.iter().map(|s| s["base"]["reference"].as_str().unwrap()).collect();
+    assert_eq!(bases, ["registry.example/rust:1", "registry.example/debian:12"]);
+    let runtime: Vec<&str> = stages[1]["steps"].as_array().unwrap().iter().map(|s| s["original"].as_str().unwrap()).collect();
+    let has = |prefix: &str| runtime.iter().any(|s| s.starts_with(prefix));
+    for want in ["ENV DOCKER_CONFIG=/home/rbuild/.docker", "USER 1000", "ENTRYPOINT [\"rbuild\"]", "COPY --from=builder --chown=1000:1000 /out/home/rbuild /home/rbuild"] {
+        assert!(has(want), "{want} missing: {runtime:#?}");
+    }
+    let script = runtime.join("\n");
+    for want in ["uidmap ca-certificates", "rbuild:100000:65536' > /etc/subuid", "/etc/rbuild/own-image"] {
+        assert!(script.contains(want), "{want} missing: {script}");
+    }
+}

@@ -30,19 +30,23 @@ cleanup() {
 trap cleanup EXIT
 echo "registry: $addr"
 
-push_rootfs() { # ROOTFS NAME:TAG
+push_rootfs() { # ROOTFS NAME:TAG — one layer with `./` entries (`umoci insert … /` would
+  # name the root entry "/", an absolute path rbuild's unpacker refuses)
   local layout="$work/oci-${2%%:*}"
   umoci init --layout "$layout"
   umoci new --image "$layout:base"
-  umoci insert --image "$layout:base" "$1" /
+  tar -C "$1" --numeric-owner --xattrs -cf "$work/layer.tar" .
+  umoci raw add-layer --image "$layout:base" "$work/layer.tar"
+  rm "$work/layer.tar"
   skopeo copy -q --dest-tls-verify=false "oci:$layout:base" "docker://$addr/$2"
 }
 
 mirror=http://deb.debian.org/debian
-mkdir -p "$work/debs"
-debootstrap --variant=minbase --cache-dir="$work/debs" bookworm "$work/debian" "$mirror" >"$work/debootstrap.log"
+debs=${RBUILD_DEB_CACHE:-/var/cache/rbuild-self-build}   # downloaded .debs, kept between runs
+mkdir -p "$debs"
+debootstrap --variant=minbase --cache-dir="$debs" bookworm "$work/debian" "$mirror" >"$work/debootstrap.log"
 push_rootfs "$work/debian" debian:bookworm-slim
-debootstrap --variant=minbase --cache-dir="$work/debs" --include=gcc,libc6-dev,ca-certificates \
+debootstrap --variant=minbase --cache-dir="$debs" --include=gcc,libc6-dev,ca-certificates \
   bookworm "$work/rust" "$mirror" >>"$work/debootstrap.log"
 sysroot=$(rustc --print sysroot)
 mkdir -p "$work/rust/usr/local/rust"

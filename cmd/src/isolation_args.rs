@@ -66,6 +66,6 @@ pub fn stage_roots(mode: IsolationMode, keep: &[PathBuf]) -> anyhow::Result<Stag
     extra.extend(std::env::current_exe().ok());
     let root = PathBuf::from("/");
     let excluded = container_exclusions(&root, &mountinfo, &extra);
-    tracing::info!(?excluded, "container isolation: building in / ");
+    tracing::info!(?excluded, "container isolation: building in /");
     Ok(StageRoots::InPlace { root, excluded })
 }

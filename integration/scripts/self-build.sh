@@ -52,6 +52,8 @@ sysroot=$(rustc --print sysroot)
 mkdir -p "$work/rust/usr/local/rust"
 tar -C "$sysroot" --exclude=share --exclude=lib/rustlib/src --exclude=lib/rustlib/rustc-src -cf - . \
   | tar -C "$work/rust/usr/local/rust" -xf -
+# This machine's CA bundle (it may include a TLS-intercepting egress proxy's CA) so cargo reaches crates.io.
+cp /etc/ssl/certs/ca-certificates.crt "$work/rust/etc/ssl/certs/ca-certificates.crt"
 for tool in cargo rustc rustdoc; do ln -s ../rust/bin/$tool "$work/rust/usr/local/bin/$tool"; done
 push_rootfs "$work/rust" rust:local
 echo "bases: $addr/debian:bookworm-slim, $addr/rust:local ($(rustc --version))"

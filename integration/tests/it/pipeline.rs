@@ -88,6 +88,11 @@ fn argo_template_runs_clone_test_build_in_order_as_uid_1000() {
     for p in PARAMETERS {
         assert!(declared.contains(&p), "workflow parameter {p} missing: {declared:?}");
     }
+    for tag in placeholders(&serde_json::to_string(spec).unwrap()) {
+        if let Some(name) = tag.strip_prefix("workflow.parameters.") {
+            assert!(declared.contains(&name), "{{{{{tag}}}}} used but not declared");
+        }
+    }
     let templates = &spec["templates"];
     let entry = named(templates, spec["entrypoint"].as_str().unwrap());
     let tasks = &entry["dag"]["tasks"];
@@ -150,6 +155,13 @@ fn cron_workflow_warms_the_main_branch_cache() {
     assert_eq!(template_ref["name"], argo["metadata"]["name"]);
     assert_eq!(template_ref["clusterScope"], true);
     named(&argo["spec"]["templates"], template_ref["template"].as_str().unwrap());
+    // Every workflow parameter the borrowed clone template and the warm step use is declared.
+    let used = serde_json::to_string(&named(&argo["spec"]["templates"], "git-clone")).unwrap() + &serde_json::to_string(wf).unwrap();
+    for tag in placeholders(&used) {
+        if let Some(name) = tag.strip_prefix("workflow.parameters.") {
+            assert!(names(params).contains(&name), "cron workflow lacks parameter {name}");
+        }
+    }
     let warm = &named(&wf["templates"], "warm-cache")["script"];
     assert_rootless_security(warm, "warm-cache");
     assert!(warm["source"].as_str().unwrap().contains("rbuild warm --cache-repo \"$CACHE_REPO\""));

@@ -164,7 +164,7 @@ fn cron_workflow_warms_the_main_branch_cache() {
     }
     let warm = &named(&wf["templates"], "warm-cache")["script"];
     assert_rootless_security(warm, "warm-cache");
-    assert!(warm["source"].as_str().unwrap().contains("rbuild warm --cache-repo \"$CACHE_REPO\""));
+    assert!(warm["source"].as_str().unwrap().contains("rbuild build --cache-only --cache-repo \"$CACHE_REPO\""));
 }
 
 #[test]
@@ -286,9 +286,9 @@ async fn argo_build_push_script_pushes_tag_and_latest(#[case] suffix: &str, #[ca
         ("dockerfile", "Dockerfile".to_string()),
         ("enable_suffix_commitid", suffix.to_string()),
         ("enable_test", "true".to_string()),
-        // `--cache-repo` is not on main yet: an empty cache_repo makes the script leave the
-        // flag out (the YAML keeps it). The lead wires a real cache repository here once the
-        // cache lands.
+        // No-op on purpose: this branch predates the cache's `--cache-repo`, so an empty
+        // cache_repo makes the script leave the flag out (the YAML keeps it). After the merge
+        // with the cache, set it to `h.image("pipeline/app/cache")` and check the cache tags.
         ("cache_repo", String::new()),
         ("extra_args", extra),
     ]);

@@ -364,6 +364,7 @@ fn build(tmp: &Path, ctx: &Path, dockerfile: &Path, text: &str) -> Result<PathBu
         remote: None,
         cache_mounts: tmp.join("mounts"),
         secrets: Default::default(),
+        roots: Default::default(),
     };
     executor.execute(&plan, &BaseSet::default()).map_err(|e| error_chain(&e))?;
     Ok(work.join(format!("stage-{}", plan.target)).join("rootfs"))

@@ -3,6 +3,7 @@
 use crate::commands::inspect::InspectArgs;
 use crate::commands::pull::PullArgs;
 use crate::progress::ProgressMode;
+use crate::isolation_args::IsolationArgs;
 use crate::registry_args::RegistryArgs;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -75,6 +76,8 @@ pub struct BuildArgs {
     pub dockerfile: DockerfileArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub isolation: IsolationArgs,
     /// Push to `REPO:TAG`; repeatable (Kaniko's `--destination`).
     #[arg(short = 'd', long = "destination", value_name = "REPO:TAG")]
     pub destinations: Vec<String>,

@@ -6,6 +6,7 @@ mod duration;
 mod git;
 mod outputs;
 mod progress;
+mod isolation_args;
 mod registry_args;
 mod settings;
 

@@ -7,7 +7,6 @@ use rbuild_builder::executor::{Identity, SecretSpec, Secrets};
 use rbuild_builder::image::rfc3339_utc;
 use rbuild_builder::layer::{LayerOptions, ManifestFormat, MtimePolicy};
 use rbuild_builder::plan::{Platform, PlanRequest};
-use rbuild_builder::sandbox::IsolationMode;
 use rbuild_cache::reference::Reference;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -78,7 +77,6 @@ pub struct BuildSettings {
     pub labels: BTreeMap<String, String>,
     pub created: String,
     pub identity: Identity,
-    pub isolation: IsolationMode,
     /// The registry layer cache, when enabled.
     pub cache: Option<CacheRequest>,
     /// `--cache-only`: fill the cache, push no image.
@@ -174,7 +172,6 @@ pub fn build_settings(args: &BuildArgs) -> Result<BuildSettings> {
         labels: key_values(&args.labels, "--label")?,
         created,
         identity,
-        isolation: IsolationMode::UserNs,
         cache,
         cache_only: args.cache.cache_only,
         secrets: secrets(&args.secrets)?,

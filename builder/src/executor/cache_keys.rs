@@ -260,6 +260,7 @@ mod tests {
             remote: None,
             cache_mounts: dir.join(".mounts"),
             secrets: Default::default(),
+            roots: Default::default(),
         };
         let keys = plan_keys(&exec, &plan, &BaseSet::default()).unwrap();
         keys.into_iter().flatten().next().unwrap().keys

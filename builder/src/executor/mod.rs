@@ -18,6 +18,7 @@ pub mod cache_keys;
 pub mod context;
 pub mod identity;
 pub mod instructions;
+pub mod isolation;
 pub mod progress;
 pub mod remote;
 pub mod rootfs;
@@ -32,6 +33,7 @@ pub use remote::{CacheMode, CacheSettings, Remote, WriteReport};
 pub use context::{BuildContext, ContextError};
 pub use identity::Identity;
 pub use instructions::InstructionError;
+pub use isolation::StageRoots;
 pub use progress::{Progress, StepEvent, StepReport};
 pub use secrets::{SecretSpec, Secrets};
 pub use stage::{StageOutput, StageSetup};
@@ -106,6 +108,8 @@ pub struct Executor<'a> {
     pub cache_mounts: PathBuf,
     /// `--secret` values for `RUN --mount=type=secret`.
     pub secrets: Secrets,
+    /// Where stage roots live: fresh directories, or in place in the container's own root.
+    pub roots: StageRoots,
 }
 
 /// The target image: config and layers, ready for [`crate::image::assemble`].
@@ -134,9 +138,13 @@ impl Executor<'_> {
         let mut outputs: Vec<Option<StageOutput>> = vec![None; plan.stages.len()];
         let mut pending = needed.clone();
         while !pending.is_empty() {
-            let (ready, waiting): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| {
+            let (mut ready, mut waiting): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| {
                 plan.stages.get(i).is_some_and(|s| s.depends_on.iter().all(|d| outputs.get(*d).is_some_and(Option::is_some)))
             });
+            if self.roots.in_place() && ready.len() > 1 {
+                // One shared root: one stage at a time.
+                waiting.extend(ready.drain(1..));
+            }
             if ready.is_empty() {
                 // The plan rejects cycles, so this means a dependency was not marked needed.
                 return Err(ExecuteError::TargetMissing { index: waiting.first().copied().unwrap_or(plan.target) });

@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::base::BaseError;
+use super::isolation::StageRoots;
 use super::stage::StageOutput;
 use super::{ExecuteError, Executor};
 use crate::dockerfile::instruction::Instruction;
 use crate::image::ImageLayer;
 use crate::layer::root_path::RootDir;
 use crate::layer::snapshot::native;
-use crate::layer::unpack::{unpack_layer, UnpackOptions};
+use crate::layer::unpack::{unpack_layer_excluding, UnpackOptions};
 use crate::plan::{Plan, Step};
 use rbuild_cache::store::StoreError;
 
@@ -26,14 +27,18 @@ pub struct LazyRoot {
     pub index: PathBuf,
     /// The stage's name (for errors).
     stage: String,
+    /// Where the root lives (a fresh directory, or in place under container isolation).
+    roots: StageRoots,
     /// `None` until first materialised; then the number of layers unpacked.
     applied: Mutex<Option<usize>>,
 }
 
 impl LazyRoot {
-    /// A root under `dir` that does not exist yet.
-    pub fn new(dir: &Path, stage: String) -> Self {
-        Self { rootfs: dir.join("rootfs"), index: dir.join("index"), stage, applied: Mutex::new(None) }
+    /// A root for the stage whose work directory is `dir`; nothing is created yet. Under
+    /// [`StageRoots::InPlace`] the root is the shared one, wiped when first materialised.
+    pub fn new(dir: &Path, stage: String, roots: &StageRoots) -> Self {
+        let rootfs = roots.stage_root(&dir.join("rootfs"));
+        Self { rootfs, index: dir.join("index"), stage, roots: roots.clone(), applied: Mutex::new(None) }
     }
 
     /// Makes the root hold exactly `layers` (a prefix of them may already be unpacked):
@@ -56,7 +61,7 @@ impl LazyRoot {
             })?;
         }
         self.unpack(exec, todo)?;
-        native::write_index(&self.rootfs, &self.index)
+        native::write_index_excluding(&self.rootfs, &self.index, &self.roots.exclusions())
             .map_err(|e| ExecuteError::WorkDir { path: self.index.clone(), source: std::io::Error::other(e) })?;
         *applied = Some(layers.len());
         Ok(())
@@ -68,11 +73,10 @@ impl LazyRoot {
     }
 
     fn fresh_dir(&self) -> Result<(), ExecuteError> {
-        let err = |source| ExecuteError::WorkDir { path: self.rootfs.clone(), source };
-        if self.rootfs.exists() {
-            std::fs::remove_dir_all(&self.rootfs).map_err(err)?;
+        if let Some(parent) = self.index.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| ExecuteError::WorkDir { path: parent.to_path_buf(), source })?;
         }
-        std::fs::create_dir_all(&self.rootfs).map_err(err)
+        self.roots.prepare(&self.rootfs).map_err(|source| ExecuteError::WorkDir { path: self.rootfs.clone(), source })
     }
 
     fn unpack(&self, exec: &Executor<'_>, layers: &[ImageLayer]) -> Result<(), ExecuteError> {
@@ -80,12 +84,13 @@ impl LazyRoot {
             .map_err(|e| ExecuteError::WorkDir { path: self.rootfs.clone(), source: std::io::Error::other(e) })?;
         let opts = UnpackOptions { ownership: exec.identity.unpack_ownership() };
         let reference = format!("layers of stage {}", self.stage);
+        let excluded = self.roots.exclusions();
         for layer in layers {
             let blob = File::open(&layer.blob).map_err(|source| ExecuteError::Base {
                 stage: self.stage.clone(),
                 source: Box::new(BaseError::Store { reference: reference.clone(), source: StoreError::Io { path: layer.blob.clone(), source } }),
             })?;
-            unpack_layer(&root, layer.descriptor.codec, std::io::BufReader::new(blob), &opts).map_err(|source| ExecuteError::Base {
+            unpack_layer_excluding(&root, layer.descriptor.codec, std::io::BufReader::new(blob), &opts, &excluded).map_err(|source| ExecuteError::Base {
                 stage: self.stage.clone(),
                 source: Box::new(BaseError::Unpack { reference: reference.clone(), source }),
             })?;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::base::BaseSet;
+use super::isolation::StageRoots;
 use super::instructions::{self, StepContext, StepEffect};
 use super::cache::{self, StageCache, StepAnswer};
 use super::progress::{StepEvent, StepReport};
@@ -62,7 +63,7 @@ pub fn run_stage(
     let from_text = format!("FROM {}", base_name(stage));
     let started = Instant::now();
     exec.progress.step_started(&event(setup, steps, 1, &from_text));
-    let root = Arc::new(LazyRoot::new(&exec.work_dir.join(format!("stage-{}", stage.index)), stage.display_name()));
+    let root = Arc::new(LazyRoot::new(&exec.work_dir.join(format!("stage-{}", stage.index)), stage.display_name(), &exec.roots));
     let (mut config, mut layers) = base_state(stage, bases, earlier)?;
     exec.progress.step_finished(&event(setup, steps, 1, &from_text), &StepReport { elapsed: started.elapsed(), ..StepReport::default() });
     config.created = Some(exec.created.clone());
@@ -111,7 +112,26 @@ pub fn run_stage(
         // (history times from the entries) reproduces the config byte for byte.
         config.created = config.history.last().and_then(|h| h.created.clone());
     }
+    let root = keep_for_later_stages(exec, setup, &layers, root)?;
     Ok(StageOutput { rootfs: root.rootfs.clone(), config, layers, root })
+}
+
+/// A stage built in place leaves the shared root to the next stage; when a later stage
+/// depends on it (`COPY --from`), its layers are unpacked again into a directory of its own.
+fn keep_for_later_stages(
+    exec: &Executor<'_>,
+    setup: &StageSetup<'_>,
+    layers: &[ImageLayer],
+    root: Arc<LazyRoot>,
+) -> Result<Arc<LazyRoot>, ExecuteError> {
+    let index = setup.stage.index;
+    if !exec.roots.in_place() || !setup.plan.stages.iter().any(|s| s.needed && s.depends_on.contains(&index)) {
+        return Ok(root);
+    }
+    let dir = exec.work_dir.join(format!("stage-{index}-kept"));
+    let copy = Arc::new(LazyRoot::new(&dir, setup.stage.display_name(), &StageRoots::Fresh));
+    copy.ensure(exec, layers)?;
+    Ok(copy)
 }
 
 fn event<'t>(setup: &StageSetup<'_>, steps: usize, step: usize, text: &'t str) -> StepEvent<'t> {
@@ -160,7 +180,7 @@ fn base_state(
 
 /// Diffs the root against its index; a non-empty change becomes a layer in the blob store.
 fn snapshot(exec: &Executor<'_>, rootfs: &Path, index: &Path) -> Result<Option<ImageLayer>, SnapshotError> {
-    let diff = native::diff(rootfs, index)?;
+    let diff = native::diff_excluding(rootfs, index, &exec.roots.exclusions())?;
     if diff.entries.is_empty() {
         diff.commit()?;
         return Ok(None);

@@ -17,6 +17,7 @@
 //! 4. native only: `NativeDiff::commit()` once the blob is safely stored.
 
 pub mod compress;
+pub mod exclusions;
 pub mod ownership;
 pub mod root_path;
 pub mod snapshot;

@@ -18,6 +18,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timesta
 use rustix::io::Errno;
 use tar::EntryType;
 
+use super::exclusions::Exclusions;
 use super::ownership::{
     fallback_xattr, widen_mode, DeviceKind, DeviceRecord, IdMaps, OwnerRecord, OwnershipError,
     DEVICE_XATTR, OWNER_XATTR, RBUILD_XATTR_PREFIX,
@@ -96,6 +97,8 @@ struct Unpacker<'a> {
     opts: &'a UnpackOptions,
     /// A layer applies whiteouts; an archive (ADD) keeps `.wh.` names as plain files.
     whiteouts: bool,
+    /// Paths neither written nor removed (container isolation spares its own state).
+    excluded: &'a Exclusions,
     this_layer: HashSet<PathBuf>,
     dirs: Vec<(PathBuf, Meta)>,
     stats: UnpackStats,
@@ -117,20 +120,38 @@ pub fn unpack_layer<R: Read>(
     reader: R,
     opts: &UnpackOptions,
 ) -> Result<UnpackStats, UnpackError> {
+    unpack_layer_excluding(root, codec, reader, opts, &Exclusions::none())
+}
+
+/// [`unpack_layer`] that neither writes nor removes anything `excluded` keeps (entries
+/// below an excluded path are skipped; whiteouts and opaque markers spare them).
+pub fn unpack_layer_excluding<R: Read>(
+    root: &RootDir,
+    codec: Codec,
+    reader: R,
+    opts: &UnpackOptions,
+    excluded: &Exclusions,
+) -> Result<UnpackStats, UnpackError> {
     let reader = decompress(codec, reader).map_err(|source| UnpackError::Read { source })?;
-    unpack_tar(root, reader, opts, true)
+    unpack_tar(root, reader, opts, true, excluded)
 }
 
 /// Extracts a plain tar archive (ADD of a local archive, already decompressed) into `root`
 /// with the same safety rules as a layer; `.wh.` names are ordinary files here, as in
 /// Docker's `Untar`. Existing files are replaced, existing directories merged.
 pub fn unpack_archive<R: Read>(root: &RootDir, reader: R, opts: &UnpackOptions) -> Result<UnpackStats, UnpackError> {
-    unpack_tar(root, reader, opts, false)
+    unpack_tar(root, reader, opts, false, &Exclusions::none())
 }
 
-fn unpack_tar<R: Read>(root: &RootDir, reader: R, opts: &UnpackOptions, whiteouts: bool) -> Result<UnpackStats, UnpackError> {
+fn unpack_tar<R: Read>(
+    root: &RootDir,
+    reader: R,
+    opts: &UnpackOptions,
+    whiteouts: bool,
+    excluded: &Exclusions,
+) -> Result<UnpackStats, UnpackError> {
     let mut archive = tar::Archive::new(reader);
-    let mut u = Unpacker { root, opts, whiteouts, this_layer: HashSet::new(), dirs: Vec::new(), stats: UnpackStats::default() };
+    let mut u = Unpacker { root, opts, whiteouts, excluded, this_layer: HashSet::new(), dirs: Vec::new(), stats: UnpackStats::default() };
     for entry in archive.entries().map_err(|source| UnpackError::Read { source })? {
         let mut entry = entry.map_err(|source| UnpackError::Read { source })?;
         u.apply(&mut entry)?;
@@ -206,6 +227,9 @@ impl Unpacker<'_> {
         let Some(rel) = entry_path(&entry.path_bytes())? else {
             return Ok(()); // the root directory itself: keep the root's own metadata
         };
+        if self.excluded.covers(&rel) {
+            return Ok(());
+        }
         self.stats.entries += 1;
         let name = rel.file_name().unwrap_or_default().to_os_string();
         let class = if self.whiteouts { classify(&name) } else { WhiteoutName::Plain };
@@ -263,12 +287,16 @@ impl Unpacker<'_> {
             Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(io_err("fstatat", rel, e)),
             Ok(st) if new_is_dir && FileType::from_raw_mode(st.st_mode) == FileType::Directory => Ok(()),
+            Ok(_) if self.excluded.holds(rel) => Err(io_err("replace a directory holding excluded paths", rel, Errno::BUSY)),
             Ok(_) => remove_all(dir.as_fd(), name, rel),
         }
     }
 
     fn whiteout(&mut self, target: &Path) -> Result<(), UnpackError> {
         self.stats.whiteouts += 1;
+        if self.excluded.keeps(target) {
+            return Ok(());
+        }
         let res = match self.root.resolve_parent(target, Escape::Refuse, MissingDirs::Fail) {
             Ok(r) => r,
             Err(RootPathError::NotFound { .. }) => return Ok(()),
@@ -289,7 +317,7 @@ impl Unpacker<'_> {
             .open_dir(dir, Escape::Refuse, MissingDirs::Create)
             .map_err(|source| UnpackError::Resolve { path: dir.to_path_buf(), source })?;
         for name in list_dir(pfd.as_fd(), dir)? {
-            if !self.this_layer.contains(&dir.join(&name)) {
+            if !self.this_layer.contains(&dir.join(&name)) && !self.excluded.keeps(&dir.join(&name)) {
                 remove_all(pfd.as_fd(), &name, &dir.join(&name))?;
             }
         }

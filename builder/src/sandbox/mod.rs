@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod build_namespace;
 pub mod channel;
+pub mod container;
 pub mod devices;
 pub mod fake;
 pub mod idmap;
@@ -126,6 +127,10 @@ pub enum IsolationMode {
     /// Real root only: mount, pid, ipc, uts namespaces and `chroot`, no user namespace.
     /// Weaker: uid 0 in the RUN is the host's root.
     Chroot,
+    /// No isolation at all (Kaniko's model, for pods that forbid user namespaces): the RUN
+    /// is a plain child process in the container's own `/`, which is the stage root.
+    /// See [`container`].
+    Container,
 }
 
 /// Which stream a chunk of output came from.

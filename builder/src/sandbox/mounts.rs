@@ -190,7 +190,8 @@ pub fn switch_root(sys: &dyn Sys, root: &Path, isolation: IsolationMode) -> Resu
             sys.pivot_root(dot, dot).map_err(|e| err(e, root))?;
             sys.umount_detach(dot).map_err(|e| err(e, root))?;
         }
-        IsolationMode::Chroot => sys.chroot(dot).map_err(|e| err(e, root))?,
+        // Container isolation never gets here (`container::run` spawns directly).
+        IsolationMode::Chroot | IsolationMode::Container => sys.chroot(dot).map_err(|e| err(e, root))?,
     }
     sys.chdir(Path::new("/")).map_err(|e| err(e, root))
 }

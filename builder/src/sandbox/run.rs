@@ -163,7 +163,7 @@ impl Sandbox {
     }
 
     fn plan_map(&self, mode: IdMapMode) -> Result<Option<PlannedMap>, SandboxError> {
-        if self.isolation == IsolationMode::Chroot {
+        if self.isolation != IsolationMode::UserNs {
             return Ok(None);
         }
         let uid = nix::unistd::getuid().as_raw();
@@ -185,6 +185,9 @@ impl Sandbox {
     /// die with it through `PR_SET_PDEATHSIG`); call it from a dedicated or blocking thread.
     pub fn run(&self, cfg: &SandboxConfig, mut output: impl FnMut(Stream, &[u8]), cancel: &CancelToken) -> Result<RunReport, SandboxError> {
         validate(cfg)?;
+        if self.isolation == IsolationMode::Container {
+            return super::container::run(cfg, &mut output, cancel);
+        }
         if cfg.process_sandbox == ProcessSandbox::SharedPidNs {
             tracing::warn!("RUN shares the host pid namespace and /proc: it can see and signal the caller's other processes");
         }

@@ -24,6 +24,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let s = settings::build_settings(args)?;
     let display = progress::display(args.progress)?;
+    let isolation = args.isolation.resolve()?;
     let request = settings::plan_request(&args.dockerfile)?;
     let first = load_plan(&s.dockerfile, &request, &UnresolvedBases)?;
     let tally = Arc::new(TransferTally::new(display.clone()));
@@ -51,7 +52,12 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     });
     let remote = Remote::new(runtime.handle().clone(), client.clone(), cache);
     let mut sandbox = Sandbox::new();
-    sandbox.isolation(s.isolation);
+    sandbox.isolation(isolation.mode);
+    // Under container isolation the build replaces `/`; what it must keep: its own state,
+    // the context and the registry credentials (mounts, /proc, /sys, /dev are spared anyway).
+    let docker_config = args.registry.to_config().auth.docker_config_dir;
+    let keep: Vec<std::path::PathBuf> = [Some(s.cache_dir.clone()), Some(s.context.clone()), docker_config].into_iter().flatten().collect();
+    let roots = crate::isolation_args::stage_roots(isolation.mode, &keep)?;
     let log = StepLog::new(display.clone());
     let executor = Executor {
         context: &context,
@@ -66,6 +72,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         remote: Some(&remote),
         cache_mounts: s.cache_dir.join("mounts"),
         secrets: s.secrets.clone(),
+        roots,
     };
     let mut built = executor.execute(&plan, &bases)?;
     if s.cache.as_ref().is_some_and(|c| c.explain) {

@@ -20,16 +20,22 @@
 //!   URLs with `--checksum`, `--parents`, `--exclude`, symlinks, heredocs, `--from=<image>`, ONBUILD
 //! - `run_steps`: RUN owners with the build user namespace (USER, chown, adduser), the
 //!   single-id fallback, `RUN --mount` (cache, secret, bind, tmpfs, ssh error), heredocs
+//! - `container`: `--isolation container` (and `auto` picking it) in a throwaway chroot root without
+//!   CAP_SYS_ADMIN: the image, the excluded paths, refusal outside rbuild's own image
+//! - `pipeline`: deploy/ (Argo, Tekton) parse with the required structure; the build-push
+//!   script from the Argo template pushes both tags to the registry
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
 mod build;
 mod cache;
 mod cli;
-mod differential;
+mod container;
 mod copy_add;
+mod differential;
 mod failures;
 mod outputs;
+mod pipeline;
 mod pull;
 mod push;
 mod run_steps;

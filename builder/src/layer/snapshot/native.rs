@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
 use super::{ChangeSet, SnapshotError};
+use crate::layer::exclusions::Exclusions;
 use crate::layer::LayerEntry;
 
 const MAGIC: &[u8] = b"rbuild-stat-index-v1\n";
@@ -109,12 +110,12 @@ fn index_err<'a>(op: &'static str, path: &'a Path) -> impl Fn(io::Error) -> Snap
 }
 
 /// Walks `root` in index order (per directory sorted by name, parents first),
-/// calling `f` for each record. `fstatat` relative to an open directory avoids a
-/// full path lookup per file (measured: faster than walkdir's path-based `lstat`).
-fn walk(root: &Path, mut f: impl FnMut(Record) -> Result<(), SnapshotError>) -> Result<(), SnapshotError> {
+/// calling `f` for each record, skipping `excluded` paths. `fstatat` relative to an open
+/// directory avoids a full path lookup per file (measured: faster than walkdir's `lstat`).
+fn walk(root: &Path, excluded: &Exclusions, mut f: impl FnMut(Record) -> Result<(), SnapshotError>) -> Result<(), SnapshotError> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let fd = rfs::open(root, flags, Mode::empty()).map_err(|e| walk_err(root, e))?;
-    walk_dir(root, &fd, PathBuf::new(), &mut f)
+    walk_dir(root, excluded, &fd, PathBuf::new(), &mut f)
 }
 
 fn walk_err(path: &Path, e: rustix::io::Errno) -> SnapshotError {
@@ -123,6 +124,7 @@ fn walk_err(path: &Path, e: rustix::io::Errno) -> SnapshotError {
 
 fn walk_dir(
     root: &Path,
+    excluded: &Exclusions,
     dir: &OwnedFd,
     rel: PathBuf,
     f: &mut impl FnMut(Record) -> Result<(), SnapshotError>,
@@ -139,13 +141,16 @@ fn walk_dir(
     names.sort();
     for name in names {
         let path = rel.join(&name);
+        if excluded.covers(&path) {
+            continue;
+        }
         let st = rfs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| walk_err(&root.join(&path), e))?;
         let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
         f(Record::from_stat(path.clone(), &st))?;
         if is_dir {
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let sub = rfs::openat(dir, name.as_os_str(), flags, Mode::empty()).map_err(|e| walk_err(&root.join(&path), e))?;
-            walk_dir(root, &sub, path, f)?;
+            walk_dir(root, excluded, &sub, path, f)?;
         }
     }
     Ok(())
@@ -153,11 +158,16 @@ fn walk_dir(
 
 /// Writes the stat index of `root` to `index` (temp file + rename). Call after unpacking.
 pub fn write_index(root: &Path, index: &Path) -> Result<u64, SnapshotError> {
+    write_index_excluding(root, index, &Exclusions::none())
+}
+
+/// [`write_index`] without the `excluded` paths (they never show up in a diff).
+pub fn write_index_excluding(root: &Path, index: &Path, excluded: &Exclusions) -> Result<u64, SnapshotError> {
     let tmp = index.with_extension("tmp");
     let mut w = BufWriter::new(File::create(&tmp).map_err(index_err("create", &tmp))?);
     w.write_all(MAGIC).map_err(index_err("write", &tmp))?;
     let mut n = 0;
-    walk(root, |r| {
+    walk(root, excluded, |r| {
         n += 1;
         r.write(&mut w).map_err(index_err("write", &tmp))
     })?;
@@ -239,6 +249,11 @@ impl<R: Read> Merge<R> {
 
 /// Diffs `root` against `index`, writing the new index next to it (see [`NativeDiff::commit`]).
 pub fn diff(root: &Path, index: &Path) -> Result<NativeDiff, SnapshotError> {
+    diff_excluding(root, index, &Exclusions::none())
+}
+
+/// [`diff`] without the `excluded` paths (the index must have been written with the same set).
+pub fn diff_excluding(root: &Path, index: &Path, excluded: &Exclusions) -> Result<NativeDiff, SnapshotError> {
     let mut old = BufReader::new(File::open(index).map_err(index_err("open", index))?);
     let mut magic = vec![0u8; MAGIC.len()];
     old.read_exact(&mut magic).map_err(|_| SnapshotError::CorruptIndex { path: index.to_path_buf() })?;
@@ -250,7 +265,7 @@ pub fn diff(root: &Path, index: &Path) -> Result<NativeDiff, SnapshotError> {
     w.write_all(MAGIC).map_err(index_err("write", &pending))?;
     let mut m = Merge { old, index: index.to_path_buf(), cur: None, skip_old: None, forced: None, set: ChangeSet::default() };
     m.advance()?;
-    walk(root, |r| {
+    walk(root, excluded, |r| {
         r.write(&mut w).map_err(index_err("write", &pending))?;
         m.visit(r)
     })?;
@@ -262,7 +277,7 @@ pub fn diff(root: &Path, index: &Path) -> Result<NativeDiff, SnapshotError> {
 /// Every path under `root` as a change set (a first layer, or `ADD`/`COPY` into an empty dir).
 pub fn all_entries(root: &Path) -> Result<Vec<LayerEntry>, SnapshotError> {
     let mut set = ChangeSet::default();
-    walk(root, |r| {
+    walk(root, &Exclusions::none(), |r| {
         set.add(LayerEntry::Path(r.path));
         Ok(())
     })?;

@@ -83,7 +83,7 @@ fn stage_keys(
     let mut parent = base.clone();
     let mut steps = Vec::with_capacity(stage.steps.len());
     let mut keys = Vec::with_capacity(stage.steps.len());
-    let inputs = KeyInputs { context: exec.context, plan, stage, done, output: output_component(&exec.layer), build_time: &exec.created };
+    let inputs = KeyInputs { context: exec.context, plan, stage, done, bases, output: output_component(&exec.layer), build_time: &exec.created };
     for step in &stage.steps {
         let components = inputs.components(step, parent);
         parent = components.key();
@@ -108,6 +108,8 @@ struct KeyInputs<'a> {
     plan: &'a Plan,
     stage: &'a Stage,
     done: &'a [Option<StageKeys>],
+    /// Images `COPY --from=<image>` reads, resolved to their manifest digests.
+    bases: &'a BaseSet,
     output: String,
     build_time: &'a str,
 }
@@ -160,11 +162,14 @@ impl KeyInputs<'_> {
         c
     }
 
-    /// The final key of the stage `from` names; an image reference is not pinned yet, so it
-    /// gets a per-build value (never a stale hit).
+    /// The final key of the stage `from` names, else the resolved manifest digest of the
+    /// image it names; an image not resolved gets a per-build value (never a stale hit).
     fn stage_key(&self, from: &str) -> CacheKey {
-        match self.plan.stage_named(from).and_then(|s| final_key(self.done, s.index)) {
-            Some(k) => k,
+        if let Some(k) = self.plan.stage_named(from).and_then(|s| final_key(self.done, s.index)) {
+            return k;
+        }
+        match self.bases.image(from).and_then(|image| image.digest.as_ref()) {
+            Some(digest) => CacheKey::base_image(digest),
             None => CacheKey::from(format!("unpinned image {from} at {}", self.build_time).as_str()),
         }
     }

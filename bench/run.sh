@@ -30,10 +30,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 "$root/integration/scripts/test-users.sh" >/dev/null
-echo "bench: cargo build --release -p rbuild" >&2
+echo "bench: cargo build --release -p rbuild; -p rbuild-integration --bin rbuild-fixture" >&2
 cargo build --quiet --release --manifest-path "$root/Cargo.toml" -p rbuild
-# The base-image fixture (used by make-base-images.sh), built now so no build lands in a timing.
-cargo build --quiet --manifest-path "$root/Cargo.toml" -p rbuild-integration --bin rbuild-fixture
+# The fixture is what integration/scripts/make-base-images.sh runs (there in debug, through
+# `cargo run`). Built separately: one command for both would unify features and rebuild rbuild.
+cargo build --quiet --release --manifest-path "$root/Cargo.toml" -p rbuild-integration --bin rbuild-fixture
 
 mkdir -p "$state"
 chmod 755 "$state"

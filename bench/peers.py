@@ -488,8 +488,10 @@ class Docker:
 
 
 def execute(op, logfile):
-    """Runs an Op; returns (seconds, peak RSS KiB of the largest process, error or None)."""
+    """Runs an Op; returns (seconds, peak RSS KiB of the largest process, CPU seconds (user +
+    system, the commands and the children they waited for), error or None)."""
     peak = 0
+    cpu = 0.0
     t0 = time.monotonic()
     with open(logfile, "a") as out:
         for argv in op.cmds:
@@ -499,12 +501,13 @@ def execute(op, logfile):
             _, status, ru = os.wait4(p.pid, 0)
             p.returncode = os.waitstatus_to_exitcode(status)
             peak = max(peak, ru.ru_maxrss)
+            cpu += ru.ru_utime + ru.ru_stime
             if p.returncode != 0:
                 elapsed = time.monotonic() - t0
                 out.flush()
                 with open(logfile) as f:
-                    return elapsed, peak, f"exit {p.returncode}: {tail(f.read(), 4)}"
-    return time.monotonic() - t0, peak, None
+                    return elapsed, peak, cpu, f"exit {p.returncode}: {tail(f.read(), 4)}"
+    return time.monotonic() - t0, peak, cpu, None
 
 
 def loadavg():
@@ -554,13 +557,13 @@ class Harness:
     def measure(self, tool, op, label):
         self.loads.append(loadavg())
         mark = self.reg.mark()
-        seconds, rss, err = execute(op, os.path.join(self.logs, f"{label}.log"))
+        seconds, rss, cpu, err = execute(op, os.path.join(self.logs, f"{label}.log"))
         traffic = self.reg.traffic(mark)
         log(f"  {label}: {seconds:.2f} s{' FAILED ' + err if err else ''}")
-        return {"seconds": round(seconds, 4), "rss_kib": rss, "load": self.loads[-1], "error": err, **traffic}
+        return {"seconds": round(seconds, 4), "cpu_seconds": round(cpu, 4), "rss_kib": rss, "load": self.loads[-1], "error": err, **traffic}
 
     def untimed(self, op, label):
-        seconds, _, err = execute(op, os.path.join(self.logs, f"{label}.log"))
+        seconds, _, _, err = execute(op, os.path.join(self.logs, f"{label}.log"))
         if err:
             raise RuntimeError(f"{label}: {err}")
 
@@ -722,6 +725,7 @@ def summarise(entry):
         ok = [s for s in t["samples"] if not s["error"]]
         t["seconds"] = stats([s["seconds"] for s in ok])
         t["rss_mib"] = stats([s["rss_kib"] / 1024 for s in ok])
+        t["cpu_seconds"] = stats([s["cpu_seconds"] for s in ok if "cpu_seconds" in s])
         for k in ("bytes_up", "bytes_down", "blob_bytes_up", "blob_bytes_down", "blobs_up", "mounts"):
             t[k] = stats([s[k] for s in ok])
     rb = {i: s for i, s in enumerate(tools.get("rbuild", {}).get("samples", [])) if not s["error"]}
@@ -776,7 +780,9 @@ def markdown(data):
                "loopback registry (`docker-registry`, behind a byte-counting proxy), as median (min–max) "
                "seconds over the repetitions; the tools run alternately within each repetition, and the "
                "ratio rbuild/peer is taken pair by pair and then its median. rbuild and buildah run rootless "
-               "as `rbuild-test`; Docker is a private rootful `dockerd` with BuildKit.")
+               "as `rbuild-test`; Docker is a private rootful `dockerd` with BuildKit. *rbuild CPU s* is the "
+               "user + system time of rbuild and its RUN children (from `wait4`): on a loaded machine it "
+               "is the steadier figure; *load* is the 1-minute load average when the samples started.")
     out.append("")
     out.append("Modes: **cold** = empty local state, no cache flags; **cached-fresh-pod** = empty local state, "
                "registry cache filled by an earlier (untimed) build of the same context (rbuild `--cache-repo`, "
@@ -792,8 +798,8 @@ def markdown(data):
                + "; ".join(f"{k}: {v}" for k, v in env["versions"].items())
                + (f". buildah storage: {env['buildah_storage']}." if env.get("buildah_storage") else "."))
     out.append("")
-    out.append("| case | mode | date | reps | rbuild s | buildah s | docker s | rbuild/buildah | rbuild/docker | rbuild peak RSS MiB |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    out.append("| case | mode | date | reps | rbuild s | buildah s | docker s | rbuild/buildah | rbuild/docker | rbuild CPU s | rbuild peak RSS MiB | load |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case in CASES:
         for mode in MODES:
             e = res.get(case, {}).get(mode)
@@ -804,7 +810,7 @@ def markdown(data):
             rss = t.get("rbuild", {}).get("rss_mib")
             out.append(f"| {case} | {mode} | {e['date'][:10]} | {e['reps']} | {cell(t.get('rbuild'))} | {cell(t.get('buildah'))} | "
                        f"{cell(t.get('docker'))} | {fmt_ratio(r.get('buildah'))} | {fmt_ratio(r.get('docker'))} | "
-                       f"{fmt_rss(rss)} |")
+                       f"{fmt_cpu(t.get('rbuild', {}).get('cpu_seconds'))} | {fmt_rss(rss)} | {fmt_load(e.get('load'))} |")
     out.append("")
     out.append("Registry traffic per operation (median; up = client→registry, down = registry→client, all "
                "bytes through the proxy; blob bytes = layer and config blobs the registry stored/served, from "
@@ -860,6 +866,14 @@ def markdown(data):
                    f"{fmt_bytes(worst)} of blobs over {len(push)} cases | {'met' if worst == 0 else 'missed'} |")
     out.append("")
     return "\n".join(out)
+
+
+def fmt_cpu(st):
+    return f"{st['median']:.2f}" if st else "—"
+
+
+def fmt_load(st):
+    return f"{st['median']:.1f}" if st else "—"
 
 
 def fmt_rss(st):

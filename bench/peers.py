@@ -727,6 +727,15 @@ class Harness:
 # Reporting
 
 
+def entries(results):
+    """(case, mode, entry) in table order, for what was measured."""
+    for case in CASES:
+        for mode in MODES:
+            e = results.get(case, {}).get(mode)
+            if e:
+                yield case, mode, e
+
+
 def stats(values):
     if not values:
         return None
@@ -816,17 +825,13 @@ def markdown(data):
     out.append("")
     out.append("| case | mode | date | reps | rbuild s | buildah s | docker s | rbuild/buildah | rbuild/docker | rbuild CPU s | rbuild peak RSS MiB | load |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for case in CASES:
-        for mode in MODES:
-            e = res.get(case, {}).get(mode)
-            if not e:
-                continue
-            t = e["tools"]
-            r = e.get("ratios", {})
-            rss = t.get("rbuild", {}).get("rss_mib")
-            out.append(f"| {case} | {mode} | {e['date'][:10]} | {e['reps']} | {cell(t.get('rbuild'))} | {cell(t.get('buildah'))} | "
-                       f"{cell(t.get('docker'))} | {fmt_ratio(r.get('buildah'))} | {fmt_ratio(r.get('docker'))} | "
-                       f"{fmt_cpu(t.get('rbuild', {}).get('cpu_seconds'))} | {fmt_rss(rss)} | {fmt_load(e.get('load'))} |")
+    for case, mode, e in entries(res):
+        t = e["tools"]
+        r = e.get("ratios", {})
+        rss = t.get("rbuild", {}).get("rss_mib")
+        out.append(f"| {case} | {mode} | {e['date'][:10]} | {e['reps']} | {cell(t.get('rbuild'))} | {cell(t.get('buildah'))} | "
+                   f"{cell(t.get('docker'))} | {fmt_ratio(r.get('buildah'))} | {fmt_ratio(r.get('docker'))} | "
+                   f"{fmt_cpu(t.get('rbuild', {}).get('cpu_seconds'))} | {fmt_rss(rss)} | {fmt_load(e.get('load'))} |")
     out.append("")
     out.append("Registry traffic per operation (median; up = client→registry, down = registry→client, all "
                "bytes through the proxy; blob bytes = layer and config blobs the registry stored/served, from "
@@ -834,19 +839,15 @@ def markdown(data):
     out.append("")
     out.append("| case | mode | tool | up | blobs uploaded (bytes) | of which layers | mounts | down | blob bytes down |")
     out.append("|---|---|---|---|---|---|---|---|---|")
-    for case in CASES:
-        for mode in MODES:
-            e = res.get(case, {}).get(mode)
-            if not e:
+    for case, mode, e in entries(res):
+        for name in PEERS:
+            t = e["tools"].get(name)
+            if not t or not t.get("seconds"):
                 continue
-            for name in PEERS:
-                t = e["tools"].get(name)
-                if not t or not t.get("seconds"):
-                    continue
-                m = lambda k: t[k]["median"] if t.get(k) else None  # noqa: E731
-                out.append(f"| {case} | {mode} | {name} | {fmt_bytes(m('bytes_up'))} | {m('blobs_up'):.0f} "
-                           f"({fmt_bytes(m('blob_bytes_up'))}) | {fmt_bytes(m('layer_bytes_up'))} | {m('mounts'):.0f} | {fmt_bytes(m('bytes_down'))} | "
-                           f"{fmt_bytes(m('blob_bytes_down'))} |")
+            m = lambda k: t[k]["median"] if t.get(k) else None  # noqa: E731
+            out.append(f"| {case} | {mode} | {name} | {fmt_bytes(m('bytes_up'))} | {m('blobs_up'):.0f} "
+                       f"({fmt_bytes(m('blob_bytes_up'))}) | {fmt_bytes(m('layer_bytes_up'))} | {m('mounts'):.0f} | "
+                       f"{fmt_bytes(m('bytes_down'))} | {fmt_bytes(m('blob_bytes_down'))} |")
     out.append("")
     out.append("### Targets (issue 9) against the measured rbuild medians")
     out.append("")
@@ -910,14 +911,11 @@ def fmt_ratio(st):
 def svg(data):
     """Horizontal bars: median rbuild/peer ratio per case/mode (log scale), min–max whiskers."""
     rows = []
-    for case in CASES:
-        for mode in MODES:
-            e = data["results"].get(case, {}).get(mode)
-            if e:
-                for peer in ("buildah", "docker"):
-                    st = e.get("ratios", {}).get(peer)
-                    if st:
-                        rows.append((f"{case} / {mode} vs {peer}", peer, st))
+    for case, mode, e in entries(data["results"]):
+        for peer in ("buildah", "docker"):
+            st = e.get("ratios", {}).get(peer)
+            if st:
+                rows.append((f"{case} / {mode} vs {peer}", peer, st))
     import math
     lo, hi = 1 / 64, 4.0
     width, left, right, rowh, top = 760, 250, 20, 18, 40

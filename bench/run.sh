@@ -38,4 +38,4 @@ cargo build --quiet --release --manifest-path "$root/Cargo.toml" -p rbuild-integ
 
 mkdir -p "$state"
 chmod 755 "$state"
-exec python3 "$root/bench/peers.py" --state "$state" --root "$root" "$@"
+exec python3 -B "$root/bench/peers.py" --state "$state" --root "$root" "$@"

@@ -792,7 +792,12 @@ def cell(t):
     if t.get("seconds"):
         return fmt_s(t["seconds"])
     err = t.get("error")
-    return "—" if not err else (err if err.startswith("n/a") else f"failed: {err}")
+    if not err:
+        return "—"
+    if err.startswith("n/a"):
+        return err
+    err = err[err.find("error:"):] if "error:" in err else err
+    return "failed: " + err[:240].replace("|", "\\|")
 
 
 def markdown(data):
@@ -966,8 +971,17 @@ def main():
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--smoke", action="store_true", help="small, cold, 1 repetition, rbuild + buildah; no docs")
     ap.add_argument("--no-docs", action="store_true", help="write results under the state dir only")
+    ap.add_argument("--report-only", action="store_true",
+                    help="regenerate docs/benchmarks.md's section and the plot from docs/benchmarks/peers.json")
     ap.add_argument("what", nargs="*", help="cases and modes (default: all)")
     a = ap.parse_args()
+    if a.report_only:
+        with open(os.path.join(a.root, "docs/benchmarks/peers.json")) as f:
+            data = json.load(f)
+        with open(os.path.join(a.root, "docs/benchmarks/peers.svg"), "w") as f:
+            f.write(svg(data))
+        update_docs(a.root, data)
+        return
     a.peers = [p for p in a.peers.split(",") if p]
     bad = [p for p in a.peers if p not in PEERS] + [w for w in a.what if w not in CASES + MODES]
     if bad or "rbuild" not in a.peers:

@@ -3,10 +3,13 @@
 # bench/cases/, on a loopback registry, in the same run. Benchmark only: never part of the tests.
 #
 #   bench/run.sh [--reps N] [--peers rbuild,buildah,docker] [--smoke] [--no-docs] [CASE…] [MODE…]
+#   bench/run.sh --report-only     # regenerate the docs section and plot from peers.json
 #
 # CASE: small multistage manylayers codechange bigtree debian (default: all)
 # MODE: cold cached-fresh-pod edit warm-local push            (default: all)
 # --smoke: `small`, cold, 1 repetition, rbuild (+ buildah); results only under the state dir.
+# --no-docs: results only under the state dir. Otherwise they merge by case and mode into
+# docs/benchmarks/peers.json and regenerate docs/benchmarks.md's "Peer comparison" section.
 #
 # Needs root (it installs Debian packages, runs rbuild and buildah as the unprivileged user
 # rbuild-test, and starts its own dockerd). State that is made once (the debootstrap minbase
@@ -14,6 +17,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 state="${RBUILD_BENCH_STATE:-/var/tmp/rbuild-bench}"
+case " $* " in *" --report-only "*)
+    exec python3 -B "$root/bench/peers.py" --state "$state" --root "$root" "$@" ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh: run as root (it switches to rbuild-test itself)" >&2; exit 1; }
 
 # Debian packages: the peers, the registry, debootstrap for the minbase image, GNU time.

@@ -1,0 +1,1 @@
+int main_fn3(int x);

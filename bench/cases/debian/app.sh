@@ -1,0 +1,2 @@
+#!/bin/sh
+echo '{"service":"app","ok":true}' | jq -c .

@@ -1,0 +1,2 @@
+#!/bin/sh
+ls /opt/app/share | wc -l

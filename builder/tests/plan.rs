@@ -246,7 +246,8 @@ fn plan_cases() {
 }
 
 /// (name, Dockerfile, target, expected message part, line, column)
-const ERRORS: &[(&str, &str, Option<&str>, &str, usize, usize)] = &[
+type ErrorCase = (&'static str, &'static str, Option<&'static str>, &'static str, usize, usize);
+const ERRORS: &[ErrorCase] = &[
     ("unknown instruction with suggestion", "FROM scratch\nFRM x\n", None, "unknown instruction: FRM (did you mean FROM?)", 2, 1),
     ("instruction before FROM", "ENV A=1\nFROM scratch\n", None, "no build stage in current context", 1, 1),
     ("no FROM at all", "ARG A=1\n", None, "no FROM instruction", 0, 0),

@@ -95,8 +95,7 @@ impl<'a> Planner<'a> {
         for l in located {
             let Instruction::Arg { args } = &l.instruction else { continue };
             for decl in args {
-                let mut scope = Scope::default();
-                scope.args = self.global.clone();
+                let scope = Scope { args: self.global.clone(), ..Scope::default() };
                 let value = self.arg_value(decl, &scope).map_err(|kind| at(l.location, kind))?;
                 self.declared_global.insert(decl.name.clone());
                 match value {

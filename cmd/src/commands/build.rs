@@ -80,7 +80,9 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     }
     built.config.config.labels.extend(s.labels.clone());
     let image = assemble(&built.config, built.layers, s.layer.format)?;
-    std::fs::remove_dir_all(work.path()).ok();
+    // Removing a large work dir takes seconds (bigtree: 20,000 files); do it while pushing.
+    let work_path = work.keep();
+    let cleanup = Cleanup(Some(std::thread::spawn(move || std::fs::remove_dir_all(&work_path))));
     store.put_bytes(&image.config_json)?;
     let digest = image.manifest.digest().to_string();
     if s.tar_path.is_some() || s.oci_layout_path.is_some() {
@@ -134,6 +136,9 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         steps,
     };
     write_outputs(&s, &image, &summary)?;
+    if let Err(e) = cleanup.finish() {
+        display.warning(&format!("cannot remove the work directory: {e}"));
+    }
     display.summary(&summary);
     Ok(())
 }
@@ -148,5 +153,23 @@ fn explain(report: &[StepCacheReport]) {
     for r in report {
         let outcome = if r.hit { "hit" } else { "miss" };
         eprintln!("cache: stage {} step {}: {outcome} key {} ({}): {}", r.stage, r.step, r.key, r.why, r.text);
+    }
+}
+
+/// The work directory's removal, running in the background during the push; waited for on
+/// every exit path (an error return included), so no half-removed directory stays behind.
+struct Cleanup(Option<std::thread::JoinHandle<std::io::Result<()>>>);
+
+impl Cleanup {
+    fn finish(mut self) -> std::io::Result<()> {
+        self.0.take().map_or(Ok(()), |h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("cleanup thread panicked"))))
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
     }
 }

@@ -72,7 +72,7 @@ impl Flags {
         self.given
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_deref().map_or(true, |v| v.eq_ignore_ascii_case("true")))
+            .map(|(_, v)| v.as_deref().is_none_or(|v| v.eq_ignore_ascii_case("true")))
             .unwrap_or(false)
     }
 }

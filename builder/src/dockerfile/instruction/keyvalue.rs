@@ -19,7 +19,7 @@ pub(super) fn parse(raw: &RawArgs<'_>, instruction: &'static str) -> Result<Vec<
         .filter(|c| c.len() >= 2)
         .map(|c| KeyValue { key: c[0].clone(), value: c[1].clone() })
         .collect();
-    if pairs.is_empty() || raw.words.len() % 3 != 0 {
+    if pairs.is_empty() || !raw.words.len().is_multiple_of(3) {
         return Err(InstructionErrorKind::Arity { instruction, expected: "at least one argument" });
     }
     Ok(pairs)

@@ -244,7 +244,8 @@ async fn corrupt_entries_are_ignored_rebuilt_and_never_used() {
     assert!(lines[1].line.contains("corrupt") && lines[4].line.contains("corrupt"), "{lines:?}");
     assert_eq!(c.run("cache/app:v2"), "app v1\ndependency v1\ncommit none\n");
     let third = c.build("cache/app:v3", &[]);
-    assert_eq!(hits(&third), ALL_HIT, "rebuilt entries replace the corrupt ones");
+    assert_eq!(hits(&third), ALL_HIT, "rebuilt entries replace the corrupt ones; second build:\n{}\nthird build:\n{}",
+        String::from_utf8_lossy(&second.stderr), String::from_utf8_lossy(&third.stderr));
     assert_eq!(c.run("cache/app:v3"), "app v1\ndependency v1\ncommit none\n");
 }
 

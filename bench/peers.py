@@ -869,7 +869,7 @@ def markdown(data):
         else:
             verdict = "met" if med <= target else "missed"
             if med > target and cpu is not None:
-                verdict += " (CPU alone within target: wall time is load-bound)" if cpu <= target else " (CPU alone over target too)"
+                verdict += " (CPU alone within target: the rest is waiting: registry round trips, other load)" if cpu <= target else " (CPU alone over target too)"
             cpu_text = f" ({cpu:.2f})" if cpu is not None else ""
             out.append(f"| {mode} `{case}` | ≤ {target:.2f} s | {peer} | {med:.2f} s{cpu_text} | {verdict} |")
     e = res.get("bigtree", {}).get("cold")

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use rbuild_builder::executor::progress::Silent;
-use rbuild_builder::executor::{BaseSet, BuildContext, Executor, Identity};
+use rbuild_builder::executor::{error_chain, BaseSet, BuildContext, Executor, Identity};
 use rbuild_builder::frontend::plan_source;
 use rbuild_builder::layer::ownership::{OwnerRecord, OWNER_XATTR};
 use rbuild_builder::layer::LayerOptions;
@@ -368,17 +368,6 @@ fn build(tmp: &Path, ctx: &Path, dockerfile: &Path, text: &str) -> Result<PathBu
     };
     executor.execute(&plan, &BaseSet::default()).map_err(|e| error_chain(&e))?;
     Ok(work.join(format!("stage-{}", plan.target)).join("rootfs"))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn check_tree(root: &Path, wants: &[(&str, Want)]) -> Result<(), String> {

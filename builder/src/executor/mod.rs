@@ -192,3 +192,16 @@ impl Executor<'_> {
         })
     }
 }
+
+/// An error and its sources on one line (`outer: cause: root cause`), for reports that
+/// outlive the error value (failed cache writes, test messages).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

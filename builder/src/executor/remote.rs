@@ -144,7 +144,7 @@ impl Remote {
                     report.entries += 1;
                     report.uploaded_bytes += push.uploaded_bytes();
                 }
-                Ok(Err(e)) => report.failures.push(error_chain(&e)),
+                Ok(Err(e)) => report.failures.push(super::error_chain(&e)),
                 Err(_) => report.failures.push("a cache write panicked".into()),
             }
         }
@@ -161,15 +161,4 @@ impl Drop for Remote {
             tracing::warn!(failures = report.failures.len(), "cache entries not written");
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -43,13 +43,10 @@ fn single_map() -> IdMap {
     IdMap { uids: vec![IdRange { inside: 0, outside: 1000, count: 1 }], gids: vec![IdRange { inside: 0, outside: 1000, count: 1 }] }
 }
 
-/// The child unshares only its user namespace before asking for a map, and the other
-/// namespaces only after the parent said the map is written.
-#[test]
-fn handshake_orders_user_namespace_id_map_then_other_namespaces() {
-    let sys = Arc::new(FakeSys::new());
+/// A child thread entering namespaces on `sys`, after the parent end sent it a single-map spec.
+fn start_child(sys: &Arc<FakeSys>) -> (ParentChannel<UnixStream>, thread::JoinHandle<Result<(), SetupError>>) {
     let (p, c) = UnixStream::pair().unwrap();
-    let child_sys = Arc::clone(&sys);
+    let child_sys = Arc::clone(sys);
     let child = thread::spawn(move || {
         let mut chan = ChildChannel::new(c);
         let spec = chan.receive_spec().unwrap();
@@ -57,6 +54,15 @@ fn handshake_orders_user_namespace_id_map_then_other_namespaces() {
     });
     let mut parent = ParentChannel::new(p);
     parent.send_spec(&spec(config(), IdMapKind::Single)).unwrap();
+    (parent, child)
+}
+
+/// The child unshares only its user namespace before asking for a map, and the other
+/// namespaces only after the parent said the map is written.
+#[test]
+fn handshake_orders_user_namespace_id_map_then_other_namespaces() {
+    let sys = Arc::new(FakeSys::new());
+    let (mut parent, child) = start_child(&sys);
     parent.wait_for_id_map_request().unwrap();
     assert_eq!(sys.calls(), vec![Call::Unshare(CloneFlags::CLONE_NEWUSER)]);
     sys.write_id_map(42, &single_map(), IdMapWriter::Direct).unwrap();
@@ -101,15 +107,7 @@ fn refused_user_namespace_is_reported_typed() {
 #[test]
 fn failed_id_map_stops_the_child() {
     let sys = Arc::new(FakeSys::new());
-    let (p, c) = UnixStream::pair().unwrap();
-    let child_sys = Arc::clone(&sys);
-    let child = thread::spawn(move || {
-        let mut chan = ChildChannel::new(c);
-        let spec = chan.receive_spec().unwrap();
-        enter_namespaces(child_sys.as_ref(), &spec, &mut chan)
-    });
-    let mut parent = ParentChannel::new(p);
-    parent.send_spec(&spec(config(), IdMapKind::Single)).unwrap();
+    let (mut parent, child) = start_child(&sys);
     parent.wait_for_id_map_request().unwrap();
     parent.id_map_failed().unwrap();
     let err = child.join().unwrap().unwrap_err();

@@ -104,28 +104,6 @@ impl BaseImages for BaseSet {
     }
 }
 
-/// Pulls every base image the needed stages start from, and every image their
-/// `COPY --from` reads, into `store`.
-pub async fn pull_bases(client: &RegistryClient, store: &BlobStore, plan: &Plan) -> Result<BaseSet, BaseError> {
-    let mut set = BaseSet::default();
-    for stage in plan.stages.iter().filter(|s| s.needed) {
-        let base = match &stage.base {
-            Base::Image { reference } => Some(reference),
-            _ => None,
-        };
-        // The base, then the images `COPY --from=<image>` reads.
-        for reference in base.into_iter().chain(&stage.images) {
-            let key = (reference.clone(), stage.platform.to_string());
-            if set.images.contains_key(&key) {
-                continue;
-            }
-            let image = pull_one(client, store, reference, &stage.platform).await?;
-            set.images.insert(key, image);
-        }
-    }
-    Ok(set)
-}
-
 /// Resolves every base image the needed stages start from (tags are always re-resolved) and
 /// fetches its config, but no layer: layers are fetched from [`BaseImage::source`] only when
 /// a step misses the cache and needs the filesystem.
@@ -164,24 +142,6 @@ async fn resolve_one(client: &RegistryClient, store: &BlobStore, reference: &str
     let mut image = base_image(store, reference, &resolved.image, &config_bytes)?;
     image.digest = Some(resolved.manifest.digest.clone());
     image.source = Some(parsed.with_digest(resolved.manifest.digest.clone()));
-    Ok(image)
-}
-
-async fn pull_one(
-    client: &RegistryClient,
-    store: &BlobStore,
-    reference: &str,
-    platform: &Platform,
-) -> Result<BaseImage, BaseError> {
-    let parsed: Reference =
-        reference.parse().map_err(|source| BaseError::Reference { reference: reference.to_string(), source })?;
-    let target = TargetPlatform::new(&platform.os, &platform.architecture, platform.variant.as_deref());
-    let pulled = client
-        .pull(&parsed, &target, store)
-        .await
-        .map_err(|source| BaseError::Pull { reference: reference.to_string(), source: Box::new(source) })?;
-    let mut image = base_image(store, reference, &pulled.resolved.image, &pulled.config_bytes)?;
-    image.digest = Some(pulled.resolved.manifest.digest.clone());
     Ok(image)
 }
 

@@ -27,7 +27,7 @@ pub mod stage;
 
 use std::path::PathBuf;
 
-pub use base::{pull_bases, resolve_bases, BaseError, BaseImage, BaseSet};
+pub use base::{resolve_bases, BaseError, BaseImage, BaseSet};
 pub use cache::StepCacheReport;
 pub use remote::{CacheMode, CacheSettings, Remote, WriteReport};
 pub use context::{BuildContext, ContextError};

@@ -45,6 +45,11 @@ pub struct EntryMeta {
     pub key: CacheKey,
     /// When the entry was written (seconds since the epoch): what `--cache-ttl` measures.
     pub written: i64,
+    /// Unique per write (nanosecond time and process id). A corrupt blob stays in the registry
+    /// under its digest, so a rebuilt entry byte-identical to the corrupt one would point at it
+    /// again; this makes every rewrite a new config blob.
+    #[serde(default)]
+    pub write_id: String,
     /// The step's history `created` time, reused by cached rebuilds so the image digest stays.
     pub history_created: Option<String>,
     /// The image config after the step (rootfs and history left out).

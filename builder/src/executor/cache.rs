@@ -219,6 +219,7 @@ pub(super) fn record_miss(exec: &Executor<'_>, cache: &StageCache, i: usize, con
         format: CACHE_FORMAT_VERSION,
         key: key.clone(),
         written: s.now,
+        write_id: write_id(),
         history_created: config.history.last().and_then(|h| h.created.clone()),
         // Invariant: the config holds only strings, numbers and maps of them.
         image_config: serde_json::to_value(&recorded).expect("image config serialises"),
@@ -254,4 +255,10 @@ pub fn report(plan: &Plan, caches: &[Option<StageCache>]) -> Vec<StepCacheReport
             })
         })
         .collect()
+}
+
+/// [`EntryMeta::write_id`]: nanoseconds since the epoch and this process's id.
+fn write_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{nanos}-{}", std::process::id())
 }

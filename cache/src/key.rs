@@ -176,6 +176,18 @@ fn changed_names<V: PartialEq>(a: &BTreeMap<String, V>, b: &BTreeMap<String, V>)
     names
 }
 
+/// The sha256 of everything `content` yields, read through `buf` (reused across files).
+pub fn content_sha256(content: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<[u8; 32]> {
+    let mut hash = Sha256::new();
+    loop {
+        let n = content.read(buf)?;
+        if n == 0 {
+            return Ok(hash.finalize().into());
+        }
+        hash.update(buf.get(..n).unwrap_or_default());
+    }
+}
+
 /// Hashes a set of source entries (path, type, mode, size, content or link target) in the
 /// order given; callers feed entries sorted by path. mtime, owner and inode are not part of
 /// it: a `git clone` gives every file a new mtime, and COPY sets owners itself.
@@ -211,19 +223,17 @@ impl SourcesHasher {
 
     /// A regular file: its size and the sha256 of its content.
     pub fn file(&mut self, path: &str, mode: u32, size: u64, content: &mut dyn std::io::Read) -> std::io::Result<()> {
+        let digest = content_sha256(content, &mut vec![0u8; 256 * 1024])?;
+        self.file_with_digest(path, mode, size, &digest);
+        Ok(())
+    }
+
+    /// A regular file whose content digest ([`content_sha256`]) is already known, so callers
+    /// can hash file contents on several threads and feed them here in order.
+    pub fn file_with_digest(&mut self, path: &str, mode: u32, size: u64, content_sha256: &[u8; 32]) {
         self.header("file", path, mode);
         self.hasher.update(size.to_le_bytes());
-        let mut content_hash = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = content.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            content_hash.update(buf.get(..n).unwrap_or_default());
-        }
-        self.hasher.update(content_hash.finalize());
-        Ok(())
+        self.hasher.update(content_sha256);
     }
 
     /// Inline content (a heredoc) or anything else identified by bytes.

@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::base::BaseSet;
 use super::context::BuildContext;
@@ -18,7 +19,7 @@ use super::{ExecuteError, Executor};
 use crate::dockerfile::instruction::{Instruction, MountKind};
 use crate::layer::LayerOptions;
 use crate::plan::{Base, Plan, Stage, Step};
-use rbuild_cache::key::{CacheKey, KeyComponents, SourcesHasher, CACHE_FORMAT_VERSION};
+use rbuild_cache::key::{content_sha256, CacheKey, KeyComponents, SourcesHasher, CACHE_FORMAT_VERSION};
 
 /// The keys of one stage.
 #[derive(Debug, Clone)]
@@ -179,30 +180,62 @@ impl KeyInputs<'_> {
 /// `.dockerignore` applied exactly as COPY applies it). A selection error is hashed as its
 /// message: the step then misses and fails with the real error when it runs.
 pub fn context_sources_digest(context: &BuildContext, sources: &[&str]) -> String {
-    let mut hasher = SourcesHasher::new();
+    let mut entries = Vec::new();
     for src in sources {
-        hasher.bytes("source", src.as_bytes());
-        let selected = match context.select(src) {
-            Ok(s) => s,
-            Err(e) => {
-                hasher.bytes("error", e.to_string().as_bytes());
-                continue;
+        entries.push(SourceEntry::Bytes { label: "source", bytes: src.to_string() });
+        match context.select(src) {
+            Ok(selected) => {
+                for rel in selected {
+                    entries.push(SourceEntry::TreeStart);
+                    if let Err(e) = collect_entry_tree(context, &rel, &mut entries) {
+                        entries.push(SourceEntry::Bytes { label: "error", bytes: format!("{rel}: {e}") });
+                    }
+                }
             }
-        };
-        for rel in selected {
-            if let Err(e) = hash_entry_tree(context, &rel, &mut hasher) {
-                hasher.bytes("error", format!("{rel}: {e}").as_bytes());
-            }
+            Err(e) => entries.push(SourceEntry::Bytes { label: "error", bytes: e.to_string() }),
+        }
+    }
+    let digests = file_digests(&entries);
+    let mut hasher = SourcesHasher::new();
+    let mut failed_tree = false;
+    for (entry, digest) in entries.iter().zip(digests) {
+        match entry {
+            // A tree whose walk or read failed hashes its error and nothing after it.
+            SourceEntry::TreeStart => failed_tree = false,
+            SourceEntry::Bytes { label, bytes } => hasher.bytes(label, bytes.as_bytes()),
+            _ if failed_tree => {}
+            SourceEntry::Dir { rel, mode } => hasher.dir(rel, *mode),
+            SourceEntry::Symlink { rel, mode, target } => hasher.symlink(rel, *mode, target),
+            SourceEntry::Special { rel } => hasher.bytes("special", rel.as_bytes()),
+            SourceEntry::File { rel, mode, size, .. } => match digest {
+                Some(Ok(d)) => hasher.file_with_digest(rel, *mode, *size, &d),
+                Some(Err(e)) => {
+                    hasher.bytes("error", format!("{rel}: {e}").as_bytes());
+                    failed_tree = true;
+                }
+                None => hasher.bytes("error", rel.as_bytes()),
+            },
         }
     }
     hasher.finish()
 }
 
-/// Hashes `rel` and, for a directory, everything below it that `.dockerignore` keeps.
-fn hash_entry_tree(context: &BuildContext, rel: &str, hasher: &mut SourcesHasher) -> std::io::Result<()> {
+/// One thing a COPY/ADD source contributes to its digest, in hashing order.
+enum SourceEntry {
+    /// Where one selected path's tree begins.
+    TreeStart,
+    Bytes { label: &'static str, bytes: String },
+    Dir { rel: String, mode: u32 },
+    Symlink { rel: String, mode: u32, target: String },
+    File { rel: String, mode: u32, size: u64, host: PathBuf },
+    Special { rel: String },
+}
+
+/// Lists `rel` and, for a directory, everything below it that `.dockerignore` keeps.
+fn collect_entry_tree(context: &BuildContext, rel: &str, out: &mut Vec<SourceEntry>) -> std::io::Result<()> {
     let host = context.dir().join(rel);
     let meta = fs::symlink_metadata(&host)?;
-    hash_entry(&host, rel, &meta, hasher)?;
+    out.push(source_entry(host.clone(), rel.to_string(), &meta)?);
     if !meta.is_dir() {
         return Ok(());
     }
@@ -215,23 +248,67 @@ fn hash_entry_tree(context: &BuildContext, rel: &str, hasher: &mut SourcesHasher
             continue;
         }
         let meta = entry.path().symlink_metadata()?;
-        hash_entry(entry.path(), &in_context, &meta, hasher)?;
+        out.push(source_entry(entry.into_path(), in_context, &meta)?);
     }
     Ok(())
 }
 
-fn hash_entry(host: &Path, rel: &str, meta: &fs::Metadata, hasher: &mut SourcesHasher) -> std::io::Result<()> {
+fn source_entry(host: PathBuf, rel: String, meta: &fs::Metadata) -> std::io::Result<SourceEntry> {
     let ft = meta.file_type();
-    if ft.is_dir() {
-        hasher.dir(rel, meta.mode());
+    Ok(if ft.is_dir() {
+        SourceEntry::Dir { rel, mode: meta.mode() }
     } else if ft.is_symlink() {
-        hasher.symlink(rel, meta.mode(), &fs::read_link(host)?.to_string_lossy());
+        SourceEntry::Symlink { target: fs::read_link(&host)?.to_string_lossy().into_owned(), rel, mode: meta.mode() }
     } else if ft.is_file() {
-        hasher.file(rel, meta.mode(), meta.size(), &mut fs::File::open(host)?)?;
+        SourceEntry::File { rel, mode: meta.mode(), size: meta.size(), host }
     } else {
-        hasher.bytes("special", rel.as_bytes());
+        SourceEntry::Special { rel }
+    })
+}
+
+/// The content digests of the files among `entries` (`None` for the others), read on up to
+/// as many threads as there are cores: hashing a large context is the one CPU-bound part of
+/// a fully cached build.
+fn file_digests(entries: &[SourceEntry]) -> Vec<Option<std::io::Result<[u8; 32]>>> {
+    let files: Vec<(usize, &Path)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            SourceEntry::File { host, .. } => Some((i, host.as_path())),
+            _ => None,
+        })
+        .collect();
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 4).min(files.len().max(1));
+    let next = AtomicUsize::new(0);
+    let hash_some = || {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut done = Vec::new();
+        while let Some(&(index, path)) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+            done.push((index, fs::File::open(path).and_then(|mut f| content_sha256(&mut f, &mut buf))));
+        }
+        done
+    };
+    let mut out: Vec<Option<std::io::Result<[u8; 32]>>> = entries.iter().map(|_| None).collect();
+    let results: Vec<(usize, std::io::Result<[u8; 32]>)> = if workers <= 1 {
+        hash_some()
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (1..workers).map(|_| s.spawn(hash_some)).collect();
+            let mut all = hash_some();
+            for h in handles {
+                // A hashing thread cannot panic on input (reads and hashes only); were it to,
+                // its files keep `None` and hash as missing content.
+                all.extend(h.join().unwrap_or_default());
+            }
+            all
+        })
+    };
+    for (index, result) in results {
+        if let Some(slot) = out.get_mut(index) {
+            *slot = Some(result);
+        }
     }
-    Ok(())
+    out
 }
 
 #[cfg(test)]
@@ -321,5 +398,28 @@ mod tests {
         let before = digest();
         change(d);
         assert_eq!(before != digest(), differs);
+    }
+
+    /// Files hashed on several threads feed the digest in path order: the result is the
+    /// sequential hash of the same entries (so keys do not depend on the core count).
+    #[test]
+    fn parallel_file_hashing_keeps_the_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("src")).unwrap();
+        let names: Vec<String> = (0..40).map(|i| format!("f{i:02}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            fs::write(d.join("src").join(name), vec![b'a' + (i % 26) as u8; 1000 * i]).unwrap();
+        }
+        let context = BuildContext::open(d, &d.join("Dockerfile")).unwrap();
+        let mut want = SourcesHasher::new();
+        want.bytes("source", b"src");
+        want.dir("src", fs::metadata(d.join("src")).unwrap().mode());
+        for name in &names {
+            let path = d.join("src").join(name);
+            let meta = fs::metadata(&path).unwrap();
+            want.file(&format!("src/{name}"), meta.mode(), meta.size(), &mut fs::File::open(&path).unwrap()).unwrap();
+        }
+        assert_eq!(context_sources_digest(&context, &["src"]), want.finish());
     }
 }

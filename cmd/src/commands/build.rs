@@ -24,7 +24,10 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let s = settings::build_settings(args)?;
     let display = progress::display(args.progress)?;
-    let isolation = args.isolation.resolve()?;
+    // The `auto` probe runs a trial sandbox (tens of ms); it overlaps plan loading and the
+    // base image round trips instead of preceding them.
+    let isolation_args = args.isolation.clone();
+    let isolation = std::thread::spawn(move || isolation_args.resolve());
     let request = settings::plan_request(&args.dockerfile)?;
     let first = load_plan(&s.dockerfile, &request, &UnresolvedBases)?;
     let tally = Arc::new(TransferTally::new(display.clone()));
@@ -51,6 +54,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         now: settings::now_secs(),
     });
     let remote = Remote::new(runtime.handle().clone(), client.clone(), cache);
+    let isolation = isolation.join().map_err(|_| anyhow::anyhow!("the isolation probe panicked"))??;
     let mut sandbox = Sandbox::new();
     sandbox.isolation(isolation.mode);
     // Under container isolation the build replaces `/`; what it must keep: its own state,

@@ -356,7 +356,7 @@ fn build(tmp: &Path, ctx: &Path, dockerfile: &Path, text: &str) -> Result<PathBu
         store: &store,
         work_dir: work.clone(),
         layer: LayerOptions { ids: identity.id_maps(), ..LayerOptions::default() },
-        sandbox: Sandbox::new(),
+        sandbox: Sandbox::new().into(),
         identity,
         created: "2026-01-01T00:00:00Z".into(),
         progress: &Silent,

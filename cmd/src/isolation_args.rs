@@ -35,6 +35,13 @@ pub struct IsolationArgs {
 }
 
 impl IsolationArgs {
+    /// Whether the choice can wait until a RUN needs it: under `auto` without container
+    /// isolation in reach (rbuild's own image or `--force`), every outcome keeps stage roots
+    /// in fresh directories, so nothing before the first RUN depends on it.
+    pub fn deferrable(&self) -> bool {
+        self.isolation == IsolationArg::Auto && !self.force && !Path::new(OWN_IMAGE_MARKER).is_file()
+    }
+
     /// Picks the isolation (probing for `auto`) and prints which and why on stderr.
     pub fn resolve(&self) -> anyhow::Result<Chosen> {
         let request = match self.isolation {

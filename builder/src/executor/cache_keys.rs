@@ -334,7 +334,7 @@ mod tests {
             store: &store,
             work_dir: dir.to_path_buf(),
             layer: LayerOptions::default(),
-            sandbox: Sandbox::new(),
+            sandbox: Sandbox::new().into(),
             identity: Identity::current(),
             created: "2026-01-01T00:00:00Z".into(),
             progress: &Silent,

@@ -10,6 +10,8 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 use crate::layer::exclusions::Exclusions;
 use crate::sandbox::{IsolationMode, Sandbox, SetupStep};
@@ -30,6 +32,55 @@ pub enum IsolationRequest {
     Auto,
     /// Exactly this mode.
     Mode(IsolationMode),
+}
+
+/// The RUN sandbox of a build, possibly still being chosen. The `auto` probe runs a trial
+/// sandbox (tens of milliseconds); on its own thread it overlaps the cache lookups, and only a
+/// step that runs a command waits for it, so a fully cached build never does.
+pub struct SandboxChoice {
+    chosen: OnceLock<Result<Sandbox, String>>,
+    pending: Mutex<Option<JoinHandle<Result<Sandbox, String>>>>,
+}
+
+impl SandboxChoice {
+    /// A sandbox chosen already.
+    pub fn ready(sandbox: Sandbox) -> Self {
+        Self { chosen: OnceLock::from(Ok(sandbox)), pending: Mutex::new(None) }
+    }
+
+    /// A sandbox a thread is choosing; `Err` is why no isolation works (reported by the first
+    /// step that needs one).
+    pub fn deferred(choosing: JoinHandle<Result<Sandbox, String>>) -> Self {
+        Self { chosen: OnceLock::new(), pending: Mutex::new(Some(choosing)) }
+    }
+
+    /// The sandbox, waiting for the choice if it is still being made.
+    pub fn get(&self) -> Result<&Sandbox, String> {
+        let chosen = self.chosen.get_or_init(|| {
+            let pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            match pending.map(JoinHandle::join) {
+                Some(Ok(result)) => result,
+                Some(Err(_)) => Err("the isolation probe panicked".into()),
+                None => Err("no isolation was chosen".into()),
+            }
+        });
+        chosen.as_ref().map_err(Clone::clone)
+    }
+}
+
+impl From<Sandbox> for SandboxChoice {
+    fn from(sandbox: Sandbox) -> Self {
+        Self::ready(sandbox)
+    }
+}
+
+impl Drop for SandboxChoice {
+    /// A probe still running finishes (and reaps its trial sandbox) before the build exits.
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            let _ = pending.join();
+        }
+    }
 }
 
 /// What start-up probing found.
@@ -235,6 +286,19 @@ mod tests {
         let ex = container_exclusions(Path::new("/tmp/r"), "1 0 0:1 / /tmp/r/vol rw - tmpfs t rw\n2 0 0:1 / /elsewhere rw - tmpfs t rw\n", &[]);
         assert!(ex.covers(Path::new("vol")));
         assert!(!ex.covers(Path::new("elsewhere")));
+    }
+
+    /// A deferred choice is waited for once and then answers the same; a failed probe is
+    /// the error every RUN reports.
+    #[test]
+    fn deferred_sandbox_choice() {
+        let ready = SandboxChoice::deferred(std::thread::spawn(|| Ok(Sandbox::new())));
+        assert!(ready.get().is_ok());
+        assert!(ready.get().is_ok());
+        let refused = SandboxChoice::deferred(std::thread::spawn(|| Err("no RUN isolation works here".to_string())));
+        assert_eq!(refused.get().err().as_deref(), Some("no RUN isolation works here"));
+        assert_eq!(refused.get().err().as_deref(), Some("no RUN isolation works here"));
+        assert!(SandboxChoice::from(Sandbox::new()).get().is_ok());
     }
 
     fn probed(userns: bool, chroot: bool) -> impl FnOnce() -> Probed {

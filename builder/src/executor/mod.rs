@@ -42,7 +42,8 @@ use crate::dockerfile::Location;
 use crate::image::ImageConfig;
 use crate::layer::LayerOptions;
 use crate::plan::Plan;
-use crate::sandbox::{CancelToken, Sandbox};
+use crate::sandbox::CancelToken;
+pub use isolation::SandboxChoice;
 use rbuild_cache::store::BlobStore;
 
 /// Errors running a build.
@@ -91,8 +92,8 @@ pub struct Executor<'a> {
     pub work_dir: PathBuf,
     /// How layers are written (compression, mtime policy, media types, id maps).
     pub layer: LayerOptions,
-    /// The RUN sandbox.
-    pub sandbox: Sandbox,
+    /// The RUN sandbox (chosen up front, or still being probed).
+    pub sandbox: SandboxChoice,
     /// Who owns the files of the stage roots on the host.
     pub identity: Identity,
     /// RFC 3339 time stamped on the config and history entries.

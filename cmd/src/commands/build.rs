@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use rbuild_builder::executor::{resolve_bases, BuildContext, CacheSettings, Executor, Remote, StepCacheReport};
+use rbuild_builder::executor::{resolve_bases, BuildContext, CacheSettings, Executor, Remote, SandboxChoice, StageRoots, StepCacheReport};
 use rbuild_builder::frontend::load_plan;
 use rbuild_builder::image::assemble;
 use rbuild_builder::plan::UnresolvedBases;
@@ -24,10 +24,16 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let s = settings::build_settings(args)?;
     let display = progress::display(args.progress)?;
-    // The `auto` probe runs a trial sandbox (tens of ms); it overlaps plan loading and the
-    // base image round trips instead of preceding them.
-    let isolation_args = args.isolation.clone();
-    let isolation = std::thread::spawn(move || isolation_args.resolve());
+    // The `auto` probe runs a trial sandbox (tens of ms) on its own thread: it overlaps plan
+    // loading, base resolution and cache lookups, and a fully cached build never waits for it.
+    // Otherwise (an explicit mode, which probes nothing, or container isolation in reach,
+    // which decides where stage roots live) it is chosen here.
+    let isolation = if args.isolation.deferrable() {
+        let isolation_args = args.isolation.clone();
+        Isolation::Probing(std::thread::spawn(move || isolation_args.resolve().map(|c| sandbox_for(c.mode)).map_err(|e| format!("{e:#}"))))
+    } else {
+        Isolation::Chosen(args.isolation.resolve()?)
+    };
     let request = settings::plan_request(&args.dockerfile)?;
     let first = load_plan(&s.dockerfile, &request, &UnresolvedBases)?;
     let tally = Arc::new(TransferTally::new(display.clone()));
@@ -54,14 +60,16 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         now: settings::now_secs(),
     });
     let remote = Remote::new(runtime.handle().clone(), client.clone(), cache);
-    let isolation = isolation.join().map_err(|_| anyhow::anyhow!("the isolation probe panicked"))??;
-    let mut sandbox = Sandbox::new();
-    sandbox.isolation(isolation.mode);
     // Under container isolation the build replaces `/`; what it must keep: its own state,
     // the context and the registry credentials (mounts, /proc, /sys, /dev are spared anyway).
-    let docker_config = args.registry.to_config().auth.docker_config_dir;
-    let keep: Vec<std::path::PathBuf> = [Some(s.cache_dir.clone()), Some(s.context.clone()), docker_config].into_iter().flatten().collect();
-    let roots = crate::isolation_args::stage_roots(isolation.mode, &keep)?;
+    let (sandbox, roots) = match isolation {
+        Isolation::Probing(probe) => (SandboxChoice::deferred(probe), StageRoots::Fresh),
+        Isolation::Chosen(chosen) => {
+            let docker_config = args.registry.to_config().auth.docker_config_dir;
+            let keep: Vec<std::path::PathBuf> = [Some(s.cache_dir.clone()), Some(s.context.clone()), docker_config].into_iter().flatten().collect();
+            (SandboxChoice::ready(sandbox_for(chosen.mode)), crate::isolation_args::stage_roots(chosen.mode, &keep)?)
+        }
+    };
     let log = StepLog::new(display.clone());
     let executor = Executor {
         context: &context,
@@ -145,6 +153,18 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     }
     display.summary(&summary);
     Ok(())
+}
+
+/// The RUN isolation: still being probed, or chosen.
+enum Isolation {
+    Probing(std::thread::JoinHandle<Result<Sandbox, String>>),
+    Chosen(rbuild_builder::executor::isolation::Chosen),
+}
+
+fn sandbox_for(mode: rbuild_builder::sandbox::IsolationMode) -> Sandbox {
+    let mut sandbox = Sandbox::new();
+    sandbox.isolation(mode);
+    sandbox
 }
 
 /// What tells this Dockerfile's steps apart from another's in the same cache repository.

@@ -56,6 +56,9 @@ pub enum InstructionError {
     /// The RUN's command exited non-zero (or was killed).
     #[error("process {command:?} did not complete successfully: exit code {code}{}", hint.map(|h| format!(" (hint: {h})")).unwrap_or_default())]
     RunFailed { command: String, code: i32, hint: Option<&'static str> },
+    /// No RUN isolation works here (the probe's verdict, reported by the first RUN).
+    #[error("{reason}")]
+    NoIsolation { reason: String },
     /// The sandbox could not run the command.
     #[error("cannot run {command:?}")]
     Sandbox { command: String, #[source] source: SandboxError },

@@ -49,9 +49,8 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
         overlay: None,
     };
     let event = ctx.event;
-    let report = ctx
-        .exec
-        .sandbox
+    let sandbox = ctx.exec.sandbox.get().map_err(|reason| InstructionError::NoIsolation { reason })?;
+    let report = sandbox
         .run(&cfg, |_, chunk| ctx.exec.progress.output(&event, chunk), &ctx.exec.cancel)
         .map_err(|source: SandboxError| InstructionError::Sandbox { command: command.clone(), source })?;
     if !report.status.success() {

@@ -2,6 +2,8 @@
 //! repository of the same registry, else streamed from the blob store), then the manifest once
 //! per tag, every tag naming the same digest.
 
+use std::collections::BTreeMap;
+
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::oci::Digest;
@@ -19,6 +21,10 @@ pub struct ImageToPush {
     pub manifest: RawManifest,
     /// Blobs to upload first (config and layers; for an index, nothing: push children first).
     pub blobs: Vec<(Digest, u64)>,
+    /// Blob digest → a repository of the target's registry known to hold it (where the build
+    /// got it from). Mounting tries it before the push's `mount_from` list, so a blob costs
+    /// one mount instead of a failed mount (and its session) per wrong repository first.
+    pub sources: BTreeMap<String, String>,
 }
 
 impl ImageToPush {
@@ -34,7 +40,12 @@ impl ImageToPush {
                 .collect(),
             Manifest::Index(_) => Vec::new(),
         };
-        Ok(Self { manifest, blobs })
+        Ok(Self { manifest, blobs, sources: BTreeMap::new() })
+    }
+
+    /// Records that `repository` (same registry as the target) holds blob `digest`.
+    pub fn add_source(&mut self, digest: &Digest, repository: &str) {
+        self.sources.insert(digest.to_string(), repository.to_owned());
     }
 }
 
@@ -76,9 +87,12 @@ impl RegistryClient {
         let endpoint = self.endpoint(target.registry());
         let repository = target.repository();
         let mut scopes = vec![push_scope(repository)];
+        let mut sources: Vec<&String> = mount_from.iter().chain(image.sources.values()).collect();
+        sources.sort();
+        sources.dedup();
         scopes.extend(
-            mount_from
-                .iter()
+            sources
+                .into_iter()
                 .filter(|r| r.as_str() != repository)
                 .map(|r| pull_scope(r)),
         );
@@ -93,7 +107,7 @@ impl RegistryClient {
         };
         let mut paths = Vec::with_capacity(image.blobs.len());
         for (digest, size) in &image.blobs {
-            if !store.contains(digest) && mount_from.is_empty() {
+            if !store.contains(digest) && mount_from.is_empty() && !image.sources.contains_key(&digest.to_string()) {
                 return Err(StoreError::NotFound {
                     digest: digest.clone(),
                 }
@@ -104,8 +118,9 @@ impl RegistryClient {
         let plan_ref = &plan;
         let blobs = futures_util::stream::iter(paths.iter())
             .map(|(digest, size, path)| async move {
+                let preferred = image.sources.get(&digest.to_string()).map(String::as_str);
                 if !store.contains(digest) {
-                    return match place_remote_blob(self.transport(), plan_ref, digest).await? {
+                    return match place_remote_blob(self.transport(), plan_ref, digest, preferred).await? {
                         Some(outcome) => Ok(((*digest).clone(), outcome)),
                         None => Err(StoreError::NotFound { digest: (*digest).clone() }.into()),
                     };
@@ -115,7 +130,7 @@ impl RegistryClient {
                     size: *size,
                     path,
                 };
-                push_blob(self.transport(), plan_ref, blob)
+                push_blob(self.transport(), plan_ref, blob, preferred)
                     .await
                     .map(|outcome| ((*digest).clone(), outcome))
             })

@@ -94,7 +94,14 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         let raw = RawManifest::new(image.manifest_json.clone(), kind);
         for (repo, tags) in &s.destinations {
             display.phase(&format!("pushing {}/{} ({})", repo.registry(), repo.repository(), tags.join(", ")));
-            let to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
+            let mut to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
+            // Each layer's known origin (base or cache repository) is mounted from first.
+            for layer in &image.layers {
+                let digest = layer.descriptor.digest.digest();
+                if let Some(origin) = remote.origin(digest).filter(|o| o.registry() == repo.registry()) {
+                    to_push.add_source(digest, origin.repository());
+                }
+            }
             // Base and cached layers already in the same registry are mounted, not uploaded
             // again (nor downloaded: a fully cached build pushes without fetching a layer).
             let mut mount_from: Vec<String> = bases

@@ -11,6 +11,7 @@ use crate::reference::Reference;
 use crate::registry::error::RegistryError;
 use crate::registry::manifest::{pull_scope, push_scope, put_manifest, Manifest, RawManifest};
 use crate::registry::upload::{place_remote_blob, push_blob, BlobPush, BlobUpload, UploadPlan};
+use crate::registry::transport::Endpoint;
 use crate::registry::RegistryClient;
 use crate::store::{BlobStore, StoreError};
 
@@ -142,29 +143,41 @@ impl RegistryClient {
         } else {
             tags.to_vec()
         };
-        for tag in &refs {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match put_manifest(self.transport(), &endpoint, repository, tag, &image.manifest).await {
-                    // Every blob was just confirmed present: a registry whose storage writes
-                    // blob links in place (distribution's filesystem driver) can report one as
-                    // unknown while another client re-links it. Such answers are retried.
-                    Err(e) if is_blob_unknown(&e) && attempt <= self.config().retry.retries => {
-                        tracing::warn!(%tag, attempt, error = %e, "manifest refers to a blob the registry just reported; retrying");
-                        tokio::time::sleep(self.config().retry.delay(attempt)).await;
-                    }
-                    other => {
-                        other?;
-                        break;
-                    }
-                }
-            }
-        }
+        // One PUT per tag, all at once (a build usually pushes two tags): every PUT names the
+        // same bytes, so their order does not matter.
+        futures_util::future::try_join_all(
+            refs.iter()
+                .map(|tag| self.put_tag(&endpoint, repository, tag, &image.manifest)),
+        )
+        .await?;
         Ok(PushReport {
             digest: image.manifest.digest.clone(),
             blobs,
         })
+    }
+
+    /// `PUT` the manifest under one tag, retrying a `MANIFEST_BLOB_UNKNOWN` answer.
+    async fn put_tag(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        tag: &str,
+        manifest: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match put_manifest(self.transport(), endpoint, repository, tag, manifest).await {
+                // Every blob was just confirmed present: a registry whose storage writes
+                // blob links in place (distribution's filesystem driver) can report one as
+                // unknown while another client re-links it. Such answers are retried.
+                Err(e) if is_blob_unknown(&e) && attempt <= self.config().retry.retries => {
+                    tracing::warn!(%tag, attempt, error = %e, "manifest refers to a blob the registry just reported; retrying");
+                    tokio::time::sleep(self.config().retry.delay(attempt)).await;
+                }
+                other => return other.map(|_| ()),
+            }
+        }
     }
 
     /// Fetch the raw manifest `reference` names (tag or digest), without platform selection.

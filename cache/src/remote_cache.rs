@@ -11,18 +11,25 @@
 //! for that step; `--explain-cache` compares a miss with it. That tag is overwritten, never
 //! read-modified-written, and nothing but explanations reads it.
 //!
-//! Anything unexpected (bad JSON, a missing or mismatching blob, a key that does not match
-//! its tag) makes the entry [`Lookup::Corrupt`]: ignored, rebuilt and overwritten.
+//! The config descriptor also carries the config blob itself (base64, OCI 1.1's descriptor
+//! `data`), so a lookup is one manifest `GET` and a layer `HEAD`; entries without it (older
+//! writers) have their config blob fetched.
+//!
+//! Anything unexpected (bad JSON, a missing or mismatching blob, embedded data that does not
+//! match its digest, a key that does not match its tag) makes the entry [`Lookup::Corrupt`]:
+//! ignored, rebuilt and overwritten.
+
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::key::{CacheKey, KeyComponents, CACHE_FORMAT_VERSION};
-use crate::oci::{Descriptor, Digest, ImageManifest};
+use crate::oci::{sha256_digest, Descriptor, Digest, ImageManifest};
 use crate::reference::Reference;
 use crate::registry::manifest::{Manifest, ManifestKind, RawManifest, OCI_MANIFEST};
 use crate::registry::pull::ResolvedImage;
@@ -33,8 +40,9 @@ use crate::store::BlobStore;
 pub const ENTRY_CONFIG_MEDIA_TYPE: &str = "application/vnd.rbuild.cache.entry.v1+json";
 /// Annotation on the entry manifest carrying its key.
 pub const KEY_ANNOTATION: &str = "dev.rbuild.cache.key";
-/// Lookups (and prune reads) in flight at once.
-const CONCURRENT_LOOKUPS: usize = 16;
+/// Lookups (and prune reads) in flight at once: a lookup is two short requests, and a
+/// fully cached build waits for all of them before it starts.
+const CONCURRENT_LOOKUPS: usize = 32;
 
 /// What an entry records besides its layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -143,21 +151,11 @@ impl RemoteCache {
 
     /// Looks up one key: hit, miss, expired or corrupt.
     pub async fn lookup(&self, key: &CacheKey, now: i64) -> Result<Lookup, RegistryError> {
-        let Some(entry) = self.read_entry(&key.tag()).await? else { return Ok(Lookup::Miss) };
-        let entry = match entry {
+        let Some((_, entry)) = self.read_entry(&key.tag()).await? else { return Ok(Lookup::Miss) };
+        let entry = match usable(entry, key, now, self.ttl) {
             Ok(e) => e,
-            Err(reason) => return Ok(Lookup::Corrupt { reason }),
+            Err(answer) => return Ok(answer),
         };
-        if entry.meta.key != *key {
-            return Ok(Lookup::Corrupt { reason: format!("entry records key {}", entry.meta.key) });
-        }
-        if entry.meta.format != CACHE_FORMAT_VERSION {
-            return Ok(Lookup::Corrupt { reason: format!("cache format {}", entry.meta.format) });
-        }
-        let age = now.saturating_sub(entry.meta.written);
-        if u64::try_from(age).is_ok_and(|a| a > self.ttl.as_secs()) {
-            return Ok(Lookup::Expired { written: entry.meta.written });
-        }
         if let Some(layer) = &entry.layer {
             let blob_ref = self.repository.with_digest(entry.manifest.clone());
             if !self.client.blob_exists(&blob_ref, layer.digest()).await? {
@@ -170,56 +168,48 @@ impl RemoteCache {
     /// The entry the first readable tag of `tags` names (position or parent tags).
     pub async fn latest_at(&self, tags: &[String]) -> Option<EntryMeta> {
         for tag in tags {
-            if let Ok(Some(Ok(entry))) = self.read_entry(tag).await {
+            if let Ok(Some((_, Ok(entry)))) = self.read_entry(tag).await {
                 return Some(entry.meta);
             }
         }
         None
     }
 
-    /// Reads the entry a tag names: `None` when there is no such tag, `Some(Err(reason))`
-    /// when it is not a well-formed entry.
-    async fn read_entry(&self, tag: &str) -> Result<Option<Result<CacheEntry, String>>, RegistryError> {
+    /// Reads the entry a tag names: `None` when there is no such tag, `Some((manifest,
+    /// Err(reason)))` when it is not a well-formed entry.
+    async fn read_entry(&self, tag: &str) -> Result<Option<(RawManifest, Result<CacheEntry, String>)>, RegistryError> {
         let reference = self.repository.with_tag(tag);
         let raw = match self.client.get_raw_manifest(&reference).await {
             Ok(raw) => raw,
             Err(RegistryError::Status { status: 404, .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let image = match raw.parse(&reference) {
-            Ok(Manifest::Image(image)) => *image,
-            Ok(Manifest::Index(_)) => return Ok(Some(Err("an index, not an entry manifest".into()))),
-            Err(e) => return Ok(Some(Err(format!("unreadable manifest: {e}")))),
+        let image = match entry_image(&raw, &reference) {
+            Ok(image) => image,
+            Err(reason) => return Ok(Some((raw, Err(reason)))),
         };
-        if image.config().media_type().to_string() != ENTRY_CONFIG_MEDIA_TYPE {
-            return Ok(Some(Err(format!("config media type {} is not an rbuild cache entry", image.config().media_type()))));
-        }
-        if image.layers().len() > 1 {
-            return Ok(Some(Err(format!("{} layers (an entry has at most one)", image.layers().len()))));
-        }
-        let layer = image.layers().first().cloned();
-        let resolved = ResolvedImage {
-            reference: reference.clone(),
-            endpoint: self.client.endpoint(reference.registry()),
-            index: None,
-            manifest: raw.clone(),
-            image: image.clone(),
-        };
-        let bytes = match self.client.fetch_config(&resolved).await {
-            Ok(b) => b,
-            Err(e @ (RegistryError::Status { status: 404, .. } | RegistryError::DigestMismatch { .. } | RegistryError::InvalidResponse { .. })) => {
-                return Ok(Some(Err(format!("entry config: {e}"))));
+        let bytes = match embedded_config(image.config()) {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(reason)) => return Ok(Some((raw, Err(reason)))),
+            None => {
+                let resolved = ResolvedImage {
+                    reference: reference.clone(),
+                    endpoint: self.client.endpoint(reference.registry()),
+                    index: None,
+                    manifest: raw.clone(),
+                    image: image.clone(),
+                };
+                match self.client.fetch_config(&resolved).await {
+                    Ok(b) => b,
+                    Err(e @ (RegistryError::Status { status: 404, .. } | RegistryError::DigestMismatch { .. } | RegistryError::InvalidResponse { .. })) => {
+                        return Ok(Some((raw, Err(format!("entry config: {e}")))));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Err(e) => return Err(e),
         };
-        let meta: EntryMeta = match serde_json::from_slice(&bytes) {
-            Ok(m) => m,
-            Err(e) => return Ok(Some(Err(format!("entry config is not valid: {e}")))),
-        };
-        if meta.diff_id.is_some() != layer.is_some() {
-            return Ok(Some(Err("layer and diff id do not match".into())));
-        }
-        Ok(Some(Ok(CacheEntry { meta, manifest: raw.digest, layer })))
+        let entry = entry_from(&raw, &image, &bytes);
+        Ok(Some((raw, entry)))
     }
 
     /// Writes an entry: the layer blob (already in `store`), the meta blob, then the manifest
@@ -235,7 +225,7 @@ impl RemoteCache {
         // Invariant: EntryMeta holds only strings, integers and JSON values.
         let meta_bytes = serde_json::to_vec(meta).expect("entry meta serialises");
         let stored = store.put_bytes(&meta_bytes)?;
-        let manifest = entry_manifest(&stored.digest, stored.size, layer, &meta.key);
+        let manifest = entry_manifest(&meta_bytes, &stored.digest, layer, &meta.key);
         let raw = RawManifest::new(manifest, ManifestKind::OciManifest);
         let image = ImageToPush::from_manifest(raw, &self.repository)?;
         let mut tags = vec![meta.key.tag()];
@@ -255,7 +245,7 @@ impl RemoteCache {
         let mut report = PruneReport::default();
         let mut stale: Vec<Digest> = Vec::new();
         for read in reads {
-            match read? {
+            match read?.map(|(_, entry)| entry) {
                 Some(Ok(entry)) if u64::try_from(now.saturating_sub(entry.meta.written)).is_ok_and(|a| a > older_than.as_secs()) => {
                     if !stale.contains(&entry.manifest) {
                         stale.push(entry.manifest);
@@ -273,18 +263,78 @@ impl RemoteCache {
     }
 }
 
-/// The entry manifest JSON.
-fn entry_manifest(config: &Digest, config_size: u64, layer: Option<&Descriptor>, key: &CacheKey) -> Vec<u8> {
+/// The entry manifest JSON; the config descriptor embeds `config` (whose digest it is).
+fn entry_manifest(config: &[u8], config_digest: &Digest, layer: Option<&Descriptor>, key: &CacheKey) -> Vec<u8> {
     let layers: Vec<&Descriptor> = layer.into_iter().collect();
     let doc = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": { "mediaType": ENTRY_CONFIG_MEDIA_TYPE, "digest": config.to_string(), "size": config_size },
+        "config": {
+            "mediaType": ENTRY_CONFIG_MEDIA_TYPE,
+            "digest": config_digest.to_string(),
+            "size": config.len(),
+            "data": base64::engine::general_purpose::STANDARD.encode(config),
+        },
         "layers": layers,
         "annotations": { KEY_ANNOTATION: key.as_str() },
     });
     // Invariant: built from strings, integers and descriptors.
     serde_json::to_vec(&doc).expect("entry manifest serialises")
+}
+
+/// The image manifest of an entry, if the manifest has an entry's shape.
+fn entry_image(raw: &RawManifest, reference: &Reference) -> Result<ImageManifest, String> {
+    let image = match raw.parse(reference) {
+        Ok(Manifest::Image(image)) => *image,
+        Ok(Manifest::Index(_)) => return Err("an index, not an entry manifest".into()),
+        Err(e) => return Err(format!("unreadable manifest: {e}")),
+    };
+    if image.config().media_type().to_string() != ENTRY_CONFIG_MEDIA_TYPE {
+        return Err(format!("config media type {} is not an rbuild cache entry", image.config().media_type()));
+    }
+    if image.layers().len() > 1 {
+        return Err(format!("{} layers (an entry has at most one)", image.layers().len()));
+    }
+    Ok(image)
+}
+
+/// The config blob embedded in its descriptor (`data`): `None` when there is none, an
+/// error when it is not base64 or not the blob the descriptor's digest names.
+fn embedded_config(config: &Descriptor) -> Option<Result<Vec<u8>, String>> {
+    let data = config.data().as_ref()?;
+    Some(match base64::engine::general_purpose::STANDARD.decode(data) {
+        Err(e) => Err(format!("entry config data is not base64: {e}")),
+        Ok(bytes) if sha256_digest(&bytes) != *config.digest() => {
+            Err(format!("entry config data does not match its digest {}", config.digest()))
+        }
+        Ok(bytes) => Ok(bytes),
+    })
+}
+
+/// The entry an entry manifest and its config blob make.
+fn entry_from(raw: &RawManifest, image: &ImageManifest, config: &[u8]) -> Result<CacheEntry, String> {
+    let meta: EntryMeta = serde_json::from_slice(config).map_err(|e| format!("entry config is not valid: {e}"))?;
+    let layer = image.layers().first().cloned();
+    if meta.diff_id.is_some() != layer.is_some() {
+        return Err("layer and diff id do not match".into());
+    }
+    Ok(CacheEntry { meta, manifest: raw.digest.clone(), layer })
+}
+
+/// Whether a well-formed entry answers `key` at `now`: the entry, or the answer instead.
+fn usable(entry: Result<CacheEntry, String>, key: &CacheKey, now: i64, ttl: Duration) -> Result<CacheEntry, Lookup> {
+    let entry = entry.map_err(|reason| Lookup::Corrupt { reason })?;
+    if entry.meta.key != *key {
+        return Err(Lookup::Corrupt { reason: format!("entry records key {}", entry.meta.key) });
+    }
+    if entry.meta.format != CACHE_FORMAT_VERSION {
+        return Err(Lookup::Corrupt { reason: format!("cache format {}", entry.meta.format) });
+    }
+    let age = now.saturating_sub(entry.meta.written);
+    if u64::try_from(age).is_ok_and(|a| a > ttl.as_secs()) {
+        return Err(Lookup::Expired { written: entry.meta.written });
+    }
+    Ok(entry)
 }
 
 /// Parses an entry manifest (for tests and tools).
@@ -296,17 +346,40 @@ pub fn parse_entry_manifest(bytes: &[u8]) -> Result<ImageManifest, serde_json::E
 mod tests {
     use super::*;
 
+    use rstest::rstest;
+
+    const META: &[u8] = br#"{"meta":1}"#;
+
     #[test]
-    fn entry_manifest_is_an_oci_manifest_with_at_most_one_layer() {
-        let config: Digest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".parse().unwrap();
+    fn entry_manifest_is_an_oci_manifest_with_at_most_one_layer_and_embeds_its_config() {
+        let config = sha256_digest(META);
         let key = CacheKey::scratch();
-        let without = parse_entry_manifest(&entry_manifest(&config, 2, None, &key)).unwrap();
+        let without = parse_entry_manifest(&entry_manifest(META, &config, None, &key)).unwrap();
         assert!(without.layers().is_empty());
         assert_eq!(without.config().media_type().to_string(), ENTRY_CONFIG_MEDIA_TYPE);
+        assert_eq!(without.config().size(), META.len() as u64);
+        assert_eq!(embedded_config(without.config()).unwrap().unwrap(), META);
         let layer = Descriptor::new(crate::oci::MediaType::ImageLayerGzip, 3, config.clone());
-        let with = parse_entry_manifest(&entry_manifest(&config, 2, Some(&layer), &key)).unwrap();
+        let with = parse_entry_manifest(&entry_manifest(META, &config, Some(&layer), &key)).unwrap();
         assert_eq!(with.layers().len(), 1);
         assert_eq!(with.annotations().as_ref().unwrap().get(KEY_ANNOTATION).unwrap(), key.as_str());
+    }
+
+    /// `data` of a config descriptor whose digest is that of [`META`].
+    #[rstest]
+    #[case::absent(None, None)]
+    #[case::matching(Some("eyJtZXRhIjoxfQ=="), Some(Ok(META.to_vec())))]
+    #[case::other_bytes(Some("eyJtZXRhIjoyfQ=="), Some(Err("does not match its digest")))]
+    #[case::not_base64(Some("{not base64"), Some(Err("not base64")))]
+    fn embedded_config_must_be_the_blob_its_digest_names(#[case] data: Option<&str>, #[case] want: Option<Result<Vec<u8>, &str>>) {
+        let mut d = Descriptor::new(crate::oci::MediaType::Other(ENTRY_CONFIG_MEDIA_TYPE.into()), META.len() as u64, sha256_digest(META));
+        d.set_data(data.map(str::to_owned));
+        match (embedded_config(&d), want) {
+            (None, None) => {}
+            (Some(Ok(got)), Some(Ok(want))) => assert_eq!(got, want),
+            (Some(Err(got)), Some(Err(want))) => assert!(got.contains(want), "{got}"),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
     }
 
     #[test]

@@ -18,8 +18,12 @@
 //! Anything unexpected (bad JSON, a missing or mismatching blob, embedded data that does not
 //! match its digest, a key that does not match its tag) makes the entry [`Lookup::Corrupt`]:
 //! ignored, rebuilt and overwritten.
+//!
+//! With a [`LocalEntries`] index (`<cache-dir>/entries`), entries read or written are also
+//! kept on disk and a later lookup answers from there when the entry's layer is in the local
+//! blob store: a warm rebuild asks the cache repository nothing.
 
-
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,6 +113,18 @@ pub struct RemoteCache {
     client: Arc<RegistryClient>,
     repository: Reference,
     ttl: Duration,
+    local: Option<LocalEntries>,
+}
+
+/// Local copies of entry manifests, one file per key (`<dir>/<key hex>`, the manifest bytes;
+/// its digest is theirs), answering lookups of a warm rebuild without the registry. An entry
+/// read from there is checked like one from the registry, and counts only when its layer
+/// is in `store`: then the image push can always upload the layer itself, even if the
+/// registry lost it (see docs/decisions.md).
+#[derive(Debug, Clone)]
+pub struct LocalEntries {
+    dir: PathBuf,
+    store: BlobStore,
 }
 
 /// The position tag of a step: `pos-` + 40 hex of sha256(scope, stage, step, platform).
@@ -126,7 +142,13 @@ pub fn parent_tag(parent: &CacheKey) -> String {
 impl RemoteCache {
     /// A cache in `repository` (its tag or digest, if any, is ignored).
     pub fn new(client: Arc<RegistryClient>, repository: Reference, ttl: Duration) -> Self {
-        Self { client, repository, ttl }
+        Self { client, repository, ttl, local: None }
+    }
+
+    /// Also keep entries in (and answer lookups from) `dir`, for layers in `store`.
+    pub fn with_local_entries(mut self, dir: PathBuf, store: BlobStore) -> Self {
+        self.local = Some(LocalEntries { dir, store });
+        self
     }
 
     /// The cache repository.
@@ -149,9 +171,12 @@ impl RemoteCache {
             .await
     }
 
-    /// Looks up one key: hit, miss, expired or corrupt.
+    /// Looks up one key: hit, miss, expired or corrupt. A usable local copy answers first.
     pub async fn lookup(&self, key: &CacheKey, now: i64) -> Result<Lookup, RegistryError> {
-        let Some((_, entry)) = self.read_entry(&key.tag()).await? else { return Ok(Lookup::Miss) };
+        if let Some(entry) = self.local.as_ref().and_then(|l| l.lookup(&self.repository, key, now, self.ttl)) {
+            return Ok(Lookup::Hit(Box::new(entry)));
+        }
+        let Some((raw, entry)) = self.read_entry(&key.tag()).await? else { return Ok(Lookup::Miss) };
         let entry = match usable(entry, key, now, self.ttl) {
             Ok(e) => e,
             Err(answer) => return Ok(answer),
@@ -161,6 +186,9 @@ impl RemoteCache {
             if !self.client.blob_exists(&blob_ref, layer.digest()).await? {
                 return Ok(Lookup::Corrupt { reason: format!("layer blob {} is missing", layer.digest()) });
             }
+        }
+        if let Some(local) = &self.local {
+            local.save(key, &raw.bytes);
         }
         Ok(Lookup::Hit(Box::new(entry)))
     }
@@ -227,10 +255,14 @@ impl RemoteCache {
         let stored = store.put_bytes(&meta_bytes)?;
         let manifest = entry_manifest(&meta_bytes, &stored.digest, layer, &meta.key);
         let raw = RawManifest::new(manifest, ManifestKind::OciManifest);
-        let image = ImageToPush::from_manifest(raw, &self.repository)?;
+        let image = ImageToPush::from_manifest(raw.clone(), &self.repository)?;
         let mut tags = vec![meta.key.tag()];
         tags.extend(extra_tags.iter().cloned());
-        self.client.push_image(store, &self.repository, &tags, &image, &[]).await
+        let report = self.client.push_image(store, &self.repository, &tags, &image, &[]).await?;
+        if let Some(local) = &self.local {
+            local.save(&meta.key, &raw.bytes);
+        }
+        Ok(report)
     }
 
     /// Deletes entries written more than `older_than` before `now`. Tags that are no rbuild
@@ -337,6 +369,51 @@ fn usable(entry: Result<CacheEntry, String>, key: &CacheKey, now: i64, ttl: Dura
     Ok(entry)
 }
 
+impl LocalEntries {
+    fn path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(key.as_str().trim_start_matches("sha256:"))
+    }
+
+    /// The local copy of `key`'s entry, if it is usable and its layer is in the store. A
+    /// corrupt copy is deleted; an expired one, or one whose layer is not here, is left for
+    /// the registry to answer (and to replace).
+    fn lookup(&self, repository: &Reference, key: &CacheKey, now: i64, ttl: Duration) -> Option<CacheEntry> {
+        let path = self.path(key);
+        let bytes = std::fs::read(&path).ok()?;
+        let raw = RawManifest::new(bytes, ManifestKind::OciManifest);
+        let entry = entry_image(&raw, repository).and_then(|image| {
+            let config = embedded_config(image.config()).unwrap_or_else(|| Err("no embedded entry config".into()))?;
+            entry_from(&raw, &image, &config)
+        });
+        match usable(entry, key, now, ttl) {
+            Ok(entry) if entry.layer.as_ref().is_none_or(|l| self.store.contains(l.digest())) => Some(entry),
+            Ok(_) | Err(Lookup::Expired { .. }) => None,
+            Err(answer) => {
+                tracing::warn!(path = %path.display(), ?answer, "deleting a corrupt local cache entry");
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::debug!(error = %e, "cannot delete a corrupt local cache entry");
+                }
+                None
+            }
+        }
+    }
+
+    /// Keeps a copy of `key`'s entry manifest (atomically replaced; best effort: a failure
+    /// only costs a registry lookup later).
+    fn save(&self, key: &CacheKey, manifest: &[u8]) {
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+            std::io::Write::write_all(&mut file, manifest)?;
+            file.persist(self.path(key)).map_err(|e| e.error)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::debug!(error = %e, dir = %self.dir.display(), "cannot keep a local copy of a cache entry");
+        }
+    }
+}
+
 /// Parses an entry manifest (for tests and tools).
 pub fn parse_entry_manifest(bytes: &[u8]) -> Result<ImageManifest, serde_json::Error> {
     serde_json::from_slice(bytes)
@@ -380,6 +457,74 @@ mod tests {
             (Some(Err(got)), Some(Err(want))) => assert!(got.contains(want), "{got}"),
             (got, want) => panic!("got {got:?}, want {want:?}"),
         }
+    }
+
+    /// How a local entry file is made for [`local_entries_count_only_when_usable_and_their_layer_is_here`].
+    #[derive(Debug, Clone, Copy)]
+    enum Local {
+        /// A good entry whose layer is in the store.
+        Good,
+        /// A good entry without a layer (a metadata-only step).
+        NoLayer,
+        /// A good entry whose layer is not in the store.
+        LayerMissing,
+        /// Written longer ago than the TTL.
+        Expired,
+        /// Recording another key.
+        OtherKey,
+        /// Not JSON.
+        Garbage,
+        /// Embedded config that is not the blob its digest names.
+        BadData,
+    }
+
+    #[rstest]
+    #[case::good(Local::Good, true, true)]
+    #[case::no_layer(Local::NoLayer, true, true)]
+    #[case::layer_missing(Local::LayerMissing, false, true)]
+    #[case::expired(Local::Expired, false, true)]
+    #[case::other_key(Local::OtherKey, false, false)]
+    #[case::garbage(Local::Garbage, false, false)]
+    #[case::bad_data(Local::BadData, false, false)]
+    fn local_entries_count_only_when_usable_and_their_layer_is_here(#[case] how: Local, #[case] hit: bool, #[case] kept: bool) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path().join("store")).unwrap();
+        let local = LocalEntries { dir: tmp.path().join("entries"), store: store.clone() };
+        let key = CacheKey::from("sha256:1111111111111111111111111111111111111111111111111111111111111111");
+        let now = 1_000_000;
+        let ttl = Duration::from_secs(100);
+        let layer_blob = store.put_bytes(b"layer").unwrap();
+        let layer = match how {
+            Local::NoLayer => None,
+            Local::LayerMissing => Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, 3, sha256_digest(b"elsewhere"))),
+            _ => Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, layer_blob.size, layer_blob.digest.clone())),
+        };
+        let meta = EntryMeta {
+            format: CACHE_FORMAT_VERSION,
+            key: if matches!(how, Local::OtherKey) { CacheKey::scratch() } else { key.clone() },
+            written: if matches!(how, Local::Expired) { now - 101 } else { now - 99 },
+            write_id: "1-1".into(),
+            history_created: None,
+            image_config: serde_json::json!({}),
+            diff_id: layer.as_ref().map(|_| "sha256:2222222222222222222222222222222222222222222222222222222222222222".into()),
+            uncompressed_size: 0,
+            components: KeyComponents::default(),
+        };
+        let meta_bytes = serde_json::to_vec(&meta).unwrap();
+        let bytes = match how {
+            Local::Garbage => b"{not json".to_vec(),
+            Local::BadData => entry_manifest(&meta_bytes, &sha256_digest(b"other"), layer.as_ref(), &key),
+            _ => entry_manifest(&meta_bytes, &sha256_digest(&meta_bytes), layer.as_ref(), &key),
+        };
+        local.save(&key, &bytes);
+        let repository: Reference = "127.0.0.1:5000/cache".parse().unwrap();
+        let found = local.lookup(&repository, &key, now, ttl);
+        assert_eq!(found.is_some(), hit, "{how:?}: {found:?}");
+        if let Some(entry) = found {
+            assert_eq!(entry.meta, meta);
+            assert_eq!(entry.manifest, sha256_digest(&bytes));
+        }
+        assert_eq!(local.path(&key).is_file(), kept, "{how:?}");
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let context = BuildContext::open(&s.context, &s.dockerfile)?;
     let work = tempfile::Builder::new().prefix("build-").tempdir_in(&s.cache_dir).context("creating the work directory")?;
     let cache = s.cache.as_ref().map(|c| CacheSettings {
-        cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl),
+        cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl).with_local_entries(s.cache_dir.join("entries"), store.clone()),
         mode: c.mode,
         explain: c.explain,
         scope: cache_scope(&s),

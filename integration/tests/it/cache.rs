@@ -303,6 +303,50 @@ async fn corrupt_entries_are_ignored_rebuilt_and_never_used() {
     assert_eq!(c.run("cache/app:v3"), "app v1\ndependency v1\ncommit none\n");
 }
 
+/// Access-log lines of requests to the cache repository in `log`.
+fn cache_repo_requests<'a>(c: &Case, log: &'a str) -> Vec<&'a str> {
+    let path = format!(" /v2/{}/", c.cache_repo.split_once('/').unwrap().1);
+    log.lines().filter(|l| l.contains(&path) && l.contains(" HTTP/1.1\"")).collect()
+}
+
+#[tokio::test]
+async fn warm_rebuild_answers_from_the_local_entry_index_while_its_layers_are_local() {
+    let Some(c) = Case::start("build/cache-steps").await else { return };
+    let state = c.fresh_dir();
+    let build = |image: &str| {
+        let base = c.h.base();
+        let image = c.h.image(image);
+        let args = ["--context", c.context.to_str().unwrap(), "--build-arg", &base, "--cache-repo", &c.cache_repo, "--explain-cache", "--destination", &image];
+        ok(c.h.build_in(&state, &args))
+    };
+    let first = build("cache/warm:v1");
+    assert_eq!(hits(&first), ALL_MISS);
+    assert_eq!(std::fs::read_dir(state.join("entries")).unwrap().count(), 7, "every written entry is kept locally");
+    // A request after the first build's last one: everything before it is in the log.
+    c.tags();
+    let mark = c.h.ctx.registry.log().len();
+    let second = build("cache/warm:v2");
+    assert_eq!(hits(&second), ALL_HIT, "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(Case::digest_of(&first), Case::digest_of(&second));
+    let log = c.h.ctx.registry.log();
+    assert_eq!(cache_repo_requests(&c, &log[mark..]), Vec::<&str>::new(), "a warm rebuild asks the cache repository nothing");
+    // Step 3's layer leaves the local store: its entry is looked up in the registry again
+    // (and only it); the image, pushed to a new repository, is still complete.
+    let steps = explained(&first);
+    let layer = c.entry(&steps[1].key)["layers"][0]["digest"].as_str().unwrap().to_string();
+    std::fs::remove_file(state.join("store/blobs/sha256").join(layer.trim_start_matches("sha256:"))).unwrap();
+    c.tags();
+    let mark = c.h.ctx.registry.log().len();
+    let third = build("cache/warm-elsewhere:v3");
+    assert_eq!(hits(&third), ALL_HIT, "{}", String::from_utf8_lossy(&third.stderr));
+    let log = c.h.ctx.registry.log();
+    let asked = cache_repo_requests(&c, &log[mark..]);
+    let tag = steps[1].key.replacen(':', "-", 1);
+    assert!(!asked.is_empty() && asked.iter().all(|l| l.contains(&tag) || l.contains(&layer)), "only step 3 goes to the registry: {asked:#?}");
+    assert_eq!(Case::digest_of(&first), Case::digest_of(&third));
+    assert_eq!(c.run("cache/warm-elsewhere:v3"), "app v1\ndependency v1\ncommit none\n");
+}
+
 #[tokio::test]
 async fn eight_concurrent_builds_of_two_dockerfiles_share_one_cache_repo() {
     let Some(c) = Case::start("build/cache-steps").await else { return };

@@ -10,10 +10,15 @@ use crate::oci::Digest;
 use crate::reference::Reference;
 use crate::registry::error::RegistryError;
 use crate::registry::manifest::{pull_scope, push_scope, put_manifest, Manifest, RawManifest};
-use crate::registry::upload::{place_remote_blob, push_blob, BlobPush, BlobUpload, UploadPlan};
+use crate::registry::upload::{
+    blob_exists, place_remote_blob, push_blob, BlobPush, BlobUpload, UploadPlan,
+};
 use crate::registry::transport::Endpoint;
 use crate::registry::RegistryClient;
 use crate::store::{BlobStore, StoreError};
+
+/// Existence checks (`HEAD`) of one push in flight at once.
+const CHECKS_IN_FLIGHT: usize = 32;
 
 /// An image ready to push: its manifest bytes and the blobs it refers to.
 #[derive(Debug, Clone)]
@@ -117,7 +122,20 @@ impl RegistryClient {
             paths.push((digest, *size, store.path(digest)));
         }
         let plan_ref = &plan;
-        let blobs = futures_util::stream::iter(paths.iter())
+        // Which blobs the target already has: every `HEAD` at once (they carry no bytes), so
+        // a push of blobs that are all there is one round trip, not one per `concurrency`.
+        let present: Vec<bool> = futures_util::stream::iter(paths.iter())
+            .map(|(digest, _, _)| blob_exists(self.transport(), plan_ref, digest))
+            .buffered(CHECKS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let (there, missing): (Vec<_>, Vec<_>) = paths.iter().zip(present).partition(|(_, p)| *p);
+        let mut existed: Vec<(Digest, BlobPush)> = there
+            .into_iter()
+            .map(|((digest, _, _), _)| ((*digest).clone(), BlobPush::Existed))
+            .collect();
+        tracing::debug!(present = existed.len(), missing = missing.len(), "blobs checked");
+        let mut blobs = futures_util::stream::iter(missing.into_iter().map(|(p, _)| p))
             .map(|(digest, size, path)| async move {
                 let preferred = image.sources.get(&digest.to_string()).map(String::as_str);
                 if !store.contains(digest) {
@@ -138,6 +156,7 @@ impl RegistryClient {
             .buffer_unordered(self.config().concurrency.max(1))
             .try_collect::<Vec<_>>()
             .await?;
+        blobs.append(&mut existed);
         let refs: Vec<String> = if tags.is_empty() {
             vec![image.manifest.digest.to_string()]
         } else {

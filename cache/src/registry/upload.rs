@@ -1,6 +1,6 @@
-//! Blob uploads: `HEAD` first, then a cross-repository mount attempt, then a monolithic `PUT`
-//! (small blobs) or `PATCH` chunks (large ones) streamed from a file, and the final
-//! `PUT ?digest=`. A failed session is restarted from scratch (a half-written chunk cannot be
+//! Blob uploads: `HEAD` first (the caller checks all blobs at once), then a cross-repository
+//! mount attempt, then a monolithic `PUT` (small blobs) or `PATCH` chunks (large ones)
+//! streamed from a file, and the final `PUT ?digest=`. A failed session is restarted from scratch (a half-written chunk cannot be
 //! resent safely), up to the retry budget.
 
 use std::path::Path;
@@ -80,17 +80,14 @@ impl UploadPlan<'_> {
     }
 }
 
-/// Push one blob, cheapest way first.
+/// Push one blob the target does not have ([`blob_exists`] said so): mounted from
+/// `preferred` or `plan.mount_from` if one has it, else uploaded.
 pub async fn push_blob(
     transport: &Transport,
     plan: &UploadPlan<'_>,
     blob: BlobUpload<'_>,
     preferred: Option<&str>,
 ) -> Result<BlobPush, RegistryError> {
-    if blob_exists(transport, plan, blob.digest).await? {
-        tracing::debug!(digest = %blob.digest, "blob already in repository");
-        return Ok(BlobPush::Existed);
-    }
     let progress = &plan.progress.0;
     let mut attempt = 0;
     loop {
@@ -110,17 +107,15 @@ pub async fn push_blob(
     }
 }
 
-/// Make a blob that is not available locally present in the target: already there, or
-/// mounted from `preferred` or one of `plan.mount_from`; `Ok(None)` when neither worked.
+/// Make a blob that is neither in the target ([`blob_exists`] said so) nor available locally
+/// present there: mounted from `preferred` or one of `plan.mount_from`; `Ok(None)` when no
+/// mount worked.
 pub async fn place_remote_blob(
     transport: &Transport,
     plan: &UploadPlan<'_>,
     digest: &Digest,
     preferred: Option<&str>,
 ) -> Result<Option<BlobPush>, RegistryError> {
-    if blob_exists(transport, plan, digest).await? {
-        return Ok(Some(BlobPush::Existed));
-    }
     for source in mount_sources(plan, preferred) {
         match try_mount(transport, plan, digest, source).await? {
             MountAnswer::Mounted => {

@@ -11,18 +11,29 @@
 //! for that step; `--explain-cache` compares a miss with it. That tag is overwritten, never
 //! read-modified-written, and nothing but explanations reads it.
 //!
-//! Anything unexpected (bad JSON, a missing or mismatching blob, a key that does not match
-//! its tag) makes the entry [`Lookup::Corrupt`]: ignored, rebuilt and overwritten.
+//! The config descriptor also carries the config blob itself (base64, OCI 1.1's descriptor
+//! `data`), so a lookup is one manifest `GET` and a layer `HEAD`; entries without it (older
+//! writers) have their config blob fetched.
+//!
+//! Anything unexpected (bad JSON, a missing or mismatching blob, embedded data that does not
+//! match its digest, a key that does not match its tag) makes the entry [`Lookup::Corrupt`]:
+//! ignored, rebuilt and overwritten.
+//!
+//! With a [`LocalEntries`] index (`<cache-dir>/entries`), entries read or written are also
+//! kept on disk and a later lookup answers from there when the entry's layer is in the local
+//! blob store: a warm rebuild asks the cache repository nothing.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::key::{CacheKey, KeyComponents, CACHE_FORMAT_VERSION};
-use crate::oci::{Descriptor, Digest, ImageManifest};
+use crate::oci::{sha256_digest, Descriptor, Digest, ImageManifest};
 use crate::reference::Reference;
 use crate::registry::manifest::{Manifest, ManifestKind, RawManifest, OCI_MANIFEST};
 use crate::registry::pull::ResolvedImage;
@@ -33,8 +44,9 @@ use crate::store::BlobStore;
 pub const ENTRY_CONFIG_MEDIA_TYPE: &str = "application/vnd.rbuild.cache.entry.v1+json";
 /// Annotation on the entry manifest carrying its key.
 pub const KEY_ANNOTATION: &str = "dev.rbuild.cache.key";
-/// Lookups (and prune reads) in flight at once.
-const CONCURRENT_LOOKUPS: usize = 16;
+/// Lookups (and prune reads) in flight at once: a lookup is two short requests, and a
+/// fully cached build waits for all of them before it starts.
+const CONCURRENT_LOOKUPS: usize = 32;
 
 /// What an entry records besides its layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -101,6 +113,18 @@ pub struct RemoteCache {
     client: Arc<RegistryClient>,
     repository: Reference,
     ttl: Duration,
+    local: Option<LocalEntries>,
+}
+
+/// Local copies of entry manifests, one file per key (`<dir>/<key hex>`, the manifest bytes;
+/// its digest is theirs), answering lookups of a warm rebuild without the registry. An entry
+/// read from there is checked like one from the registry, and counts only when its layer
+/// is in `store`: then the image push can always upload the layer itself, even if the
+/// registry lost it (see docs/decisions.md).
+#[derive(Debug, Clone)]
+pub struct LocalEntries {
+    dir: PathBuf,
+    store: BlobStore,
 }
 
 /// The position tag of a step: `pos-` + 40 hex of sha256(scope, stage, step, platform).
@@ -118,7 +142,13 @@ pub fn parent_tag(parent: &CacheKey) -> String {
 impl RemoteCache {
     /// A cache in `repository` (its tag or digest, if any, is ignored).
     pub fn new(client: Arc<RegistryClient>, repository: Reference, ttl: Duration) -> Self {
-        Self { client, repository, ttl }
+        Self { client, repository, ttl, local: None }
+    }
+
+    /// Also keep entries in (and answer lookups from) `dir`, for layers in `store`.
+    pub fn with_local_entries(mut self, dir: PathBuf, store: BlobStore) -> Self {
+        self.local = Some(LocalEntries { dir, store });
+        self
     }
 
     /// The cache repository.
@@ -141,28 +171,24 @@ impl RemoteCache {
             .await
     }
 
-    /// Looks up one key: hit, miss, expired or corrupt.
+    /// Looks up one key: hit, miss, expired or corrupt. A usable local copy answers first.
     pub async fn lookup(&self, key: &CacheKey, now: i64) -> Result<Lookup, RegistryError> {
-        let Some(entry) = self.read_entry(&key.tag()).await? else { return Ok(Lookup::Miss) };
-        let entry = match entry {
+        if let Some(entry) = self.local.as_ref().and_then(|l| l.lookup(&self.repository, key, now, self.ttl)) {
+            return Ok(Lookup::Hit(Box::new(entry)));
+        }
+        let Some((raw, entry)) = self.read_entry(&key.tag()).await? else { return Ok(Lookup::Miss) };
+        let entry = match usable(entry, key, now, self.ttl) {
             Ok(e) => e,
-            Err(reason) => return Ok(Lookup::Corrupt { reason }),
+            Err(answer) => return Ok(answer),
         };
-        if entry.meta.key != *key {
-            return Ok(Lookup::Corrupt { reason: format!("entry records key {}", entry.meta.key) });
-        }
-        if entry.meta.format != CACHE_FORMAT_VERSION {
-            return Ok(Lookup::Corrupt { reason: format!("cache format {}", entry.meta.format) });
-        }
-        let age = now.saturating_sub(entry.meta.written);
-        if u64::try_from(age).is_ok_and(|a| a > self.ttl.as_secs()) {
-            return Ok(Lookup::Expired { written: entry.meta.written });
-        }
         if let Some(layer) = &entry.layer {
             let blob_ref = self.repository.with_digest(entry.manifest.clone());
             if !self.client.blob_exists(&blob_ref, layer.digest()).await? {
                 return Ok(Lookup::Corrupt { reason: format!("layer blob {} is missing", layer.digest()) });
             }
+        }
+        if let Some(local) = &self.local {
+            local.save(key, &raw.bytes);
         }
         Ok(Lookup::Hit(Box::new(entry)))
     }
@@ -170,56 +196,48 @@ impl RemoteCache {
     /// The entry the first readable tag of `tags` names (position or parent tags).
     pub async fn latest_at(&self, tags: &[String]) -> Option<EntryMeta> {
         for tag in tags {
-            if let Ok(Some(Ok(entry))) = self.read_entry(tag).await {
+            if let Ok(Some((_, Ok(entry)))) = self.read_entry(tag).await {
                 return Some(entry.meta);
             }
         }
         None
     }
 
-    /// Reads the entry a tag names: `None` when there is no such tag, `Some(Err(reason))`
-    /// when it is not a well-formed entry.
-    async fn read_entry(&self, tag: &str) -> Result<Option<Result<CacheEntry, String>>, RegistryError> {
+    /// Reads the entry a tag names: `None` when there is no such tag, `Some((manifest,
+    /// Err(reason)))` when it is not a well-formed entry.
+    async fn read_entry(&self, tag: &str) -> Result<Option<(RawManifest, Result<CacheEntry, String>)>, RegistryError> {
         let reference = self.repository.with_tag(tag);
         let raw = match self.client.get_raw_manifest(&reference).await {
             Ok(raw) => raw,
             Err(RegistryError::Status { status: 404, .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let image = match raw.parse(&reference) {
-            Ok(Manifest::Image(image)) => *image,
-            Ok(Manifest::Index(_)) => return Ok(Some(Err("an index, not an entry manifest".into()))),
-            Err(e) => return Ok(Some(Err(format!("unreadable manifest: {e}")))),
+        let image = match entry_image(&raw, &reference) {
+            Ok(image) => image,
+            Err(reason) => return Ok(Some((raw, Err(reason)))),
         };
-        if image.config().media_type().to_string() != ENTRY_CONFIG_MEDIA_TYPE {
-            return Ok(Some(Err(format!("config media type {} is not an rbuild cache entry", image.config().media_type()))));
-        }
-        if image.layers().len() > 1 {
-            return Ok(Some(Err(format!("{} layers (an entry has at most one)", image.layers().len()))));
-        }
-        let layer = image.layers().first().cloned();
-        let resolved = ResolvedImage {
-            reference: reference.clone(),
-            endpoint: self.client.endpoint(reference.registry()),
-            index: None,
-            manifest: raw.clone(),
-            image: image.clone(),
-        };
-        let bytes = match self.client.fetch_config(&resolved).await {
-            Ok(b) => b,
-            Err(e @ (RegistryError::Status { status: 404, .. } | RegistryError::DigestMismatch { .. } | RegistryError::InvalidResponse { .. })) => {
-                return Ok(Some(Err(format!("entry config: {e}"))));
+        let bytes = match embedded_config(image.config()) {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(reason)) => return Ok(Some((raw, Err(reason)))),
+            None => {
+                let resolved = ResolvedImage {
+                    reference: reference.clone(),
+                    endpoint: self.client.endpoint(reference.registry()),
+                    index: None,
+                    manifest: raw.clone(),
+                    image: image.clone(),
+                };
+                match self.client.fetch_config(&resolved).await {
+                    Ok(b) => b,
+                    Err(e @ (RegistryError::Status { status: 404, .. } | RegistryError::DigestMismatch { .. } | RegistryError::InvalidResponse { .. })) => {
+                        return Ok(Some((raw, Err(format!("entry config: {e}")))));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Err(e) => return Err(e),
         };
-        let meta: EntryMeta = match serde_json::from_slice(&bytes) {
-            Ok(m) => m,
-            Err(e) => return Ok(Some(Err(format!("entry config is not valid: {e}")))),
-        };
-        if meta.diff_id.is_some() != layer.is_some() {
-            return Ok(Some(Err("layer and diff id do not match".into())));
-        }
-        Ok(Some(Ok(CacheEntry { meta, manifest: raw.digest, layer })))
+        let entry = entry_from(&raw, &image, &bytes);
+        Ok(Some((raw, entry)))
     }
 
     /// Writes an entry: the layer blob (already in `store`), the meta blob, then the manifest
@@ -235,12 +253,16 @@ impl RemoteCache {
         // Invariant: EntryMeta holds only strings, integers and JSON values.
         let meta_bytes = serde_json::to_vec(meta).expect("entry meta serialises");
         let stored = store.put_bytes(&meta_bytes)?;
-        let manifest = entry_manifest(&stored.digest, stored.size, layer, &meta.key);
+        let manifest = entry_manifest(&meta_bytes, &stored.digest, layer, &meta.key);
         let raw = RawManifest::new(manifest, ManifestKind::OciManifest);
-        let image = ImageToPush::from_manifest(raw, &self.repository)?;
+        let image = ImageToPush::from_manifest(raw.clone(), &self.repository)?;
         let mut tags = vec![meta.key.tag()];
         tags.extend(extra_tags.iter().cloned());
-        self.client.push_image(store, &self.repository, &tags, &image, &[]).await
+        let report = self.client.push_image(store, &self.repository, &tags, &image, &[]).await?;
+        if let Some(local) = &self.local {
+            local.save(&meta.key, &raw.bytes);
+        }
+        Ok(report)
     }
 
     /// Deletes entries written more than `older_than` before `now`. Tags that are no rbuild
@@ -255,7 +277,7 @@ impl RemoteCache {
         let mut report = PruneReport::default();
         let mut stale: Vec<Digest> = Vec::new();
         for read in reads {
-            match read? {
+            match read?.map(|(_, entry)| entry) {
                 Some(Ok(entry)) if u64::try_from(now.saturating_sub(entry.meta.written)).is_ok_and(|a| a > older_than.as_secs()) => {
                     if !stale.contains(&entry.manifest) {
                         stale.push(entry.manifest);
@@ -273,18 +295,123 @@ impl RemoteCache {
     }
 }
 
-/// The entry manifest JSON.
-fn entry_manifest(config: &Digest, config_size: u64, layer: Option<&Descriptor>, key: &CacheKey) -> Vec<u8> {
+/// The entry manifest JSON; the config descriptor embeds `config` (whose digest it is).
+fn entry_manifest(config: &[u8], config_digest: &Digest, layer: Option<&Descriptor>, key: &CacheKey) -> Vec<u8> {
     let layers: Vec<&Descriptor> = layer.into_iter().collect();
     let doc = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": { "mediaType": ENTRY_CONFIG_MEDIA_TYPE, "digest": config.to_string(), "size": config_size },
+        "config": {
+            "mediaType": ENTRY_CONFIG_MEDIA_TYPE,
+            "digest": config_digest.to_string(),
+            "size": config.len(),
+            "data": base64::engine::general_purpose::STANDARD.encode(config),
+        },
         "layers": layers,
         "annotations": { KEY_ANNOTATION: key.as_str() },
     });
     // Invariant: built from strings, integers and descriptors.
     serde_json::to_vec(&doc).expect("entry manifest serialises")
+}
+
+/// The image manifest of an entry, if the manifest has an entry's shape.
+fn entry_image(raw: &RawManifest, reference: &Reference) -> Result<ImageManifest, String> {
+    let image = match raw.parse(reference) {
+        Ok(Manifest::Image(image)) => *image,
+        Ok(Manifest::Index(_)) => return Err("an index, not an entry manifest".into()),
+        Err(e) => return Err(format!("unreadable manifest: {e}")),
+    };
+    if image.config().media_type().to_string() != ENTRY_CONFIG_MEDIA_TYPE {
+        return Err(format!("config media type {} is not an rbuild cache entry", image.config().media_type()));
+    }
+    if image.layers().len() > 1 {
+        return Err(format!("{} layers (an entry has at most one)", image.layers().len()));
+    }
+    Ok(image)
+}
+
+/// The config blob embedded in its descriptor (`data`): `None` when there is none, an
+/// error when it is not base64 or not the blob the descriptor's digest names.
+fn embedded_config(config: &Descriptor) -> Option<Result<Vec<u8>, String>> {
+    let data = config.data().as_ref()?;
+    Some(match base64::engine::general_purpose::STANDARD.decode(data) {
+        Err(e) => Err(format!("entry config data is not base64: {e}")),
+        Ok(bytes) if sha256_digest(&bytes) != *config.digest() => {
+            Err(format!("entry config data does not match its digest {}", config.digest()))
+        }
+        Ok(bytes) => Ok(bytes),
+    })
+}
+
+/// The entry an entry manifest and its config blob make.
+fn entry_from(raw: &RawManifest, image: &ImageManifest, config: &[u8]) -> Result<CacheEntry, String> {
+    let meta: EntryMeta = serde_json::from_slice(config).map_err(|e| format!("entry config is not valid: {e}"))?;
+    let layer = image.layers().first().cloned();
+    if meta.diff_id.is_some() != layer.is_some() {
+        return Err("layer and diff id do not match".into());
+    }
+    Ok(CacheEntry { meta, manifest: raw.digest.clone(), layer })
+}
+
+/// Whether a well-formed entry answers `key` at `now`: the entry, or the answer instead.
+fn usable(entry: Result<CacheEntry, String>, key: &CacheKey, now: i64, ttl: Duration) -> Result<CacheEntry, Lookup> {
+    let entry = entry.map_err(|reason| Lookup::Corrupt { reason })?;
+    if entry.meta.key != *key {
+        return Err(Lookup::Corrupt { reason: format!("entry records key {}", entry.meta.key) });
+    }
+    if entry.meta.format != CACHE_FORMAT_VERSION {
+        return Err(Lookup::Corrupt { reason: format!("cache format {}", entry.meta.format) });
+    }
+    let age = now.saturating_sub(entry.meta.written);
+    if u64::try_from(age).is_ok_and(|a| a > ttl.as_secs()) {
+        return Err(Lookup::Expired { written: entry.meta.written });
+    }
+    Ok(entry)
+}
+
+impl LocalEntries {
+    fn path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(key.as_str().trim_start_matches("sha256:"))
+    }
+
+    /// The local copy of `key`'s entry, if it is usable and its layer is in the store. A
+    /// corrupt copy is deleted; an expired one, or one whose layer is not here, is left for
+    /// the registry to answer (and to replace).
+    fn lookup(&self, repository: &Reference, key: &CacheKey, now: i64, ttl: Duration) -> Option<CacheEntry> {
+        let path = self.path(key);
+        let bytes = std::fs::read(&path).ok()?;
+        let raw = RawManifest::new(bytes, ManifestKind::OciManifest);
+        let entry = entry_image(&raw, repository).and_then(|image| {
+            let config = embedded_config(image.config()).unwrap_or_else(|| Err("no embedded entry config".into()))?;
+            entry_from(&raw, &image, &config)
+        });
+        match usable(entry, key, now, ttl) {
+            Ok(entry) if entry.layer.as_ref().is_none_or(|l| self.store.contains(l.digest())) => Some(entry),
+            Ok(_) | Err(Lookup::Expired { .. }) => None,
+            Err(answer) => {
+                tracing::warn!(path = %path.display(), ?answer, "deleting a corrupt local cache entry");
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::debug!(error = %e, "cannot delete a corrupt local cache entry");
+                }
+                None
+            }
+        }
+    }
+
+    /// Keeps a copy of `key`'s entry manifest (atomically replaced; best effort: a failure
+    /// only costs a registry lookup later).
+    fn save(&self, key: &CacheKey, manifest: &[u8]) {
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+            std::io::Write::write_all(&mut file, manifest)?;
+            file.persist(self.path(key)).map_err(|e| e.error)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::debug!(error = %e, dir = %self.dir.display(), "cannot keep a local copy of a cache entry");
+        }
+    }
 }
 
 /// Parses an entry manifest (for tests and tools).
@@ -296,17 +423,108 @@ pub fn parse_entry_manifest(bytes: &[u8]) -> Result<ImageManifest, serde_json::E
 mod tests {
     use super::*;
 
+    use rstest::rstest;
+
+    const META: &[u8] = br#"{"meta":1}"#;
+
     #[test]
-    fn entry_manifest_is_an_oci_manifest_with_at_most_one_layer() {
-        let config: Digest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".parse().unwrap();
+    fn entry_manifest_is_an_oci_manifest_with_at_most_one_layer_and_embeds_its_config() {
+        let config = sha256_digest(META);
         let key = CacheKey::scratch();
-        let without = parse_entry_manifest(&entry_manifest(&config, 2, None, &key)).unwrap();
+        let without = parse_entry_manifest(&entry_manifest(META, &config, None, &key)).unwrap();
         assert!(without.layers().is_empty());
         assert_eq!(without.config().media_type().to_string(), ENTRY_CONFIG_MEDIA_TYPE);
+        assert_eq!(without.config().size(), META.len() as u64);
+        assert_eq!(embedded_config(without.config()).unwrap().unwrap(), META);
         let layer = Descriptor::new(crate::oci::MediaType::ImageLayerGzip, 3, config.clone());
-        let with = parse_entry_manifest(&entry_manifest(&config, 2, Some(&layer), &key)).unwrap();
+        let with = parse_entry_manifest(&entry_manifest(META, &config, Some(&layer), &key)).unwrap();
         assert_eq!(with.layers().len(), 1);
         assert_eq!(with.annotations().as_ref().unwrap().get(KEY_ANNOTATION).unwrap(), key.as_str());
+    }
+
+    /// `data` of a config descriptor whose digest is that of [`META`].
+    #[rstest]
+    #[case::absent(None, None)]
+    #[case::matching(Some("eyJtZXRhIjoxfQ=="), Some(Ok(META.to_vec())))]
+    #[case::other_bytes(Some("eyJtZXRhIjoyfQ=="), Some(Err("does not match its digest")))]
+    #[case::not_base64(Some("{not base64"), Some(Err("not base64")))]
+    fn embedded_config_must_be_the_blob_its_digest_names(#[case] data: Option<&str>, #[case] want: Option<Result<Vec<u8>, &str>>) {
+        let mut d = Descriptor::new(crate::oci::MediaType::Other(ENTRY_CONFIG_MEDIA_TYPE.into()), META.len() as u64, sha256_digest(META));
+        d.set_data(data.map(str::to_owned));
+        match (embedded_config(&d), want) {
+            (None, None) => {}
+            (Some(Ok(got)), Some(Ok(want))) => assert_eq!(got, want),
+            (Some(Err(got)), Some(Err(want))) => assert!(got.contains(want), "{got}"),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    /// How a local entry file is made for [`local_entries_count_only_when_usable_and_their_layer_is_here`].
+    #[derive(Debug, Clone, Copy)]
+    enum Local {
+        /// A good entry whose layer is in the store.
+        Good,
+        /// A good entry without a layer (a metadata-only step).
+        NoLayer,
+        /// A good entry whose layer is not in the store.
+        LayerMissing,
+        /// Written longer ago than the TTL.
+        Expired,
+        /// Recording another key.
+        OtherKey,
+        /// Not JSON.
+        Garbage,
+        /// Embedded config that is not the blob its digest names.
+        BadData,
+    }
+
+    #[rstest]
+    #[case::good(Local::Good, true, true)]
+    #[case::no_layer(Local::NoLayer, true, true)]
+    #[case::layer_missing(Local::LayerMissing, false, true)]
+    #[case::expired(Local::Expired, false, true)]
+    #[case::other_key(Local::OtherKey, false, false)]
+    #[case::garbage(Local::Garbage, false, false)]
+    #[case::bad_data(Local::BadData, false, false)]
+    fn local_entries_count_only_when_usable_and_their_layer_is_here(#[case] how: Local, #[case] hit: bool, #[case] kept: bool) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path().join("store")).unwrap();
+        let local = LocalEntries { dir: tmp.path().join("entries"), store: store.clone() };
+        let key = CacheKey::from("sha256:1111111111111111111111111111111111111111111111111111111111111111");
+        let now = 1_000_000;
+        let ttl = Duration::from_secs(100);
+        let layer_blob = store.put_bytes(b"layer").unwrap();
+        let layer = match how {
+            Local::NoLayer => None,
+            Local::LayerMissing => Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, 3, sha256_digest(b"elsewhere"))),
+            _ => Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, layer_blob.size, layer_blob.digest.clone())),
+        };
+        let meta = EntryMeta {
+            format: CACHE_FORMAT_VERSION,
+            key: if matches!(how, Local::OtherKey) { CacheKey::scratch() } else { key.clone() },
+            written: if matches!(how, Local::Expired) { now - 101 } else { now - 99 },
+            write_id: "1-1".into(),
+            history_created: None,
+            image_config: serde_json::json!({}),
+            diff_id: layer.as_ref().map(|_| "sha256:2222222222222222222222222222222222222222222222222222222222222222".into()),
+            uncompressed_size: 0,
+            components: KeyComponents::default(),
+        };
+        let meta_bytes = serde_json::to_vec(&meta).unwrap();
+        let bytes = match how {
+            Local::Garbage => b"{not json".to_vec(),
+            Local::BadData => entry_manifest(&meta_bytes, &sha256_digest(b"other"), layer.as_ref(), &key),
+            _ => entry_manifest(&meta_bytes, &sha256_digest(&meta_bytes), layer.as_ref(), &key),
+        };
+        local.save(&key, &bytes);
+        let repository: Reference = "127.0.0.1:5000/cache".parse().unwrap();
+        let found = local.lookup(&repository, &key, now, ttl);
+        assert_eq!(found.is_some(), hit, "{how:?}: {found:?}");
+        if let Some(entry) = found {
+            assert_eq!(entry.meta, meta);
+            assert_eq!(entry.manifest, sha256_digest(&bytes));
+        }
+        assert_eq!(local.path(&key).is_file(), kept, "{how:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::image::{ImageConfig, ImageLayer};
 use crate::layer::{Codec, DiffId, LayerDescriptor, LayerDigest, ManifestFormat};
 use crate::plan::{Base, BaseImages, Plan, Platform};
-use rbuild_cache::oci::Digest;
+use rbuild_cache::oci::{sha256_digest, Digest};
 use rbuild_cache::platform::TargetPlatform;
 use rbuild_cache::reference::{Reference, ReferenceError};
 use rbuild_cache::registry::{RegistryClient, RegistryError};
@@ -135,10 +135,17 @@ async fn resolve_one(client: &RegistryClient, store: &BlobStore, reference: &str
     let target = TargetPlatform::new(&platform.os, &platform.architecture, platform.variant.as_deref());
     let pull_err = |source| BaseError::Pull { reference: reference.to_string(), source: Box::new(source) };
     let resolved = client.resolve(&parsed, &target).await.map_err(pull_err)?;
-    let config_bytes = client.fetch_config(&resolved).await.map_err(pull_err)?;
-    store
-        .put_bytes(&config_bytes)
-        .map_err(|source| BaseError::Store { reference: reference.to_string(), source })?;
+    // The config is content-addressed: one already in the store (an earlier build with this
+    // --cache-dir) is not fetched again.
+    let config_digest = resolved.image.config().digest();
+    let config_bytes = match store.read_blob(config_digest).ok().filter(|b| sha256_digest(b) == *config_digest) {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = client.fetch_config(&resolved).await.map_err(pull_err)?;
+            store.put_bytes(&bytes).map_err(|source| BaseError::Store { reference: reference.to_string(), source })?;
+            bytes
+        }
+    };
     let mut image = base_image(store, reference, &resolved.image, &config_bytes)?;
     image.digest = Some(resolved.manifest.digest.clone());
     image.source = Some(parsed.with_digest(resolved.manifest.digest.clone()));

@@ -2,15 +2,23 @@
 //! repository of the same registry, else streamed from the blob store), then the manifest once
 //! per tag, every tag naming the same digest.
 
+use std::collections::BTreeMap;
+
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::oci::Digest;
 use crate::reference::Reference;
 use crate::registry::error::RegistryError;
 use crate::registry::manifest::{pull_scope, push_scope, put_manifest, Manifest, RawManifest};
-use crate::registry::upload::{place_remote_blob, push_blob, BlobPush, BlobUpload, UploadPlan};
+use crate::registry::upload::{
+    blob_exists, place_remote_blob, push_blob, BlobPush, BlobUpload, UploadPlan,
+};
+use crate::registry::transport::Endpoint;
 use crate::registry::RegistryClient;
 use crate::store::{BlobStore, StoreError};
+
+/// Existence checks (`HEAD`) of one push in flight at once.
+const CHECKS_IN_FLIGHT: usize = 32;
 
 /// An image ready to push: its manifest bytes and the blobs it refers to.
 #[derive(Debug, Clone)]
@@ -19,6 +27,10 @@ pub struct ImageToPush {
     pub manifest: RawManifest,
     /// Blobs to upload first (config and layers; for an index, nothing: push children first).
     pub blobs: Vec<(Digest, u64)>,
+    /// Blob digest → a repository of the target's registry known to hold it (where the build
+    /// got it from). Mounting tries it before the push's `mount_from` list, so a blob costs
+    /// one mount instead of a failed mount (and its session) per wrong repository first.
+    pub sources: BTreeMap<String, String>,
 }
 
 impl ImageToPush {
@@ -34,7 +46,12 @@ impl ImageToPush {
                 .collect(),
             Manifest::Index(_) => Vec::new(),
         };
-        Ok(Self { manifest, blobs })
+        Ok(Self { manifest, blobs, sources: BTreeMap::new() })
+    }
+
+    /// Records that `repository` (same registry as the target) holds blob `digest`.
+    pub fn add_source(&mut self, digest: &Digest, repository: &str) {
+        self.sources.insert(digest.to_string(), repository.to_owned());
     }
 }
 
@@ -76,9 +93,12 @@ impl RegistryClient {
         let endpoint = self.endpoint(target.registry());
         let repository = target.repository();
         let mut scopes = vec![push_scope(repository)];
+        let mut sources: Vec<&String> = mount_from.iter().chain(image.sources.values()).collect();
+        sources.sort();
+        sources.dedup();
         scopes.extend(
-            mount_from
-                .iter()
+            sources
+                .into_iter()
                 .filter(|r| r.as_str() != repository)
                 .map(|r| pull_scope(r)),
         );
@@ -93,7 +113,7 @@ impl RegistryClient {
         };
         let mut paths = Vec::with_capacity(image.blobs.len());
         for (digest, size) in &image.blobs {
-            if !store.contains(digest) && mount_from.is_empty() {
+            if !store.contains(digest) && mount_from.is_empty() && !image.sources.contains_key(&digest.to_string()) {
                 return Err(StoreError::NotFound {
                     digest: digest.clone(),
                 }
@@ -102,10 +122,24 @@ impl RegistryClient {
             paths.push((digest, *size, store.path(digest)));
         }
         let plan_ref = &plan;
-        let blobs = futures_util::stream::iter(paths.iter())
+        // Which blobs the target already has: every `HEAD` at once (they carry no bytes), so
+        // a push of blobs that are all there is one round trip, not one per `concurrency`.
+        let present: Vec<bool> = futures_util::stream::iter(paths.iter())
+            .map(|(digest, _, _)| blob_exists(self.transport(), plan_ref, digest))
+            .buffered(CHECKS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let (there, missing): (Vec<_>, Vec<_>) = paths.iter().zip(present).partition(|(_, p)| *p);
+        let mut existed: Vec<(Digest, BlobPush)> = there
+            .into_iter()
+            .map(|((digest, _, _), _)| ((*digest).clone(), BlobPush::Existed))
+            .collect();
+        tracing::debug!(present = existed.len(), missing = missing.len(), "blobs checked");
+        let mut blobs = futures_util::stream::iter(missing.into_iter().map(|(p, _)| p))
             .map(|(digest, size, path)| async move {
+                let preferred = image.sources.get(&digest.to_string()).map(String::as_str);
                 if !store.contains(digest) {
-                    return match place_remote_blob(self.transport(), plan_ref, digest).await? {
+                    return match place_remote_blob(self.transport(), plan_ref, digest, preferred).await? {
                         Some(outcome) => Ok(((*digest).clone(), outcome)),
                         None => Err(StoreError::NotFound { digest: (*digest).clone() }.into()),
                     };
@@ -115,41 +149,54 @@ impl RegistryClient {
                     size: *size,
                     path,
                 };
-                push_blob(self.transport(), plan_ref, blob)
+                push_blob(self.transport(), plan_ref, blob, preferred)
                     .await
                     .map(|outcome| ((*digest).clone(), outcome))
             })
             .buffer_unordered(self.config().concurrency.max(1))
             .try_collect::<Vec<_>>()
             .await?;
+        blobs.append(&mut existed);
         let refs: Vec<String> = if tags.is_empty() {
             vec![image.manifest.digest.to_string()]
         } else {
             tags.to_vec()
         };
-        for tag in &refs {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match put_manifest(self.transport(), &endpoint, repository, tag, &image.manifest).await {
-                    // Every blob was just confirmed present: a registry whose storage writes
-                    // blob links in place (distribution's filesystem driver) can report one as
-                    // unknown while another client re-links it. Such answers are retried.
-                    Err(e) if is_blob_unknown(&e) && attempt <= self.config().retry.retries => {
-                        tracing::warn!(%tag, attempt, error = %e, "manifest refers to a blob the registry just reported; retrying");
-                        tokio::time::sleep(self.config().retry.delay(attempt)).await;
-                    }
-                    other => {
-                        other?;
-                        break;
-                    }
-                }
-            }
-        }
+        // One PUT per tag, all at once (a build usually pushes two tags): every PUT names the
+        // same bytes, so their order does not matter.
+        futures_util::future::try_join_all(
+            refs.iter()
+                .map(|tag| self.put_tag(&endpoint, repository, tag, &image.manifest)),
+        )
+        .await?;
         Ok(PushReport {
             digest: image.manifest.digest.clone(),
             blobs,
         })
+    }
+
+    /// `PUT` the manifest under one tag, retrying a `MANIFEST_BLOB_UNKNOWN` answer.
+    async fn put_tag(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        tag: &str,
+        manifest: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match put_manifest(self.transport(), endpoint, repository, tag, manifest).await {
+                // Every blob was just confirmed present: a registry whose storage writes
+                // blob links in place (distribution's filesystem driver) can report one as
+                // unknown while another client re-links it. Such answers are retried.
+                Err(e) if is_blob_unknown(&e) && attempt <= self.config().retry.retries => {
+                    tracing::warn!(%tag, attempt, error = %e, "manifest refers to a blob the registry just reported; retrying");
+                    tokio::time::sleep(self.config().retry.delay(attempt)).await;
+                }
+                other => return other.map(|_| ()),
+            }
+        }
     }
 
     /// Fetch the raw manifest `reference` names (tag or digest), without platform selection.

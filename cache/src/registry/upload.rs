@@ -1,6 +1,6 @@
-//! Blob uploads: `HEAD` first, then a cross-repository mount attempt, then a monolithic `PUT`
-//! (small blobs) or `PATCH` chunks (large ones) streamed from a file, and the final
-//! `PUT ?digest=`. A failed session is restarted from scratch (a half-written chunk cannot be
+//! Blob uploads: `HEAD` first (the caller checks all blobs at once), then a cross-repository
+//! mount attempt, then a monolithic `PUT` (small blobs) or `PATCH` chunks (large ones)
+//! streamed from a file, and the final `PUT ?digest=`. A failed session is restarted from scratch (a half-written chunk cannot be
 //! resent safely), up to the retry budget.
 
 use std::path::Path;
@@ -80,22 +80,20 @@ impl UploadPlan<'_> {
     }
 }
 
-/// Push one blob, cheapest way first.
+/// Push one blob the target does not have ([`blob_exists`] said so): mounted from
+/// `preferred` or `plan.mount_from` if one has it, else uploaded.
 pub async fn push_blob(
     transport: &Transport,
     plan: &UploadPlan<'_>,
     blob: BlobUpload<'_>,
+    preferred: Option<&str>,
 ) -> Result<BlobPush, RegistryError> {
-    if blob_exists(transport, plan, blob.digest).await? {
-        tracing::debug!(digest = %blob.digest, "blob already in repository");
-        return Ok(BlobPush::Existed);
-    }
     let progress = &plan.progress.0;
     let mut attempt = 0;
     loop {
         attempt += 1;
         progress.started(Direction::Upload, blob.digest, blob.size);
-        match upload_session(transport, plan, blob).await {
+        match upload_session(transport, plan, blob, preferred).await {
             Err(e) if e.is_retryable() && attempt <= plan.retry.retries => {
                 let delay = plan.retry.delay(attempt);
                 tracing::warn!(digest = %blob.digest, attempt, ?delay, error = %e, "upload failed, restarting");
@@ -109,17 +107,16 @@ pub async fn push_blob(
     }
 }
 
-/// Make a blob that is not available locally present in the target: already there, or
-/// mounted from one of `plan.mount_from`; `Ok(None)` when neither worked.
+/// Make a blob that is neither in the target ([`blob_exists`] said so) nor available locally
+/// present there: mounted from `preferred` or one of `plan.mount_from`; `Ok(None)` when no
+/// mount worked.
 pub async fn place_remote_blob(
     transport: &Transport,
     plan: &UploadPlan<'_>,
     digest: &Digest,
+    preferred: Option<&str>,
 ) -> Result<Option<BlobPush>, RegistryError> {
-    if blob_exists(transport, plan, digest).await? {
-        return Ok(Some(BlobPush::Existed));
-    }
-    for source in plan.mount_from.iter().filter(|s| s.as_str() != plan.repository) {
+    for source in mount_sources(plan, preferred) {
         match try_mount(transport, plan, digest, source).await? {
             MountAnswer::Mounted => {
                 tracing::info!(%digest, from = %source, "blob mounted");
@@ -147,16 +144,25 @@ pub async fn blob_exists(
     }
 }
 
+/// The repositories to try mounting from, in order: `preferred` (the blob's known origin),
+/// then `plan.mount_from`; each once, never the target itself.
+fn mount_sources<'a>(plan: &'a UploadPlan<'_>, preferred: Option<&'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::with_capacity(plan.mount_from.len() + 1);
+    for source in preferred.into_iter().chain(plan.mount_from.iter().map(String::as_str)) {
+        if source != plan.repository && !out.contains(&source) {
+            out.push(source);
+        }
+    }
+    out
+}
+
 async fn upload_session(
     transport: &Transport,
     plan: &UploadPlan<'_>,
     blob: BlobUpload<'_>,
+    preferred: Option<&str>,
 ) -> Result<BlobPush, RegistryError> {
-    let sources: Vec<&String> = plan
-        .mount_from
-        .iter()
-        .filter(|s| s.as_str() != plan.repository)
-        .collect();
+    let sources = mount_sources(plan, preferred);
     let mut location = None;
     for (i, source) in sources.iter().enumerate() {
         match try_mount(transport, plan, blob.digest, source).await? {

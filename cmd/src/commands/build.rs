@@ -52,7 +52,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let context = BuildContext::open(&s.context, &s.dockerfile)?;
     let work = tempfile::Builder::new().prefix("build-").tempdir_in(&s.cache_dir).context("creating the work directory")?;
     let cache = s.cache.as_ref().map(|c| CacheSettings {
-        cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl),
+        cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl).with_local_entries(s.cache_dir.join("entries"), store.clone()),
         mode: c.mode,
         explain: c.explain,
         scope: cache_scope(&s),
@@ -106,7 +106,14 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         let raw = RawManifest::new(image.manifest_json.clone(), kind);
         for (repo, tags) in &s.destinations {
             display.phase(&format!("pushing {}/{} ({})", repo.registry(), repo.repository(), tags.join(", ")));
-            let to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
+            let mut to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
+            // Each layer's known origin (base or cache repository) is mounted from first.
+            for layer in &image.layers {
+                let digest = layer.descriptor.digest.digest();
+                if let Some(origin) = remote.origin(digest).filter(|o| o.registry() == repo.registry()) {
+                    to_push.add_source(digest, origin.repository());
+                }
+            }
             // Base and cached layers already in the same registry are mounted, not uploaded
             // again (nor downloaded: a fully cached build pushes without fetching a layer).
             let mut mount_from: Vec<String> = bases

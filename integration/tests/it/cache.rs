@@ -104,6 +104,19 @@ impl Case {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// Replaces the manifest under a cache repository tag.
+    fn put_entry(&self, tag: &str, manifest: &serde_json::Value) {
+        let (addr, repo) = self.cache_repo.split_once('/').unwrap();
+        let mut child = Command::new("curl")
+            .args(["-sSf", "-X", "PUT", "-H", "Content-Type: application/vnd.oci.image.manifest.v1+json", "--data-binary", "@-"])
+            .arg(format!("http://{addr}/v2/{repo}/manifests/{tag}"))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &serde_json::to_vec(manifest).unwrap()).unwrap();
+        assert!(child.wait().unwrap().success(), "PUT {tag}");
+    }
+
     fn tags(&self) -> Vec<String> {
         let out = self.h.ctx.skopeo(&["list-tags".into(), "--tls-verify=false".into(), format!("docker://{}", self.cache_repo)]);
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -226,27 +239,112 @@ async fn new_base_digest_misses_everything_and_expired_entries_miss() {
     assert_eq!(hits(&c.build("cache/moving:v4", &["--build-arg", &base])), ALL_HIT, "a long TTL hits again");
 }
 
+/// What a test does to one step's entry in the registry.
+#[derive(Debug, Clone, Copy)]
+enum Tamper {
+    /// The entry as an older rbuild wrote it: no config embedded in the manifest (readers
+    /// fetch the config blob).
+    OldFormat,
+    /// Its layer blob disappears (a half-written or collected entry).
+    LayerGone,
+    /// An older-format entry whose config blob is garbage (digest mismatch).
+    OldFormatBadConfig,
+    /// The embedded config is not the blob its digest names.
+    DataMismatch,
+}
+
+/// Steps 2–8 of `cache-steps` by index: what is done to the entry, whether it still hits.
+const TAMPERED: [(usize, Tamper, bool); 4] = [
+    (0, Tamper::OldFormat, true),
+    (1, Tamper::LayerGone, false),
+    (4, Tamper::OldFormatBadConfig, false),
+    (5, Tamper::DataMismatch, false),
+];
+
 #[tokio::test]
 async fn corrupt_entries_are_ignored_rebuilt_and_never_used() {
     let Some(c) = Case::start("build/cache-steps").await else { return };
     let first = c.build("cache/app:v1", &[]);
     let steps = explained(&first);
-    // Step 3 (COPY dep.txt): its layer blob disappears (a half-written or collected entry).
-    let copy_dep = c.entry(&steps[1].key);
-    let layer = copy_dep["layers"][0]["digest"].as_str().unwrap().to_string();
-    std::fs::remove_file(c.blob_file(&layer)).unwrap();
-    // Step 6 (COPY src/): its entry config is garbage (digest mismatch).
-    let copy_src = c.entry(&steps[4].key);
-    std::fs::write(c.blob_file(copy_src["config"]["digest"].as_str().unwrap()), b"{not json").unwrap();
+    let mut want = ALL_HIT;
+    for (i, tamper, hit) in TAMPERED {
+        want[i] = hit;
+        let tag = steps[i].key.replacen(':', "-", 1);
+        let mut entry = c.entry(&steps[i].key);
+        assert!(entry["config"]["data"].is_string(), "entries embed their config: {entry}");
+        match tamper {
+            Tamper::OldFormat => {
+                entry["config"].as_object_mut().unwrap().remove("data");
+                c.put_entry(&tag, &entry);
+            }
+            Tamper::LayerGone => std::fs::remove_file(c.blob_file(entry["layers"][0]["digest"].as_str().unwrap())).unwrap(),
+            Tamper::OldFormatBadConfig => {
+                std::fs::write(c.blob_file(entry["config"]["digest"].as_str().unwrap()), b"{not json").unwrap();
+                entry["config"].as_object_mut().unwrap().remove("data");
+                c.put_entry(&tag, &entry);
+            }
+            Tamper::DataMismatch => {
+                // Base64 of `{"other":1}`: valid JSON, not the blob the digest names.
+                entry["config"]["data"] = "eyJvdGhlciI6MX0=".into();
+                c.put_entry(&tag, &entry);
+            }
+        }
+    }
     let second = c.build("cache/app:v2", &[]);
-    assert_eq!(hits(&second), [true, false, true, true, false, true, true], "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(hits(&second), want, "{}", String::from_utf8_lossy(&second.stderr));
     let lines = explained(&second);
-    assert!(lines[1].line.contains("corrupt") && lines[4].line.contains("corrupt"), "{lines:?}");
+    for (i, tamper, hit) in TAMPERED {
+        assert_eq!(lines[i].line.contains("corrupt"), !hit, "{tamper:?}: {}", lines[i].line);
+    }
     assert_eq!(c.run("cache/app:v2"), "app v1\ndependency v1\ncommit none\n");
     let third = c.build("cache/app:v3", &[]);
     assert_eq!(hits(&third), ALL_HIT, "rebuilt entries replace the corrupt ones; second build:\n{}\nthird build:\n{}",
         String::from_utf8_lossy(&second.stderr), String::from_utf8_lossy(&third.stderr));
     assert_eq!(c.run("cache/app:v3"), "app v1\ndependency v1\ncommit none\n");
+}
+
+/// Access-log lines of requests to the cache repository in `log`.
+fn cache_repo_requests<'a>(c: &Case, log: &'a str) -> Vec<&'a str> {
+    let path = format!(" /v2/{}/", c.cache_repo.split_once('/').unwrap().1);
+    log.lines().filter(|l| l.contains(&path) && l.contains(" HTTP/1.1\"")).collect()
+}
+
+#[tokio::test]
+async fn warm_rebuild_answers_from_the_local_entry_index_while_its_layers_are_local() {
+    let Some(c) = Case::start("build/cache-steps").await else { return };
+    let state = c.fresh_dir();
+    let build = |image: &str| {
+        let base = c.h.base();
+        let image = c.h.image(image);
+        let args = ["--context", c.context.to_str().unwrap(), "--build-arg", &base, "--cache-repo", &c.cache_repo, "--explain-cache", "--destination", &image];
+        ok(c.h.build_in(&state, &args))
+    };
+    let first = build("cache/warm:v1");
+    assert_eq!(hits(&first), ALL_MISS);
+    assert_eq!(std::fs::read_dir(state.join("entries")).unwrap().count(), 7, "every written entry is kept locally");
+    // A request after the first build's last one: everything before it is in the log.
+    c.tags();
+    let mark = c.h.ctx.registry.log().len();
+    let second = build("cache/warm:v2");
+    assert_eq!(hits(&second), ALL_HIT, "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(Case::digest_of(&first), Case::digest_of(&second));
+    let log = c.h.ctx.registry.log();
+    assert_eq!(cache_repo_requests(&c, &log[mark..]), Vec::<&str>::new(), "a warm rebuild asks the cache repository nothing");
+    // Step 3's layer leaves the local store: its entry is looked up in the registry again
+    // (and only it); the image, pushed to a new repository, is still complete.
+    let steps = explained(&first);
+    let layer = c.entry(&steps[1].key)["layers"][0]["digest"].as_str().unwrap().to_string();
+    std::fs::remove_file(state.join("store/blobs/sha256").join(layer.trim_start_matches("sha256:"))).unwrap();
+    c.tags();
+    let mark = c.h.ctx.registry.log().len();
+    let third = build("cache/warm-elsewhere:v3");
+    assert_eq!(hits(&third), ALL_HIT, "{}", String::from_utf8_lossy(&third.stderr));
+    let log = c.h.ctx.registry.log();
+    let asked = cache_repo_requests(&c, &log[mark..]);
+    let tag = steps[1].key.replacen(':', "-", 1);
+    assert!(!asked.is_empty() && asked.iter().all(|l| l.contains(&tag) || l.contains(&layer)), "only step 3 goes to the registry: {asked:#?}");
+    assert_eq!(Case::digest_of(&first), Case::digest_of(&third));
+    assert_eq!(c.run("cache/warm-elsewhere:v3"), "app v1\ndependency v1\ncommit none\n");
 }
 
 #[tokio::test]

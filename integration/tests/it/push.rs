@@ -183,18 +183,29 @@ async fn docker_media_types_are_kept_and_present_blobs_skipped() {
     assert_eq!(out["Digest"], manifest.digest.to_string());
 }
 
+/// `preferred`: every blob's known source is given (and `mount_from` lists a repository
+/// without them first, which must then not be tried).
 #[rstest]
-#[case::http(Variant::Http)]
-#[case::token(Variant::Token)]
+#[case::http(Variant::Http, false)]
+#[case::token(Variant::Token, false)]
+#[case::http_known_source(Variant::Http, true)]
+#[case::token_known_source(Variant::Token, true)]
 #[tokio::test]
-async fn cross_repo_mount_uploads_no_layer_bytes(#[case] variant: Variant) {
+async fn cross_repo_mount_uploads_no_layer_bytes(#[case] variant: Variant, #[case] preferred: bool) {
     let Some(ctx) = TestContext::start(variant).await else {
         return;
     };
     let manifest = ctx.store.read_blob(&ctx.base.busybox).unwrap();
     let manifest = rbuild_cache::registry::RawManifest::new(manifest, ManifestKind::OciManifest);
     let target = ctx.registry.reference("mounted/app");
-    let image = ImageToPush::from_manifest(manifest, &target).unwrap();
+    let mut image = ImageToPush::from_manifest(manifest, &target).unwrap();
+    let mut mount_from = vec!["busybox".to_owned()];
+    if preferred {
+        mount_from.insert(0, "mounted/empty".to_owned());
+        for (digest, _) in image.blobs.clone() {
+            image.add_source(&digest, "busybox");
+        }
+    }
     let before = ctx.registry.log().len();
     let report = ctx
         .client
@@ -203,7 +214,7 @@ async fn cross_repo_mount_uploads_no_layer_bytes(#[case] variant: Variant) {
             &target,
             &["v1".to_owned()],
             &image,
-            &["busybox".to_owned()],
+            &mount_from,
         )
         .await
         .unwrap();
@@ -221,6 +232,7 @@ async fn cross_repo_mount_uploads_no_layer_bytes(#[case] variant: Variant) {
         image.blobs.len(),
         "{log}"
     );
+    assert_eq!(requests(log, "DELETE", "/v2/mounted/app/blobs/uploads/"), 0, "no mount was tried in vain: {log}");
     assert_eq!(requests(log, "PATCH", "/v2/mounted/app/blobs/uploads/"), 0);
     assert_eq!(requests(log, "PUT", "/v2/mounted/app/blobs/uploads/"), 0);
     let pulled = ctx

@@ -168,7 +168,7 @@ fn explain_misses(exec: &Executor<'_>, stages: &mut [Option<StageCache>]) {
 }
 
 /// The target stage and the stages it is built `FROM` (their layers are in the image).
-fn stages_in_image(plan: &Plan) -> Vec<usize> {
+pub(super) fn stages_in_image(plan: &Plan) -> Vec<usize> {
     let mut out = vec![plan.target];
     let mut current = plan.stages.get(plan.target);
     while let Some(Stage { base: Base::Stage { index }, .. }) = current {

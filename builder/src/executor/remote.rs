@@ -5,7 +5,7 @@
 //! The executor is synchronous (RUN blocks in the sandbox); it reaches the async registry
 //! client through a runtime [`Handle`] from its stage threads, which are not runtime threads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -52,6 +52,10 @@ pub struct Remote {
     pub cache: Option<CacheSettings>,
     origins: Mutex<BTreeMap<String, Reference>>,
     writes: Mutex<Vec<std::thread::JoinHandle<Result<PushReport, RegistryError>>>>,
+    targets: Vec<Reference>,
+    uploads: Mutex<Vec<std::thread::JoinHandle<Result<(), RegistryError>>>>,
+    /// (target repository, digest) of every finished layer upload.
+    uploaded: Arc<Mutex<BTreeSet<(String, String)>>>,
     downloaded: AtomicU64,
 }
 
@@ -66,7 +70,64 @@ pub struct WriteReport {
 impl Remote {
     /// A remote for one build.
     pub fn new(runtime: Handle, client: Arc<RegistryClient>, cache: Option<CacheSettings>) -> Self {
-        Self { runtime, client, cache, origins: Mutex::default(), writes: Mutex::default(), downloaded: AtomicU64::new(0) }
+        Self {
+            runtime,
+            client,
+            cache,
+            origins: Mutex::default(),
+            writes: Mutex::default(),
+            targets: Vec::new(),
+            uploads: Mutex::default(),
+            uploaded: Arc::default(),
+            downloaded: AtomicU64::new(0),
+        }
+    }
+
+    /// The repositories the finished image goes to: each new layer of the image is uploaded
+    /// to them as soon as its step ends, while later steps run, so the final push is left
+    /// with the config and the manifest. A build that fails after that leaves untagged blobs,
+    /// never a tag (registries collect such blobs).
+    pub fn with_push_targets(mut self, targets: Vec<Reference>) -> Self {
+        self.targets = targets;
+        self
+    }
+
+    /// Starts uploading a new layer of the image to every push target (see
+    /// [`Remote::with_push_targets`]); [`Remote::wait_for_uploads`] collects them.
+    pub fn spawn_layer_upload(&self, store: &BlobStore, layer: &ImageLayer) {
+        for target in &self.targets {
+            let blob = [(layer.descriptor.digest.digest().clone(), layer.descriptor.size)];
+            let (client, store, target, runtime) = (self.client.clone(), store.clone(), target.clone(), self.runtime.clone());
+            let uploaded = self.uploaded.clone();
+            // A new layer is nowhere else yet (the target's copy, if any, is found by the
+            // existence check), so no mount is tried. Same thread-per-push as `spawn_write`.
+            let handle = std::thread::spawn(move || {
+                runtime.block_on(client.push_blobs(&store, &target, &blob, &BTreeMap::new(), &[]))?;
+                let [(digest, _)] = blob;
+                uploaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((repository_key(&target), digest.to_string()));
+                Ok(())
+            });
+            self.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(handle);
+        }
+    }
+
+    /// Whether a layer upload put blob `digest` into `target`'s repository.
+    pub fn uploaded(&self, target: &Reference, digest: &Digest) -> bool {
+        self.uploaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&(repository_key(target), digest.to_string()))
+    }
+
+    /// Waits for the layer uploads (blocking; call it outside the runtime) and returns why
+    /// any failed. Not fatal: the final push uploads whatever is still missing.
+    pub fn wait_for_uploads(&self) -> Vec<String> {
+        let handles: Vec<_> = std::mem::take(&mut *self.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(super::error_chain(&e)),
+                Err(_) => Some("a layer upload panicked".into()),
+            })
+            .collect()
     }
 
     /// Records that blob `digest` can be fetched from `repository` (a reference in it).
@@ -152,10 +213,16 @@ impl Remote {
     }
 }
 
+/// `registry/repository` of a reference.
+fn repository_key(reference: &Reference) -> String {
+    format!("{}/{}", reference.registry(), reference.repository())
+}
+
 impl Drop for Remote {
-    /// Writes still in flight (an error ended the build early) finish before the runtime
+    /// Uploads and writes still in flight (an error ended the build early) finish before the runtime
     /// they run on goes away.
     fn drop(&mut self) {
+        self.wait_for_uploads();
         let report = self.wait_for_writes();
         if !report.failures.is_empty() {
             tracing::warn!(failures = report.failures.len(), "cache entries not written");

@@ -67,6 +67,7 @@ pub fn run_stage(
     let (mut config, mut layers) = base_state(stage, bases, earlier)?;
     exec.progress.step_finished(&event(setup, steps, 1, &from_text), &StepReport { elapsed: started.elapsed(), ..StepReport::default() });
     config.created = Some(exec.created.clone());
+    let uploads_layers = exec.remote.filter(|_| cache::stages_in_image(setup.plan).contains(&stage.index));
     for (i, step) in stage.steps.iter().enumerate() {
         if exec.cancel.is_cancelled() {
             return Err(ExecuteError::Cancelled);
@@ -101,6 +102,9 @@ pub fn run_stage(
         let size = layer.as_ref().map(|l| l.descriptor.size);
         if let Some(c) = setup.cache {
             cache::record_miss(exec, c, i, &config, layer.as_ref());
+        }
+        if let (Some(remote), Some(layer)) = (uploads_layers, &layer) {
+            remote.spawn_layer_upload(exec.store, layer);
         }
         let layer_digest = layer.as_ref().map(|l| l.descriptor.digest.digest().clone());
         layers.extend(layer);

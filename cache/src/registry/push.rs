@@ -78,26 +78,26 @@ impl PushReport {
 }
 
 impl RegistryClient {
-    /// Push `image` to `target`'s repository under every tag in `tags` (by digest when empty).
-    /// `mount_from` lists repositories of the same registry that may already hold the blobs;
-    /// a blob missing from `store` must already be in the target or mountable from them (a
-    /// fully cached build pushes without downloading its layers).
-    pub async fn push_image(
+    /// Put `blobs` into `target`'s repository (skipped when present, mounted from `sources`
+    /// (digest → repository) or `mount_from` when possible, else uploaded from `store`): the
+    /// blob half of [`RegistryClient::push_image`], also used to upload a build's layers while
+    /// its later steps still run.
+    pub async fn push_blobs(
         &self,
         store: &BlobStore,
         target: &Reference,
-        tags: &[String],
-        image: &ImageToPush,
+        blobs: &[(Digest, u64)],
+        sources: &BTreeMap<String, String>,
         mount_from: &[String],
-    ) -> Result<PushReport, RegistryError> {
+    ) -> Result<Vec<(Digest, BlobPush)>, RegistryError> {
         let endpoint = self.endpoint(target.registry());
         let repository = target.repository();
         let mut scopes = vec![push_scope(repository)];
-        let mut sources: Vec<&String> = mount_from.iter().chain(image.sources.values()).collect();
-        sources.sort();
-        sources.dedup();
+        let mut pull_from: Vec<&String> = mount_from.iter().chain(sources.values()).collect();
+        pull_from.sort();
+        pull_from.dedup();
         scopes.extend(
-            sources
+            pull_from
                 .into_iter()
                 .filter(|r| r.as_str() != repository)
                 .map(|r| pull_scope(r)),
@@ -111,9 +111,9 @@ impl RegistryClient {
             retry: self.config().retry,
             progress: self.progress().clone(),
         };
-        let mut paths = Vec::with_capacity(image.blobs.len());
-        for (digest, size) in &image.blobs {
-            if !store.contains(digest) && mount_from.is_empty() && !image.sources.contains_key(&digest.to_string()) {
+        let mut paths = Vec::with_capacity(blobs.len());
+        for (digest, size) in blobs {
+            if !store.contains(digest) && mount_from.is_empty() && !sources.contains_key(&digest.to_string()) {
                 return Err(StoreError::NotFound {
                     digest: digest.clone(),
                 }
@@ -135,9 +135,9 @@ impl RegistryClient {
             .map(|((digest, _, _), _)| ((*digest).clone(), BlobPush::Existed))
             .collect();
         tracing::debug!(present = existed.len(), missing = missing.len(), "blobs checked");
-        let mut blobs = futures_util::stream::iter(missing.into_iter().map(|(p, _)| p))
+        let mut pushed = futures_util::stream::iter(missing.into_iter().map(|(p, _)| p))
             .map(|(digest, size, path)| async move {
-                let preferred = image.sources.get(&digest.to_string()).map(String::as_str);
+                let preferred = sources.get(&digest.to_string()).map(String::as_str);
                 if !store.contains(digest) {
                     return match place_remote_blob(self.transport(), plan_ref, digest, preferred).await? {
                         Some(outcome) => Ok(((*digest).clone(), outcome)),
@@ -156,7 +156,25 @@ impl RegistryClient {
             .buffer_unordered(self.config().concurrency.max(1))
             .try_collect::<Vec<_>>()
             .await?;
-        blobs.append(&mut existed);
+        pushed.append(&mut existed);
+        Ok(pushed)
+    }
+
+    /// Push `image` to `target`'s repository under every tag in `tags` (by digest when empty).
+    /// `mount_from` lists repositories of the same registry that may already hold the blobs;
+    /// a blob missing from `store` must already be in the target or mountable from them (a
+    /// fully cached build pushes without downloading its layers).
+    pub async fn push_image(
+        &self,
+        store: &BlobStore,
+        target: &Reference,
+        tags: &[String],
+        image: &ImageToPush,
+        mount_from: &[String],
+    ) -> Result<PushReport, RegistryError> {
+        let blobs = self.push_blobs(store, target, &image.blobs, &image.sources, mount_from).await?;
+        let endpoint = self.endpoint(target.registry());
+        let repository = target.repository();
         let refs: Vec<String> = if tags.is_empty() {
             vec![image.manifest.digest.to_string()]
         } else {

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use rbuild_builder::executor::{resolve_bases, BuildContext, CacheSettings, Executor, Remote, SandboxChoice, StageRoots, StepCacheReport};
+use rbuild_builder::executor::{resolve_bases, BaseSet, BuildContext, CacheSettings, Executor, Remote, SandboxChoice, StageRoots, StepCacheReport};
 use rbuild_builder::frontend::load_plan;
 use rbuild_builder::image::assemble;
 use rbuild_builder::plan::UnresolvedBases;
 use rbuild_builder::sandbox::{cancel_on_signals, Sandbox};
+use rbuild_cache::reference::Reference;
 use rbuild_cache::remote_cache::RemoteCache;
 use rbuild_cache::registry::manifest::ManifestKind;
 use rbuild_cache::registry::{ImageToPush, RawManifest, RegistryClient};
@@ -59,7 +60,9 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         read_only: false,
         now: settings::now_secs(),
     });
-    let remote = Remote::new(runtime.handle().clone(), client.clone(), cache);
+    let pushing = !s.no_push && !s.cache_only;
+    let targets = if pushing { s.destinations.iter().map(|(repo, _)| repo.clone()).collect() } else { Vec::new() };
+    let remote = Remote::new(runtime.handle().clone(), client.clone(), cache).with_push_targets(targets);
     // Under container isolation the build replaces `/`; what it must keep: its own state,
     // the context and the registry credentials (mounts, /proc, /sys, /dev are spared anyway).
     let (sandbox, roots) = match isolation {
@@ -101,12 +104,17 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         remote.fetch(&store, &image.layers, |_| false)?;
     }
     let mut references = Vec::new();
-    if !s.no_push && !s.cache_only {
+    for failure in remote.wait_for_uploads() {
+        tracing::debug!(%failure, "early layer upload failed; the push retries it");
+    }
+    if pushing {
         let kind = ManifestKind::from_media_type(image.manifest.media_type().as_ref()).context("manifest media type")?;
         let raw = RawManifest::new(image.manifest_json.clone(), kind);
         for (repo, tags) in &s.destinations {
             display.phase(&format!("pushing {}/{} ({})", repo.registry(), repo.repository(), tags.join(", ")));
             let mut to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
+            // Layers uploaded while the build ran are there: no need to ask again.
+            to_push.blobs.retain(|(digest, _)| !remote.uploaded(repo, digest));
             // Each layer's known origin (base or cache repository) is mounted from first.
             for layer in &image.layers {
                 let digest = layer.descriptor.digest.digest();
@@ -114,16 +122,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
                     to_push.add_source(digest, origin.repository());
                 }
             }
-            // Base and cached layers already in the same registry are mounted, not uploaded
-            // again (nor downloaded: a fully cached build pushes without fetching a layer).
-            let mut mount_from: Vec<String> = bases
-                .repositories()
-                .into_iter()
-                .chain(s.cache.iter().map(|c| (c.repository.registry().to_string(), c.repository.repository().to_string())))
-                .filter(|(registry, _)| registry == repo.registry())
-                .map(|(_, repository)| repository)
-                .collect();
-            mount_from.dedup();
+            let mount_from = mount_sources(&bases, &s, repo);
             remote.fetch(&store, &image.layers, |origin| origin.registry() == repo.registry())?;
             runtime.block_on(client.push_image(&store, repo, tags, &to_push, &mount_from))?;
             references.extend(tags.iter().map(|t| format!("{}/{}:{t}@{digest}", repo.registry(), repo.repository())));
@@ -160,6 +159,21 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     }
     display.summary(&summary);
     Ok(())
+}
+
+/// Repositories of `repo`'s registry that may hold the image's blobs: base and cached layers
+/// there are mounted, not uploaded again (nor downloaded: a fully cached build pushes
+/// without fetching a layer).
+fn mount_sources(bases: &BaseSet, s: &settings::BuildSettings, repo: &Reference) -> Vec<String> {
+    let mut mount_from: Vec<String> = bases
+        .repositories()
+        .into_iter()
+        .chain(s.cache.iter().map(|c| (c.repository.registry().to_string(), c.repository.repository().to_string())))
+        .filter(|(registry, _)| registry == repo.registry())
+        .map(|(_, repository)| repository)
+        .collect();
+    mount_from.dedup();
+    mount_from
 }
 
 /// The RUN isolation: still being probed, or chosen.

@@ -234,10 +234,11 @@ async fn multi_stage_app_with_commit_suffix_pushes_both_tags_and_runs() {
 }
 
 #[rstest::rstest]
-#[case::failing_run("build/fail", &["echo about to fail && exit 3", "exit code 3", "RUN (line 3)"])]
-#[case::unsupported_security("build/unsupported", &["RUN (line 3)", "RUN --security=insecure is not supported yet"])]
+#[case::failing_run("build/fail", &["echo about to fail && exit 3", "exit code 3", "RUN (line 3)"], 0)]
+#[case::failing_after_layers("build/fail-late", &["exit code 3", "RUN (line 6)"], 2)]
+#[case::unsupported_security("build/unsupported", &["RUN (line 3)", "RUN --security=insecure is not supported yet"], 0)]
 #[tokio::test]
-async fn failing_builds_explain_and_exit_non_zero(#[case] case: &str, #[case] expected: &[&str]) {
+async fn failing_builds_explain_and_exit_non_zero(#[case] case: &str, #[case] expected: &[&str], #[case] early_uploads: usize) {
     let Some(h) = Harness::start().await else { return };
     let context = h.context(case);
     let image = h.image("build/failing:v1");
@@ -246,6 +247,15 @@ async fn failing_builds_explain_and_exit_non_zero(#[case] case: &str, #[case] ex
     let stderr = String::from_utf8_lossy(&out.stderr);
     for want in expected {
         assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+    // The image's layers are uploaded while later steps run (the registry's log shows each
+    // finished upload); the tag is pushed only by a build that succeeds.
+    let uploads = h.ctx.registry.log().lines().filter(|l| l.contains("\"PUT /v2/build/failing/blobs/uploads/")).count();
+    assert_eq!(uploads, early_uploads, "{}", h.ctx.registry.log());
+    let reference: rbuild_cache::reference::Reference = image.parse().unwrap();
+    match h.ctx.client_with(|_| {}).get_raw_manifest(&reference).await {
+        Err(rbuild_cache::registry::RegistryError::Status { status: 404, .. }) => {}
+        other => panic!("a failed build left {image} behind: {other:?}"),
     }
 }
 

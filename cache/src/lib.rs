@@ -7,6 +7,7 @@
 pub mod key;
 pub mod oci;
 pub mod platform;
+pub mod push_record;
 pub mod reference;
 pub mod registry;
 pub mod remote_cache;

@@ -23,6 +23,7 @@
 //! kept on disk and a later lookup answers from there when the entry's layer is in the local
 //! blob store: a warm rebuild asks the cache repository nothing.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,12 +120,13 @@ pub struct RemoteCache {
 /// Local copies of entry manifests, one file per key (`<dir>/<key hex>`, the manifest bytes;
 /// its digest is theirs), answering lookups of a warm rebuild without the registry. An entry
 /// read from there is checked like one from the registry, and counts only when its layer
-/// is in `store`: then the image push can always upload the layer itself, even if the
-/// registry lost it (see docs/decisions.md).
+/// is in `store` or in `pushed` (blobs this state pushed to every destination of the build):
+/// then the image push needs nothing of the cache repository (see docs/decisions.md).
 #[derive(Debug, Clone)]
 pub struct LocalEntries {
     dir: PathBuf,
     store: BlobStore,
+    pushed: Arc<BTreeSet<String>>,
 }
 
 /// The position tag of a step: `pos-` + 40 hex of sha256(scope, stage, step, platform).
@@ -145,9 +147,10 @@ impl RemoteCache {
         Self { client, repository, ttl, local: None }
     }
 
-    /// Also keep entries in (and answer lookups from) `dir`, for layers in `store`.
-    pub fn with_local_entries(mut self, dir: PathBuf, store: BlobStore) -> Self {
-        self.local = Some(LocalEntries { dir, store });
+    /// Also keep entries in (and answer lookups from) `dir`, for layers in `store` or among
+    /// `pushed` (digests already in every repository the image goes to).
+    pub fn with_local_entries(mut self, dir: PathBuf, store: BlobStore, pushed: BTreeSet<String>) -> Self {
+        self.local = Some(LocalEntries { dir, store, pushed: Arc::new(pushed) });
         self
     }
 
@@ -374,7 +377,7 @@ impl LocalEntries {
         self.dir.join(key.as_str().trim_start_matches("sha256:"))
     }
 
-    /// The local copy of `key`'s entry, if it is usable and its layer is in the store. A
+    /// The local copy of `key`'s entry, if it is usable and its layer is here or pushed. A
     /// corrupt copy is deleted; an expired one, or one whose layer is not here, is left for
     /// the registry to answer (and to replace).
     fn lookup(&self, repository: &Reference, key: &CacheKey, now: i64, ttl: Duration) -> Option<CacheEntry> {
@@ -386,7 +389,7 @@ impl LocalEntries {
             entry_from(&raw, &image, &config)
         });
         match usable(entry, key, now, ttl) {
-            Ok(entry) if entry.layer.as_ref().is_none_or(|l| self.store.contains(l.digest())) => Some(entry),
+            Ok(entry) if entry.layer.as_ref().is_none_or(|l| self.store.contains(l.digest()) || self.pushed.contains(&l.digest().to_string())) => Some(entry),
             Ok(_) | Err(Lookup::Expired { .. }) => None,
             Err(answer) => {
                 tracing::warn!(path = %path.display(), ?answer, "deleting a corrupt local cache entry");
@@ -468,6 +471,8 @@ mod tests {
         NoLayer,
         /// A good entry whose layer is not in the store.
         LayerMissing,
+        /// A good entry whose layer is not in the store but in every push destination.
+        LayerPushed,
         /// Written longer ago than the TTL.
         Expired,
         /// Recording another key.
@@ -482,14 +487,16 @@ mod tests {
     #[case::good(Local::Good, true, true)]
     #[case::no_layer(Local::NoLayer, true, true)]
     #[case::layer_missing(Local::LayerMissing, false, true)]
+    #[case::layer_pushed(Local::LayerPushed, true, true)]
     #[case::expired(Local::Expired, false, true)]
     #[case::other_key(Local::OtherKey, false, false)]
     #[case::garbage(Local::Garbage, false, false)]
     #[case::bad_data(Local::BadData, false, false)]
-    fn local_entries_count_only_when_usable_and_their_layer_is_here(#[case] how: Local, #[case] hit: bool, #[case] kept: bool) {
+    fn local_entries_count_only_when_usable_and_their_layer_is_here_or_pushed(#[case] how: Local, #[case] hit: bool, #[case] kept: bool) {
         let tmp = tempfile::tempdir().unwrap();
         let store = BlobStore::open(tmp.path().join("store")).unwrap();
-        let local = LocalEntries { dir: tmp.path().join("entries"), store: store.clone() };
+        let pushed = BTreeSet::from([sha256_digest(b"pushed").to_string()]);
+        let local = LocalEntries { dir: tmp.path().join("entries"), store: store.clone(), pushed: Arc::new(pushed) };
         let key = CacheKey::from("sha256:1111111111111111111111111111111111111111111111111111111111111111");
         let now = 1_000_000;
         let ttl = Duration::from_secs(100);
@@ -497,6 +504,7 @@ mod tests {
         let layer = match how {
             Local::NoLayer => None,
             Local::LayerMissing => Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, 3, sha256_digest(b"elsewhere"))),
+            Local::LayerPushed => Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, 3, sha256_digest(b"pushed"))),
             _ => Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, layer_blob.size, layer_blob.digest.clone())),
         };
         let meta = EntryMeta {

@@ -2,7 +2,7 @@
 //! repository of the same registry, else streamed from the blob store), then the manifest once
 //! per tag, every tag naming the same digest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::{StreamExt, TryStreamExt};
 
@@ -31,6 +31,8 @@ pub struct ImageToPush {
     /// got it from). Mounting tries it before the push's `mount_from` list, so a blob costs
     /// one mount instead of a failed mount (and its session) per wrong repository first.
     pub sources: BTreeMap<String, String>,
+    /// Blobs taken to be in the target already (see [`ImageToPush::assume_present`]).
+    pub assumed: BTreeSet<String>,
 }
 
 impl ImageToPush {
@@ -46,7 +48,14 @@ impl ImageToPush {
                 .collect(),
             Manifest::Index(_) => Vec::new(),
         };
-        Ok(Self { manifest, blobs, sources: BTreeMap::new() })
+        Ok(Self { manifest, blobs, sources: BTreeMap::new(), assumed: BTreeSet::new() })
+    }
+
+    /// Takes blob `digest` to be in the target already (this state pushed it there): it is
+    /// not checked. Should the manifest `PUT` find it missing, the push checks and places
+    /// those blobs after all and puts the manifest again.
+    pub fn assume_present(&mut self, digest: &Digest) {
+        self.assumed.insert(digest.to_string());
     }
 
     /// Records that `repository` (same registry as the target) holds blob `digest`.
@@ -172,7 +181,9 @@ impl RegistryClient {
         image: &ImageToPush,
         mount_from: &[String],
     ) -> Result<PushReport, RegistryError> {
-        let blobs = self.push_blobs(store, target, &image.blobs, &image.sources, mount_from).await?;
+        let (assumed, checked): (Vec<(Digest, u64)>, Vec<(Digest, u64)>) =
+            image.blobs.iter().cloned().partition(|(d, _)| image.assumed.contains(&d.to_string()));
+        let mut blobs = self.push_blobs(store, target, &checked, &image.sources, mount_from).await?;
         let endpoint = self.endpoint(target.registry());
         let repository = target.repository();
         let refs: Vec<String> = if tags.is_empty() {
@@ -180,26 +191,46 @@ impl RegistryClient {
         } else {
             tags.to_vec()
         };
-        // One PUT per tag, all at once (a build usually pushes two tags): every PUT names the
-        // same bytes, so their order does not matter.
-        futures_util::future::try_join_all(
-            refs.iter()
-                .map(|tag| self.put_tag(&endpoint, repository, tag, &image.manifest)),
-        )
-        .await?;
+        match self.put_tags(&endpoint, repository, &refs, &image.manifest, assumed.is_empty()).await {
+            Err(e) if is_blob_unknown(&e) && !assumed.is_empty() => {
+                tracing::info!(assumed = assumed.len(), "the registry lacks a blob this state pushed before; checking them all");
+                blobs.extend(self.push_blobs(store, target, &assumed, &image.sources, mount_from).await?);
+                self.put_tags(&endpoint, repository, &refs, &image.manifest, true).await?;
+            }
+            other => {
+                other?;
+                blobs.extend(assumed.into_iter().map(|(d, _)| (d, BlobPush::Existed)));
+            }
+        }
         Ok(PushReport {
             digest: image.manifest.digest.clone(),
             blobs,
         })
     }
 
-    /// `PUT` the manifest under one tag, retrying a `MANIFEST_BLOB_UNKNOWN` answer.
+    /// One `PUT` per tag, all at once (a build usually pushes two tags): every `PUT` names
+    /// the same bytes, so their order does not matter.
+    async fn put_tags(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        tags: &[String],
+        manifest: &RawManifest,
+        retry_unknown: bool,
+    ) -> Result<(), RegistryError> {
+        futures_util::future::try_join_all(tags.iter().map(|tag| self.put_tag(endpoint, repository, tag, manifest, retry_unknown))).await?;
+        Ok(())
+    }
+
+    /// `PUT` the manifest under one tag, retrying a `MANIFEST_BLOB_UNKNOWN` answer when every
+    /// blob was just confirmed present (`retry_unknown`).
     async fn put_tag(
         &self,
         endpoint: &Endpoint,
         repository: &str,
         tag: &str,
         manifest: &RawManifest,
+        retry_unknown: bool,
     ) -> Result<(), RegistryError> {
         let mut attempt = 0;
         loop {
@@ -208,7 +239,7 @@ impl RegistryClient {
                 // Every blob was just confirmed present: a registry whose storage writes
                 // blob links in place (distribution's filesystem driver) can report one as
                 // unknown while another client re-links it. Such answers are retried.
-                Err(e) if is_blob_unknown(&e) && attempt <= self.config().retry.retries => {
+                Err(e) if retry_unknown && is_blob_unknown(&e) && attempt <= self.config().retry.retries => {
                     tracing::warn!(%tag, attempt, error = %e, "manifest refers to a blob the registry just reported; retrying");
                     tokio::time::sleep(self.config().retry.delay(attempt)).await;
                 }

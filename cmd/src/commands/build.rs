@@ -9,6 +9,7 @@ use rbuild_builder::frontend::load_plan;
 use rbuild_builder::image::assemble;
 use rbuild_builder::plan::UnresolvedBases;
 use rbuild_builder::sandbox::{cancel_on_signals, Sandbox};
+use rbuild_cache::push_record::PushRecord;
 use rbuild_cache::reference::Reference;
 use rbuild_cache::remote_cache::RemoteCache;
 use rbuild_cache::registry::manifest::ManifestKind;
@@ -51,9 +52,10 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         display.warning(&format!("line {}: {}", w.line, w.message));
     }
     let context = BuildContext::open(&s.context, &s.dockerfile)?;
+    let pushed = PushRecord::new(s.cache_dir.join("pushed"));
     let work = tempfile::Builder::new().prefix("build-").tempdir_in(&s.cache_dir).context("creating the work directory")?;
     let cache = s.cache.as_ref().map(|c| CacheSettings {
-        cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl).with_local_entries(s.cache_dir.join("entries"), store.clone()),
+        cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl).with_local_entries(s.cache_dir.join("entries"), store.clone(), pushed_everywhere(&pushed, &s)),
         mode: c.mode,
         explain: c.explain,
         scope: cache_scope(&s),
@@ -113,8 +115,15 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         for (repo, tags) in &s.destinations {
             display.phase(&format!("pushing {}/{} ({})", repo.registry(), repo.repository(), tags.join(", ")));
             let mut to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
-            // Layers uploaded while the build ran are there: no need to ask again.
-            to_push.blobs.retain(|(digest, _)| !remote.uploaded(repo, digest));
+            let image_blobs = to_push.blobs.clone();
+            // Blobs this state put there (earlier pushes, layers uploaded while the build ran)
+            // are not asked about again; a registry that lost one makes the push check all.
+            let recorded = pushed.known(repo);
+            for (digest, _) in &image_blobs {
+                if recorded.contains(&digest.to_string()) || remote.uploaded(repo, digest) {
+                    to_push.assume_present(digest);
+                }
+            }
             // Each layer's known origin (base or cache repository) is mounted from first.
             for layer in &image.layers {
                 let digest = layer.descriptor.digest.digest();
@@ -125,6 +134,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
             let mount_from = mount_sources(&bases, &s, repo);
             remote.fetch(&store, &image.layers, |origin| origin.registry() == repo.registry())?;
             runtime.block_on(client.push_image(&store, repo, tags, &to_push, &mount_from))?;
+            pushed.add(repo, image_blobs.iter().map(|(digest, _)| digest));
             references.extend(tags.iter().map(|t| format!("{}/{}:{t}@{digest}", repo.registry(), repo.repository())));
         }
     }
@@ -159,6 +169,17 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     }
     display.summary(&summary);
     Ok(())
+}
+
+/// The blobs this state pushed to every destination of the build (none when it pushes
+/// nowhere): a cached layer among them needs nothing of the cache repository.
+fn pushed_everywhere(pushed: &PushRecord, s: &settings::BuildSettings) -> std::collections::BTreeSet<String> {
+    if s.no_push || s.cache_only {
+        return Default::default();
+    }
+    let mut sets = s.destinations.iter().map(|(repo, _)| pushed.known(repo));
+    let first = sets.next().unwrap_or_default();
+    sets.fold(first, |all, next| all.intersection(&next).cloned().collect())
 }
 
 /// Repositories of `repo`'s registry that may hold the image's blobs: base and cached layers

@@ -347,6 +347,37 @@ async fn warm_rebuild_answers_from_the_local_entry_index_while_its_layers_are_lo
     assert_eq!(c.run("cache/warm-elsewhere:v3"), "app v1\ndependency v1\ncommit none\n");
 }
 
+/// A warm rebuild pushing to the repository it pushed to before asks nothing about the blobs
+/// it recorded there; when the registry has lost one, the manifest `PUT` says so and the
+/// push checks them all, uploads what is gone and still completes.
+#[tokio::test]
+async fn a_push_trusts_its_record_of_pushed_blobs_until_the_registry_lost_one() {
+    let Some(c) = Case::start("build/cache-steps").await else { return };
+    let state = c.fresh_dir();
+    let build = |image: &str| {
+        let base = c.h.base();
+        let image = c.h.image(image);
+        let args = ["--context", c.context.to_str().unwrap(), "--build-arg", &base, "--cache-repo", &c.cache_repo, "--explain-cache", "--destination", &image];
+        ok(c.h.build_in(&state, &args))
+    };
+    let heads = |log: &str| log.lines().filter(|l| l.contains("\"HEAD /v2/cache/rec/blobs/")).count();
+    let first = build("cache/rec:v1");
+    c.tags();
+    let mark = c.h.ctx.registry.log().len();
+    build("cache/rec:v2");
+    assert_eq!(heads(&c.h.ctx.registry.log()[mark..]), 0, "recorded blobs are not checked again");
+    let layer = c.entry(&explained(&first)[1].key)["layers"][0]["digest"].as_str().unwrap().to_string();
+    std::fs::remove_file(c.blob_file(&layer)).unwrap();
+    c.tags();
+    let mark = c.h.ctx.registry.log().len();
+    let third = build("cache/rec:v3");
+    assert_eq!(hits(&third), ALL_HIT, "{}", String::from_utf8_lossy(&third.stderr));
+    let log = c.h.ctx.registry.log();
+    assert!(heads(&log[mark..]) > 0, "after the refused manifest every recorded blob is checked");
+    assert!(log[mark..].lines().any(|l| l.contains("\"PUT /v2/cache/rec/blobs/uploads/") && l.contains(layer.trim_start_matches("sha256:"))), "the lost layer is uploaded again: {}", &log[mark..]);
+    assert_eq!(c.run("cache/rec:v3"), "app v1\ndependency v1\ncommit none\n");
+}
+
 #[tokio::test]
 async fn eight_concurrent_builds_of_two_dockerfiles_share_one_cache_repo() {
     let Some(c) = Case::start("build/cache-steps").await else { return };

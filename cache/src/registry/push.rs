@@ -181,8 +181,7 @@ impl RegistryClient {
         image: &ImageToPush,
         mount_from: &[String],
     ) -> Result<PushReport, RegistryError> {
-        let (assumed, checked): (Vec<(Digest, u64)>, Vec<(Digest, u64)>) =
-            image.blobs.iter().cloned().partition(|(d, _)| image.assumed.contains(&d.to_string()));
+        let (assumed, checked): (Vec<_>, Vec<_>) = image.blobs.iter().cloned().partition(|(d, _)| image.assumed.contains(&d.to_string()));
         let mut blobs = self.push_blobs(store, target, &checked, &image.sources, mount_from).await?;
         let endpoint = self.endpoint(target.registry());
         let repository = target.repository();

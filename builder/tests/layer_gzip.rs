@@ -47,7 +47,7 @@ fn mixed(n: usize) -> Vec<u8> {
     let mut i = 0u64;
     while out.len() < n {
         let run = 100_000 + (i as usize * 37_000) % 200_000;
-        out.extend(if i % 2 == 0 { text(run) } else { random(run, i) });
+        out.extend(if i.is_multiple_of(2) { text(run) } else { random(run, i) });
         i += 1;
     }
     out.truncate(n);

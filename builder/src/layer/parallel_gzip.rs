@@ -181,7 +181,7 @@ impl<W: Write> Ordered<'_, W> {
     /// Waits for one finished block, then writes every block that is now next in line.
     fn wait_one(&mut self) -> io::Result<()> {
         let done = self.done.recv().map_err(|_| stopped())?;
-        let out = done.out.map_err(|e| io::Error::other(e))?;
+        let out = done.out.map_err(io::Error::other)?;
         self.ready.insert(done.seq, out);
         while let Some(out) = self.ready.remove(&self.next) {
             self.sink.write_all(&out)?;

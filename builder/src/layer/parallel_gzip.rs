@@ -196,7 +196,6 @@ fn stopped() -> io::Error {
 }
 
 fn worker<R: Fn(Vec<u8>)>(level: u32, store: bool, jobs: &Mutex<Receiver<Job>>, done: Sender<Done>, recycle: &R) {
-    let mut z = Compress::new(flate2::Compression::new(level), false);
     loop {
         let job = match jobs.lock() {
             Ok(rx) => match rx.recv() {
@@ -208,7 +207,7 @@ fn worker<R: Fn(Vec<u8>)>(level: u32, store: bool, jobs: &Mutex<Receiver<Job>>, 
         let out = if store && looks_random(&job.data) {
             Ok(stored(&job.data, job.last))
         } else {
-            deflate(&mut z, &job.dict, &job.data, job.last)
+            deflate(level, &job.dict, &job.data, job.last)
         };
         recycle(job.data);
         if done.send(Done { seq: job.seq, out }).is_err() {
@@ -219,8 +218,15 @@ fn worker<R: Fn(Vec<u8>)>(level: u32, store: bool, jobs: &Mutex<Receiver<Job>>, 
 
 /// Raw deflate of one block primed with `dict`; ends with a sync flush, or the final
 /// block if `last`.
-fn deflate(z: &mut Compress, dict: &[u8], data: &[u8], last: bool) -> Result<Vec<u8>, CompressError> {
-    z.reset();
+///
+/// A fresh (zeroed) compressor per block, not `Compress::reset`: zlib-rs' reset keeps the
+/// old window bytes and hash chains, and the match finder peeks at them near the end of
+/// the input, so a reused compressor's output depended on which block that worker had
+/// compressed before (valid, but a few bytes different from run to run on real data).
+/// Zeroing ~300 KB per 256 KiB block is noise next to deflating it.
+fn deflate(level: u32, dict: &[u8], data: &[u8], last: bool) -> Result<Vec<u8>, CompressError> {
+    let mut z = Compress::new(flate2::Compression::new(level), false);
+    let z = &mut z;
     prime(z, dict)?;
     let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
     let mut out = Vec::with_capacity(data.len() + data.len() / 8 + 64);

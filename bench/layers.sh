@@ -71,13 +71,13 @@ for backend in zlib-rs miniz zlib-ng; do
     echo "gzip-6 $backend: build failed (zlib-ng needs cmake)"; continue
   fi
   cp $tgt/release/examples/snapshot_bench "$WORK/bench-$backend"; bin=$WORK/bench-$backend
-  measure "rbuild gzip -6 ($backend)" "$bin" layer "$DATA" "$WORK/l.tar.gz" gzip 6
+  measure "rbuild gzip -6 ($backend)" "$bin" layer "$DATA" "$WORK/l.tar.gz" gzip 6 0 "$(nproc)"  # gzip workers = cores, as the CLI
   cat "$WORK/out"
   if [ $backend = zlib-rs ]; then
     measure "rbuild zstd -3" "$bin" layer "$DATA" "$WORK/l.tar.zst" zstd 3 0; cat "$WORK/out"
     measure "rbuild zstd -3 (2 zstd workers)" "$bin" layer "$DATA" "$WORK/l2.tar.zst" zstd 3 2; cat "$WORK/out"
     measure "rbuild uncompressed" "$bin" layer "$DATA" "$WORK/l.tar" none 0; cat "$WORK/out"
-    measure "rbuild gzip -1 ($backend)" "$bin" layer "$DATA" "$WORK/l1.tar.gz" gzip 1; cat "$WORK/out"
+    measure "rbuild gzip -1 ($backend)" "$bin" layer "$DATA" "$WORK/l1.tar.gz" gzip 1 0 "$(nproc)"; cat "$WORK/out"
     echo "== native snapshot of a one-file change on the 300 MB base"
     "$bin" index "$DATA" "$WORK/index"
     echo changed >> "$DATA/d007/$(ls "$DATA/d007" | head -1)"

@@ -1,16 +1,17 @@
 //! Benchmark driver for `bench/layers.sh` (release mode). Prints one JSON line.
 //!
-//! `snapshot_bench layer DIR OUT gzip|zstd|none LEVEL` — full snapshot + compress DIR.
+//! `snapshot_bench layer DIR OUT gzip|gzip-serial|zstd|none LEVEL [ZSTD_WORKERS [GZIP_WORKERS [STORE]]]`
+//! — full snapshot + compress DIR. `gzip-serial` is the pre-parallel pipeline (tar thread +
+//! one flate2 `GzEncoder` thread); STORE 0 turns off stored incompressible gzip blocks.
 //! `snapshot_bench index DIR INDEX` — write the stat index of DIR.
 //! `snapshot_bench diff DIR INDEX` — native diff of DIR against INDEX.
 //! `snapshot_bench upper UPPER` — convert an overlayfs upper directory.
-//! (`layer` takes an optional 6th argument: zstd workers.)
 
 use std::path::Path;
 use std::time::Instant;
 
 use rbuild_builder::layer::snapshot::native;
-use rbuild_builder::layer::{write_layer, Compression, LayerOptions};
+use rbuild_builder::layer::{write_layer, Compression, GzipOptions, LayerOptions};
 
 fn peak_rss_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -35,10 +36,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 _ => Compression::None,
             };
             let zstd_workers = args.get(6).map(|w| w.parse()).transpose()?.unwrap_or(0);
-            let opts = LayerOptions { compression, zstd_workers, ..Default::default() };
+            let workers = args.get(7).map(|w| w.parse()).transpose()?.unwrap_or(1);
+            let store_incompressible = args.get(8).is_none_or(|s| s != "0");
+            let gzip = GzipOptions { workers, store_incompressible };
+            let opts = LayerOptions { compression, zstd_workers, gzip, ..Default::default() };
             let entries = native::all_entries(dir)?;
             let out = std::io::BufWriter::new(std::fs::File::create(arg(3)?)?);
-            let (desc, _) = write_layer(out, dir, &entries, &opts)?;
+            let desc = if arg(4)? == "gzip-serial" {
+                // The sink is written on the pipeline's compressor thread, as before.
+                let gz = flate2::GzBuilder::new().operating_system(255).write(out, flate2::Compression::new(level as u32));
+                let (mut desc, gz) = write_layer(gz, dir, &entries, &opts)?;
+                desc.size = gz.finish()?.into_inner().map_err(|e| e.into_error())?.metadata()?.len();
+                desc
+            } else {
+                write_layer(out, dir, &entries, &opts)?.0
+            };
             let secs = start.elapsed().as_secs_f64();
             println!(
                 "{{\"mode\":\"layer\",\"codec\":\"{}\",\"level\":{level},\"secs\":{secs:.3},\"tar_mb\":{:.1},\"blob_mb\":{:.1},\"mb_per_s\":{:.1},\"peak_rss_mb\":{:.1}}}",

@@ -5,7 +5,7 @@ use rbuild_builder::executor::CacheMode;
 use anyhow::{bail, Context, Result};
 use rbuild_builder::executor::{Identity, SecretSpec, Secrets};
 use rbuild_builder::image::rfc3339_utc;
-use rbuild_builder::layer::{LayerOptions, ManifestFormat, MtimePolicy};
+use rbuild_builder::layer::{GzipOptions, LayerOptions, ManifestFormat, MtimePolicy};
 use rbuild_builder::plan::{Platform, PlanRequest};
 use rbuild_cache::reference::Reference;
 use std::collections::BTreeMap;
@@ -149,6 +149,8 @@ pub fn build_settings(args: &BuildArgs) -> Result<BuildSettings> {
         mtime,
         format: if args.oci_mediatypes { ManifestFormat::Oci } else { ManifestFormat::Docker },
         ids: identity.id_maps(),
+        // Output bytes do not depend on the thread count, so digests stay reproducible.
+        gzip: GzipOptions { workers: std::thread::available_parallelism().map_or(1, usize::from), ..GzipOptions::default() },
         ..LayerOptions::default()
     };
     let cache_dir = match &args.cache_dir {

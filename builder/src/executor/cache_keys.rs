@@ -101,7 +101,13 @@ fn final_key(done: &[Option<StageKeys>], index: usize) -> Option<CacheKey> {
 /// The layer options that change layer bytes (not the manifest format: media types are
 /// rebuilt from the codec).
 pub fn output_component(layer: &LayerOptions) -> String {
-    format!("{:?} {:?} zstd-mt={}", layer.compression, layer.mtime, layer.zstd_workers > 0)
+    format!(
+        "{:?} {:?} zstd-mt={} gzip-blocks store={}",
+        layer.compression,
+        layer.mtime,
+        layer.zstd_workers > 0,
+        layer.gzip.store_incompressible
+    )
 }
 
 struct KeyInputs<'a> {

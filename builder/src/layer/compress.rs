@@ -1,8 +1,9 @@
 //! One-pass layer writing: tar → sha256 (diff id) → compressor → sha256 (digest) → sink.
 //!
 //! The tar side (file reads, headers, diff-id hashing) runs on the calling thread and
-//! hands 256 KiB chunks through a bounded channel to a compressor thread, so two cores
-//! work at once while memory stays flat (a handful of recycled chunks).
+//! hands 256 KiB chunks through a bounded channel to a compressor thread, so the cores
+//! work at once while memory stays flat (a handful of recycled chunks). gzip fans the
+//! chunks out further to [`GzipOptions::workers`] threads (see `parallel_gzip`).
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -10,10 +11,12 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use sha2::{Digest as _, Sha256};
 
+use super::parallel_gzip::{self, GzipOptions};
 use super::tar_writer::{write_tar, LayerEntry, TarWriteError};
 use super::{Codec, Compression, DiffId, LayerDescriptor, LayerDigest, LayerOptions};
 
-const CHUNK: usize = 256 * 1024;
+/// One chunk is one parallel gzip block, so gzip needs no re-cutting.
+const CHUNK: usize = parallel_gzip::BLOCK;
 const IN_FLIGHT: usize = 4;
 
 /// Errors writing a layer blob.
@@ -51,8 +54,9 @@ where
     let (back_tx, back_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
     let compression = opts.compression;
     let workers = opts.zstd_workers;
+    let gzip = opts.gzip;
     std::thread::scope(|s| {
-        let consumer = s.spawn(move || compress(out, compression, workers, rx, back_tx));
+        let consumer = s.spawn(move || compress(out, compression, workers, gzip, rx, back_tx));
         let mut w = ChunkWriter { buf: Vec::with_capacity(CHUNK), tx: Some(tx), back: back_rx, hash: Sha256::new(), len: 0 };
         let produced = produce(&mut w).and_then(|()| w.close().map_err(|source| TarWriteError::Write { source }));
         drop(w); // closes the channel so the consumer ends even after an error
@@ -142,6 +146,7 @@ fn compress<W: Write>(
     out: W,
     compression: Compression,
     zstd_workers: u32,
+    gzip: GzipOptions,
     rx: Receiver<Vec<u8>>,
     back: SyncSender<Vec<u8>>,
 ) -> io::Result<(W, u64, LayerDigest)> {
@@ -161,11 +166,13 @@ fn compress<W: Write>(
             s
         }
         Compression::Gzip { level } => {
-            let mut enc = flate2::GzBuilder::new()
-                .operating_system(255)
-                .write(sink, flate2::Compression::new(level.min(9)));
-            feed(&mut enc)?;
-            enc.finish()?
+            let mut s = sink;
+            let recycle = |mut chunk: Vec<u8>| {
+                chunk.clear();
+                let _ = back.try_send(chunk); // recycling is best effort
+            };
+            parallel_gzip::write_member(&mut s, level, gzip, rx.iter(), recycle)?;
+            s
         }
         Compression::Zstd { level } => {
             let mut enc = zstd::stream::write::Encoder::new(sink, level)?;

@@ -19,6 +19,7 @@
 pub mod compress;
 pub mod exclusions;
 pub mod ownership;
+mod parallel_gzip;
 pub mod root_path;
 pub mod snapshot;
 pub mod tar_writer;
@@ -26,6 +27,7 @@ pub mod unpack;
 pub mod whiteout;
 
 pub use compress::{write_layer, write_stream, LayerWriteError};
+pub use parallel_gzip::{GzipOptions, BLOCK as GZIP_BLOCK};
 pub use tar_writer::{sort_entries, LayerEntry, TarLayerWriter, TarWriteError};
 
 use std::fmt;
@@ -197,6 +199,8 @@ pub struct LayerOptions {
     /// n ≥ 1 uses zstd's multithreading. Output depends only on 0 vs ≥ 1, never on the
     /// core count, so digests stay reproducible across machines.
     pub zstd_workers: u32,
+    /// Parallel gzip threads and stored-block detection (gzip only).
+    pub gzip: GzipOptions,
 }
 
 /// What writing a layer produced, computed in the single pass that wrote it.

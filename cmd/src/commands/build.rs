@@ -26,11 +26,12 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let s = settings::build_settings(args)?;
     let display = progress::display(args.progress)?;
-    // The `auto` probe runs a trial sandbox (tens of ms) on its own thread: it overlaps plan
-    // loading, base resolution and cache lookups, and a fully cached build never waits for it.
-    // Otherwise (an explicit mode, which probes nothing, or container isolation in reach,
-    // which decides where stage roots live) it is chosen here.
-    let isolation = if args.isolation.deferrable() {
+    // With a cache, the `auto` probe (a trial sandbox, tens of ms) runs on its own thread: it
+    // overlaps base resolution and cache lookups, and a fully cached build never waits for
+    // it. Otherwise it runs here, so a build that cannot isolate RUN fails before any network
+    // work; so does an explicit mode (which probes nothing) or container isolation in reach
+    // (which decides where stage roots live).
+    let isolation = if args.isolation.deferrable() && s.cache.is_some() {
         let isolation_args = args.isolation.clone();
         Isolation::Probing(std::thread::spawn(move || isolation_args.resolve().map(|c| sandbox_for(c.mode)).map_err(|e| format!("{e:#}"))))
     } else {

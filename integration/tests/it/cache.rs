@@ -68,12 +68,21 @@ impl Case {
     }
 
     fn build_context(&self, context: &Path, image: &str, extra: &[&str]) -> Output {
+        self.build_with(context, &self.fresh_dir(), image, extra)
+    }
+
+    /// Builds with the cache from the local state `state` (kept across builds).
+    fn build_in_state(&self, state: &Path, image: &str) -> Output {
+        self.build_with(&self.context, state, image, &[])
+    }
+
+    fn build_with(&self, context: &Path, state: &Path, image: &str, extra: &[&str]) -> Output {
         let base = self.h.base();
         let mut args = vec!["--context", context.to_str().unwrap(), "--build-arg", &base, "--cache-repo", &self.cache_repo, "--explain-cache"];
         let image = self.h.image(image);
         args.extend(["--destination", &image]);
         args.extend(extra);
-        ok(self.h.build_in(&self.fresh_dir(), &args))
+        ok(self.h.build_in(state, &args))
     }
 
     fn edit(&self, path: &str, content: &str) {
@@ -313,12 +322,7 @@ fn cache_repo_requests<'a>(c: &Case, log: &'a str) -> Vec<&'a str> {
 async fn warm_rebuild_answers_from_the_local_entry_index_while_its_layers_are_local() {
     let Some(c) = Case::start("build/cache-steps").await else { return };
     let state = c.fresh_dir();
-    let build = |image: &str| {
-        let base = c.h.base();
-        let image = c.h.image(image);
-        let args = ["--context", c.context.to_str().unwrap(), "--build-arg", &base, "--cache-repo", &c.cache_repo, "--explain-cache", "--destination", &image];
-        ok(c.h.build_in(&state, &args))
-    };
+    let build = |image: &str| c.build_in_state(&state, image);
     let first = build("cache/warm:v1");
     assert_eq!(hits(&first), ALL_MISS);
     assert_eq!(std::fs::read_dir(state.join("entries")).unwrap().count(), 7, "every written entry is kept locally");
@@ -354,12 +358,7 @@ async fn warm_rebuild_answers_from_the_local_entry_index_while_its_layers_are_lo
 async fn a_push_trusts_its_record_of_pushed_blobs_until_the_registry_lost_one() {
     let Some(c) = Case::start("build/cache-steps").await else { return };
     let state = c.fresh_dir();
-    let build = |image: &str| {
-        let base = c.h.base();
-        let image = c.h.image(image);
-        let args = ["--context", c.context.to_str().unwrap(), "--build-arg", &base, "--cache-repo", &c.cache_repo, "--explain-cache", "--destination", &image];
-        ok(c.h.build_in(&state, &args))
-    };
+    let build = |image: &str| c.build_in_state(&state, image);
     let heads = |log: &str| log.lines().filter(|l| l.contains("\"HEAD /v2/cache/rec/blobs/")).count();
     let first = build("cache/rec:v1");
     c.tags();

@@ -1,5 +1,6 @@
 //! `rbuild build`: context + Dockerfile → image → registry (and/or tar, OCI layout).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -54,16 +55,19 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     }
     let context = BuildContext::open(&s.context, &s.dockerfile)?;
     let pushed = PushRecord::new(s.cache_dir.join("pushed"));
+    let pushing = !s.no_push && !s.cache_only;
+    // What this state pushed to each destination before (read once: the cache's local
+    // entries and the push both use it).
+    let recorded: Vec<BTreeSet<String>> = if pushing { s.destinations.iter().map(|(repo, _)| pushed.known(repo)).collect() } else { Vec::new() };
     let work = tempfile::Builder::new().prefix("build-").tempdir_in(&s.cache_dir).context("creating the work directory")?;
     let cache = s.cache.as_ref().map(|c| CacheSettings {
-        cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl).with_local_entries(s.cache_dir.join("entries"), store.clone(), pushed_everywhere(&pushed, &s)),
+        cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl).with_local_entries(s.cache_dir.join("entries"), store.clone(), in_every(&recorded)),
         mode: c.mode,
         explain: c.explain,
         scope: cache_scope(&s),
         read_only: false,
         now: settings::now_secs(),
     });
-    let pushing = !s.no_push && !s.cache_only;
     let targets = if pushing { s.destinations.iter().map(|(repo, _)| repo.clone()).collect() } else { Vec::new() };
     let remote = Remote::new(runtime.handle().clone(), client.clone(), cache).with_push_targets(targets);
     // Under container isolation the build replaces `/`; what it must keep: its own state,
@@ -113,13 +117,12 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     if pushing {
         let kind = ManifestKind::from_media_type(image.manifest.media_type().as_ref()).context("manifest media type")?;
         let raw = RawManifest::new(image.manifest_json.clone(), kind);
-        for (repo, tags) in &s.destinations {
+        for ((repo, tags), recorded) in s.destinations.iter().zip(&recorded) {
             display.phase(&format!("pushing {}/{} ({})", repo.registry(), repo.repository(), tags.join(", ")));
             let mut to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
             let image_blobs = to_push.blobs.clone();
             // Blobs this state put there (earlier pushes, layers uploaded while the build ran)
             // are not asked about again; a registry that lost one makes the push check all.
-            let recorded = pushed.known(repo);
             for (digest, _) in &image_blobs {
                 if recorded.contains(&digest.to_string()) || remote.uploaded(repo, digest) {
                     to_push.assume_present(digest);
@@ -172,15 +175,12 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The blobs this state pushed to every destination of the build (none when it pushes
-/// nowhere): a cached layer among them needs nothing of the cache repository.
-fn pushed_everywhere(pushed: &PushRecord, s: &settings::BuildSettings) -> std::collections::BTreeSet<String> {
-    if s.no_push || s.cache_only {
-        return Default::default();
-    }
-    let mut sets = s.destinations.iter().map(|(repo, _)| pushed.known(repo));
-    let first = sets.next().unwrap_or_default();
-    sets.fold(first, |all, next| all.intersection(&next).cloned().collect())
+/// The digests in every one of `sets` (none when there are none): blobs this state pushed
+/// to every destination of the build, so a cached layer among them needs nothing of the
+/// cache repository.
+fn in_every(sets: &[BTreeSet<String>]) -> BTreeSet<String> {
+    let Some((first, rest)) = sets.split_first() else { return BTreeSet::new() };
+    first.iter().filter(|d| rest.iter().all(|set| set.contains(*d))).cloned().collect()
 }
 
 /// Repositories of `repo`'s registry that may hold the image's blobs: base and cached layers

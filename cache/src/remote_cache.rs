@@ -21,7 +21,8 @@
 //!
 //! With a [`LocalEntries`] index (`<cache-dir>/entries`), entries read or written are also
 //! kept on disk and a later lookup answers from there when the entry's layer is in the local
-//! blob store: a warm rebuild asks the cache repository nothing.
+//! blob store or was pushed by this state to every destination: a warm rebuild asks the
+//! cache repository nothing.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

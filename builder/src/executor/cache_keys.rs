@@ -295,20 +295,17 @@ fn file_digests(entries: &[SourceEntry]) -> Vec<Option<std::io::Result<[u8; 32]>
         done
     };
     let mut out: Vec<Option<std::io::Result<[u8; 32]>>> = entries.iter().map(|_| None).collect();
-    let results: Vec<(usize, std::io::Result<[u8; 32]>)> = if workers <= 1 {
-        hash_some()
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (1..workers).map(|_| s.spawn(hash_some)).collect();
-            let mut all = hash_some();
-            for h in handles {
-                // A hashing thread cannot panic on input (reads and hashes only); were it to,
-                // its files keep `None` and hash as missing content.
-                all.extend(h.join().unwrap_or_default());
-            }
-            all
-        })
-    };
+    // This thread hashes too; with one worker nothing is spawned.
+    let results: Vec<(usize, std::io::Result<[u8; 32]>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..workers).map(|_| s.spawn(hash_some)).collect();
+        let mut all = hash_some();
+        for h in handles {
+            // A hashing thread cannot panic on input (reads and hashes only); were it to,
+            // its files keep `None` and hash as missing content.
+            all.extend(h.join().unwrap_or_default());
+        }
+        all
+    });
     for (index, result) in results {
         if let Some(slot) = out.get_mut(index) {
             *slot = Some(result);

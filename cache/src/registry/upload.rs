@@ -1,7 +1,7 @@
 //! Blob uploads: `HEAD` first (the caller checks all blobs at once), then a cross-repository
 //! mount attempt, then a monolithic `PUT` (small blobs) or `PATCH` chunks (large ones)
-//! streamed from a file, and the final `PUT ?digest=`. A failed session is restarted from scratch (a half-written chunk cannot be
-//! resent safely), up to the retry budget.
+//! streamed from a file, and the final `PUT ?digest=`. A failed session is restarted from
+//! scratch (a half-written chunk cannot be resent safely), up to the retry budget.
 
 use std::path::Path;
 

@@ -24,6 +24,9 @@
 //!   CAP_SYS_ADMIN: the image, the excluded paths, refusal outside rbuild's own image
 //! - `pipeline`: deploy/ (Argo, Tekton) parse with the required structure; the build-push
 //!   script from the Argo template pushes both tags to the registry
+//! - `manifests`, `manifest_rules`: every manifest under deploy/ against the Argo (v4.1.2,
+//!   v3.7.9) and Tekton v1 schemas with unknown fields rejected, and Argo's/Tekton's submission
+//!   rules (CronWorkflow schedules and parameter values, references, declared variables)
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -34,6 +37,8 @@ mod container;
 mod copy_add;
 mod differential;
 mod failures;
+mod manifest_rules;
+mod manifests;
 mod outputs;
 mod pipeline;
 mod pull;

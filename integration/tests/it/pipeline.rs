@@ -140,7 +140,7 @@ fn argo_template_runs_clone_test_build_in_order_as_uid_1000() {
 fn cron_workflow_warms_the_main_branch_cache() {
     let doc = load(ARGO_CRON);
     let spec = &doc["spec"];
-    assert!(spec["schedule"].as_str().is_some_and(|s| s.split_whitespace().count() == 5), "{}", spec["schedule"]);
+    assert!(spec["schedules"][0].as_str().is_some_and(|s| s.split_whitespace().count() == 5), "{}", spec["schedules"]);
     assert_eq!(spec["concurrencyPolicy"], "Forbid");
     let wf = &spec["workflowSpec"];
     let params = &wf["arguments"]["parameters"];

@@ -27,6 +27,8 @@
 //! - `manifests`, `manifest_rules`: every manifest under deploy/ against the Argo (v4.1.2,
 //!   v3.7.9) and Tekton v1 schemas with unknown fields rejected, and Argo's/Tekton's submission
 //!   rules (CronWorkflow schedules and parameter values, references, declared variables)
+//! - `deploy_profiles`: the templates per pod profile differ from `rbuild-ci` only in the build
+//!   pod's settings, meet their Pod Security level, write outputs to volumes; README table
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -35,6 +37,7 @@ mod cache;
 mod cli;
 mod container;
 mod copy_add;
+mod deploy_profiles;
 mod differential;
 mod failures;
 mod manifest_rules;

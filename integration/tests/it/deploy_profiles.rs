@@ -304,7 +304,9 @@ fn every_output_is_written_to_a_volume() {
             for path in outputs.chain(digest) {
                 assert!(
                     on_volume(path),
-                    "{} template {}: {path} is not on a volume ({mounts:?})",
+                    "{} template {}: {path} is not on a volume (mounts: {mounts:?}); write outputs to an \
+                     emptyDir (the templates mount `outputs` at /outputs) so the step works with \
+                     readOnlyRootFilesystem: true",
                     doc.origin,
                     t["name"]
                 );

@@ -24,6 +24,10 @@
 //!   CAP_SYS_ADMIN: the image, the excluded paths, refusal outside rbuild's own image
 //! - `pipeline`: deploy/ (Argo, Tekton) parse with the required structure; the build-push
 //!   script from the Argo template pushes both tags to the registry
+//! - `pipeline_pods`: the Argo template's clone → test → build-push steps in emulated pods
+//!   with each step's securityContext and volumes from the YAML
+//! - `pods`: rbuild in emulated Kubernetes pods (runc, securityContext profiles (a)–(f) of
+//!   issue 14) pushing to the registry; docs/rootless.md's profile table checked against them
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -36,6 +40,8 @@ mod differential;
 mod failures;
 mod outputs;
 mod pipeline;
+mod pipeline_pods;
+mod pods;
 mod pull;
 mod push;
 mod run_steps;

@@ -72,6 +72,11 @@ struct BuildPod {
 
 impl BuildPod {
     fn new(h: &Harness, label: &str, security: PodSecurity, case: &str, image: &str) -> Self {
+        Self::with_flags(h, label, security, case, image, &[])
+    }
+
+    /// As [`BuildPod::new`], with more `rbuild build` flags.
+    fn with_flags(h: &Harness, label: &str, security: PodSecurity, case: &str, image: &str, flags: &[&str]) -> Self {
         let workspace_dir = tempfile::Builder::new().prefix("rbuild-pod-workspace-").tempdir_in("/tmp").unwrap();
         let ws = workspace_dir.path();
         crate::build::copy_tree(&workspace().join("testdata/build").join(case), &ws.join("ctx"));
@@ -100,7 +105,7 @@ impl BuildPod {
         ];
         let container = Container {
             security,
-            args: args.iter().map(|a| a.to_string()).collect(),
+            args: args.iter().chain(flags).map(|a| a.to_string()).collect(),
             env: vec![("DOCKER_CONFIG".into(), "/home/rbuild/.docker".into()), ("HOME".into(), "/home/rbuild".into())],
             cwd: "/workspace".into(),
             volumes: vec![
@@ -193,6 +198,27 @@ async fn pod_profiles_give_their_expected_outcomes() {
     }
     eprintln!("pod profiles: {} passed, {} failed", PROFILES.len() - failed.len(), failed.len());
     assert!(failed.is_empty(), "profiles with unexpected outcomes: {failed:?}");
+}
+
+/// In BuildKit's rootless pod (/proc masked) an explicit `--isolation userns` fails at the
+/// fresh `/proc`, naming both ways out; with `--no-process-sandbox` it builds.
+#[tokio::test]
+async fn explicit_userns_in_a_masked_proc_pod_needs_no_process_sandbox() {
+    let Some(h) = Harness::start().await else { return };
+    let image = h.image("pods/explicit:v1");
+    let refused = BuildPod::with_flags(&h, "explicit-refused", buildkit_rootless(), "pods", &image, &["--isolation", "userns"]);
+    let out = refused.pod.run(POD_LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for want in ["isolation: userns (requested)", "MountProc failed", "procMount: Unmasked", "--no-process-sandbox"] {
+        assert!(stderr.contains(want), "{want}: {stderr}");
+    }
+    let flagged = BuildPod::with_flags(&h, "explicit-flag", buildkit_rootless(), "pods", &image, &["--isolation", "userns", "--no-process-sandbox"]);
+    let out = flagged.pod.run(POD_LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(isolation_name(&stderr), Some("userns, no process sandbox"), "{stderr}");
+    check_image(&h, &image, flagged.workspace.path(), true).unwrap();
 }
 
 /// docs/rootless.md's "Pod profiles" table says what [`PROFILES`] expects, row for row.

@@ -221,6 +221,25 @@ async fn explicit_userns_in_a_masked_proc_pod_needs_no_process_sandbox() {
     check_image(&h, &image, flagged.workspace.path(), true).unwrap();
 }
 
+/// Why rbuild's image ships the id-map helpers with file capabilities: Debian's setuid-root
+/// `newuidmap` runs with euid 0, which does not own the RUN's user namespace (uid 1000 made
+/// it), and a pod has no CAP_SYS_ADMIN, so the kernel refuses the map.
+#[tokio::test]
+async fn setuid_helpers_cannot_map_in_buildkits_rootless_pod() {
+    let Some(h) = Harness::start().await else { return };
+    let built = BuildPod::new(&h, "setuid-helpers", buildkit_rootless(), "pods", &h.image("pods/setuid:v1"));
+    for tool in ["newuidmap", "newgidmap"] {
+        let path = built.pod.rootfs().join("usr/bin").join(tool);
+        let status = std::process::Command::new("setcap").arg("-r").arg(&path).status().unwrap();
+        assert!(status.success());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    }
+    let out = built.pod.run(POD_LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("write to uid_map failed") && stderr.contains("step WriteIdMap"), "{stderr}");
+}
+
 /// docs/rootless.md's "Pod profiles" table says what [`PROFILES`] expects, row for row.
 #[test]
 fn rootless_doc_table_matches_the_matrix() {

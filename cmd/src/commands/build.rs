@@ -29,11 +29,11 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let display = progress::display(args.progress)?;
     // With a cache, the `auto` probe (a trial sandbox, tens of ms) runs on its own thread: it
     // overlaps base resolution and cache lookups, and a fully cached build never waits for
-    // it. Otherwise it runs here, so a build that cannot isolate RUN fails before any network
-    // work; so does an explicit mode (which probes nothing) or container isolation in reach
-    // (which decides where stage roots live).
-    // Under `auto` a choice that fails is reported by the first RUN, so a Dockerfile without
-    // RUN still builds where no isolation works (a Pod Security "restricted" pod).
+    // it. Otherwise it runs here: an explicit mode (which probes nothing) or container
+    // isolation in reach (which decides where stage roots live). Under `auto` a choice that
+    // fails is reported by the first RUN, so a Dockerfile without RUN still builds where no
+    // isolation works (a Pod Security "restricted" pod); an explicit mode that cannot work
+    // fails before any network work.
     let isolation = if args.isolation.deferrable() && s.cache.is_some() {
         let isolation_args = args.isolation.clone();
         let state_dir = s.cache_dir.clone();

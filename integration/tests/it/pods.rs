@@ -6,6 +6,7 @@
 //! reach 127.0.0.1: not real, a pod network cannot be had here) and the image's owners are
 //! read back with skopeo + umoci. Needs root (runc); skips locally, fails under CI.
 
+use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
@@ -186,17 +187,22 @@ fn run_profile(h: &Harness, profile: &Profile) -> Result<String, String> {
 #[tokio::test]
 async fn pod_profiles_give_their_expected_outcomes() {
     let Some(h) = Harness::start().await else { return };
+    // Written to the stderr descriptor, not `eprintln!`: the summary shows in CI logs even
+    // when the test passes (libtest captures only the print macros).
+    let say = |line: String| {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
     let mut failed = Vec::new();
     for profile in &PROFILES {
         match run_profile(&h, profile) {
-            Ok(summary) => eprintln!("pod profile {}: ok: {summary}", profile.name),
+            Ok(summary) => say(format!("pod profile {}: ok: {summary}", profile.name)),
             Err(why) => {
-                eprintln!("pod profile {}: FAILED: {why}", profile.name);
+                say(format!("pod profile {}: FAILED: {why}", profile.name));
                 failed.push(profile.name);
             }
         }
     }
-    eprintln!("pod profiles: {} passed, {} failed", PROFILES.len() - failed.len(), failed.len());
+    say(format!("pod profiles: {} passed, {} failed", PROFILES.len() - failed.len(), failed.len()));
     assert!(failed.is_empty(), "profiles with unexpected outcomes: {failed:?}");
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Overhead of one RUN: `RUN true` through the sandbox (release build of the sandbox_run
 # example, as an unprivileged user with a subuid range) next to
-# `unshare -Urmpf --mount-proc true` and a bare `true`, in the same hyperfine run.
+# `unshare -Urmpf --mount-proc true` and a bare `true`, in the same hyperfine run; also the
+# no-process-sandbox mode (`--shared-pid`: no pid namespace, the existing /proc bound, as
+# `--no-process-sandbox` and the masked-/proc fallback run RUN) next to `unshare -Urm true`.
 # Usage: bench/sandbox.sh            (run as root: it switches to the test user)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +33,9 @@ if [ "$(id -u)" -eq 0 ]; then chown -R "$USER_NAME:" "$DIR"; fi
 
 hyperfine -N --warmup 20 --runs "${RUNS:-300}" --export-json "$DIR/result.json" \
     -n 'rbuild sandbox: RUN true' "${AS[*]} $DIR/sandbox_run $DIR/root -- /bin/true" \
+    -n 'rbuild sandbox, no process sandbox: RUN true' "${AS[*]} $DIR/sandbox_run --shared-pid $DIR/root -- /bin/true" \
     -n 'unshare -Urmpf --mount-proc true' "${AS[*]} unshare -Urmpf --mount-proc true" \
+    -n 'unshare -Urm true' "${AS[*]} unshare -Urm true" \
     -n 'bare true' "${AS[*]} /bin/true"
 
 python3 - "$DIR/result.json" <<'PY'

@@ -32,6 +32,11 @@ pub struct IsolationArgs {
     /// replaces the root file system rbuild runs in.
     #[arg(long)]
     pub force: bool,
+    /// RUN shares rbuild's pid namespace and binds the existing /proc instead of mounting a
+    /// fresh one (BuildKit's --oci-worker-no-process-sandbox), for pods with a masked /proc:
+    /// a RUN can then see and signal rbuild's processes. `auto` falls back to it by itself.
+    #[arg(long, env = "RBUILD_NO_PROCESS_SANDBOX")]
+    pub no_process_sandbox: bool,
 }
 
 impl IsolationArgs {
@@ -42,8 +47,15 @@ impl IsolationArgs {
         self.isolation == IsolationArg::Auto && !self.force && !Path::new(OWN_IMAGE_MARKER).is_file()
     }
 
-    /// Picks the isolation (probing for `auto`) and prints which and why on stderr.
-    pub fn resolve(&self) -> anyhow::Result<Chosen> {
+    /// Whether a failed choice may wait for the first RUN: under `auto` a build without RUN
+    /// (PSS "restricted" pods) needs no isolation at all.
+    pub fn failure_deferrable(&self) -> bool {
+        self.isolation == IsolationArg::Auto
+    }
+
+    /// Picks the isolation (probing for `auto` with its trial roots under `state_dir`, rbuild's
+    /// own state directory) and prints which and why on stderr.
+    pub fn resolve(&self, state_dir: &Path) -> anyhow::Result<Chosen> {
         let request = match self.isolation {
             IsolationArg::Auto => IsolationRequest::Auto,
             IsolationArg::Userns => IsolationRequest::Mode(IsolationMode::UserNs),
@@ -51,13 +63,8 @@ impl IsolationArgs {
             IsolationArg::Container => IsolationRequest::Mode(IsolationMode::Container),
         };
         let marker = Path::new(OWN_IMAGE_MARKER);
-        let chosen = choose(request, marker.is_file(), self.force, marker, Probed::probe)?;
-        let name = match chosen.mode {
-            IsolationMode::UserNs => "userns",
-            IsolationMode::Chroot => "chroot",
-            IsolationMode::Container => "container",
-        };
-        eprintln!("isolation: {name} ({})", chosen.reason);
+        let chosen = choose(request, marker.is_file(), self.force, self.no_process_sandbox, marker, || Probed::probe(state_dir))?;
+        eprintln!("isolation: {} ({})", chosen.name(), chosen.reason);
         Ok(chosen)
     }
 }

@@ -1,7 +1,8 @@
-//! Support code for rbuild integration tests: a real registry process ([`registry`]) and base
-//! images made offline ([`images`]).
+//! Support code for rbuild integration tests: a real registry process ([`registry`]), base
+//! images made offline ([`images`]) and a Kubernetes pod emulator on runc ([`pod`]).
 
 pub mod images;
+pub mod pod;
 pub mod registry;
 
 pub use images::{push_base_images, BaseImages, Flavor};

@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use crate::layer::exclusions::Exclusions;
-use crate::sandbox::{IsolationMode, Sandbox, SetupStep};
+use crate::sandbox::{IsolationMode, ProbeFailure, ProcessSandbox, Sandbox};
 
 /// The file that marks a root file system as rbuild's own image (written by the project's
 /// `Dockerfile`); container isolation replaces the root it runs in only when it is there.
@@ -84,24 +84,32 @@ impl Drop for SandboxChoice {
 }
 
 /// What start-up probing found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probed {
-    /// `None` when a user namespace with `/proc` and `/dev` works; else the refused step.
-    pub user_namespace_failure: Option<Option<SetupStep>>,
+    /// `None` when a user namespace with a fresh `/proc` and `/dev` works; else why not.
+    pub user_namespace_failure: Option<ProbeFailure>,
+    /// The user namespace works when RUN shares the pid namespace and binds the existing
+    /// `/proc` (only the fresh `/proc` was refused: a masked `/proc` in a pod).
+    pub shared_pid_works: bool,
     /// Real root with working mount/pid namespaces and `chroot`.
     pub chroot_works: bool,
+    /// rbuild runs as uid 0 (container isolation switches users and replaces `/`).
+    pub root: bool,
 }
 
 impl Probed {
-    /// Tries the sandbox: rootless first, chroot isolation only as real root and only when
-    /// the rootless probe failed.
-    pub fn probe() -> Self {
-        let caps = Sandbox::new().probe();
-        let user_namespace_failure = (!caps.user_namespaces).then_some(caps.failed_step);
+    /// Tries the sandbox with its trial roots under `state_dir` (rbuild's own state, never
+    /// `/tmp`): rootless first, chroot isolation only as real root and only when the rootless
+    /// probe failed.
+    pub fn probe(state_dir: &Path) -> Self {
+        let caps = Sandbox::new().probe_in(state_dir);
+        let root = rustix::process::geteuid().is_root();
+        let user_namespace_failure = caps.failure.filter(|_| !caps.user_namespaces);
         let chroot_works = user_namespace_failure.is_some()
-            && rustix::process::geteuid().is_root()
-            && Sandbox::new().isolation(IsolationMode::Chroot).probe().user_namespaces;
-        Self { user_namespace_failure, chroot_works }
+            && !caps.shared_pid_ns
+            && root
+            && Sandbox::new().isolation(IsolationMode::Chroot).probe_in(state_dir).user_namespaces;
+        Self { user_namespace_failure, shared_pid_works: caps.shared_pid_ns, chroot_works, root }
     }
 }
 
@@ -109,7 +117,22 @@ impl Probed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chosen {
     pub mode: IsolationMode,
+    /// Whether RUN gets its own pid namespace and `/proc`.
+    pub process_sandbox: ProcessSandbox,
     pub reason: String,
+}
+
+impl Chosen {
+    /// The `--isolation` spelling of the mode (with the process sandbox), as docs/rootless.md names it.
+    pub fn name(&self) -> &'static str {
+        match (self.mode, self.process_sandbox) {
+            (IsolationMode::UserNs, ProcessSandbox::Private) => "userns",
+            (IsolationMode::UserNs, ProcessSandbox::SharedPidNs) => "userns, no process sandbox",
+            (IsolationMode::Chroot, ProcessSandbox::Private) => "chroot",
+            (IsolationMode::Chroot, ProcessSandbox::SharedPidNs) => "chroot, no process sandbox",
+            (IsolationMode::Container, _) => "container",
+        }
+    }
 }
 
 /// No acceptable isolation.
@@ -119,31 +142,46 @@ pub enum IsolationError {
     #[error("refusing container isolation: {marker} is missing, so this is not rbuild's own image, and container isolation replaces the root file system it runs in; run rbuild's image or pass --force")]
     NotOwnImage { marker: PathBuf },
     /// Nothing works here.
-    #[error("no RUN isolation works here: user namespaces are refused (step {step}), rbuild is not root with mount namespaces, and {marker} is missing (container isolation runs only in rbuild's own image or with --force); see docs/rootless.md")]
-    NothingAllowed { step: String, marker: PathBuf },
+    #[error("no RUN isolation works here: user namespaces are refused ({failure}; to enable them set {setting}), rbuild is not root with mount namespaces, and container isolation needs {container}; see docs/rootless.md")]
+    NothingAllowed { failure: ProbeFailure, setting: &'static str, container: String },
 }
 
 /// Picks the isolation for `request`; `probe` runs only for [`IsolationRequest::Auto`].
-pub fn choose(request: IsolationRequest, own_image: bool, force: bool, marker: &Path, probe: impl FnOnce() -> Probed) -> Result<Chosen, IsolationError> {
-    let chosen = |mode, reason: String| Ok(Chosen { mode, reason });
+/// `no_process_sandbox` (`--no-process-sandbox`) shares the pid namespace and `/proc` in
+/// every mode that has namespaces; `auto` falls back to it by itself where only `/proc` fails.
+pub fn choose(request: IsolationRequest, own_image: bool, force: bool, no_process_sandbox: bool, marker: &Path, probe: impl FnOnce() -> Probed) -> Result<Chosen, IsolationError> {
+    let process = if no_process_sandbox { ProcessSandbox::SharedPidNs } else { ProcessSandbox::Private };
+    let chosen = |mode, process_sandbox, reason: String| Ok(Chosen { mode, process_sandbox, reason });
     let container_allowed = own_image || force;
     let container_reason = if own_image { format!("{} marks this as rbuild's own image", marker.display()) } else { "--force".to_string() };
     match request {
         IsolationRequest::Mode(IsolationMode::Container) if !container_allowed => Err(IsolationError::NotOwnImage { marker: marker.to_path_buf() }),
-        IsolationRequest::Mode(IsolationMode::Container) => chosen(IsolationMode::Container, format!("requested; {container_reason}")),
-        IsolationRequest::Mode(mode) => chosen(mode, "requested".into()),
+        IsolationRequest::Mode(IsolationMode::Container) => chosen(IsolationMode::Container, ProcessSandbox::SharedPidNs, format!("requested; {container_reason}")),
+        IsolationRequest::Mode(mode) => chosen(mode, process, "requested".into()),
         IsolationRequest::Auto => {
             let probed = probe();
-            let Some(step) = probed.user_namespace_failure else {
-                return chosen(IsolationMode::UserNs, "user namespaces work".into());
+            let Some(failure) = probed.user_namespace_failure else {
+                return chosen(IsolationMode::UserNs, process, "user namespaces work".into());
             };
-            let step = step.map_or_else(|| "unknown".to_string(), |s| format!("{s:?}"));
+            if probed.shared_pid_works {
+                let reason = format!(
+                    "WARNING: a fresh /proc cannot be mounted ({failure}), so RUN shares this container's pid namespace and /proc (BuildKit's --oci-worker-no-process-sandbox) and can see and signal its processes; for the full sandbox set {}",
+                    failure.pod_setting()
+                );
+                return chosen(IsolationMode::UserNs, ProcessSandbox::SharedPidNs, reason);
+            }
+            let setting = failure.pod_setting();
             if probed.chroot_works {
-                chosen(IsolationMode::Chroot, format!("user namespaces are refused (step {step}); real root with mount namespaces"))
-            } else if container_allowed {
-                chosen(IsolationMode::Container, format!("user namespaces are refused (step {step}) and mount namespaces too; {container_reason}"))
+                chosen(IsolationMode::Chroot, process, format!("user namespaces are refused ({failure}; {setting} enables them); real root with mount namespaces"))
+            } else if container_allowed && probed.root {
+                chosen(IsolationMode::Container, ProcessSandbox::SharedPidNs, format!("user namespaces are refused ({failure}; {setting} enables them) and mount namespaces too; {container_reason}"))
             } else {
-                Err(IsolationError::NothingAllowed { step, marker: marker.to_path_buf() })
+                let container = if container_allowed {
+                    "root (runAsUser: 0)".to_string()
+                } else {
+                    format!("rbuild's own image ({}) or --force, as root", marker.display())
+                };
+                Err(IsolationError::NothingAllowed { failure, setting, container })
             }
         }
     }
@@ -257,6 +295,7 @@ fn unescape_mount_path(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::SetupStep;
 
     const MOUNTINFO: &str = "\
 22 1 0:21 / / rw,relatime - overlay overlay rw
@@ -302,7 +341,7 @@ mod tests {
     }
 
     fn probed(userns: bool, chroot: bool) -> impl FnOnce() -> Probed {
-        move || Probed { user_namespace_failure: (!userns).then_some(Some(SetupStep::UnshareUser)), chroot_works: chroot }
+        move || Probed { user_namespace_failure: (!userns).then_some(ProbeFailure::Step(SetupStep::UnshareUser)), shared_pid_works: false, chroot_works: chroot, root: true }
     }
 
     #[rstest::rstest]
@@ -314,7 +353,7 @@ mod tests {
     #[case::container_requested(IsolationRequest::Mode(IsolationMode::Container), true, true, true, Some(IsolationMode::Container))]
     #[case::chroot_requested(IsolationRequest::Mode(IsolationMode::Chroot), true, false, false, Some(IsolationMode::Chroot))]
     fn choice(#[case] request: IsolationRequest, #[case] userns: bool, #[case] chroot: bool, #[case] own_image: bool, #[case] want: Option<IsolationMode>) {
-        let got = choose(request, own_image, false, Path::new(OWN_IMAGE_MARKER), probed(userns, chroot));
+        let got = choose(request, own_image, false, false, Path::new(OWN_IMAGE_MARKER), probed(userns, chroot));
         assert_eq!(got.as_ref().ok().map(|c| c.mode), want, "{got:?}");
         if let Err(e) = got {
             assert!(e.to_string().contains(OWN_IMAGE_MARKER), "{e}");
@@ -323,9 +362,31 @@ mod tests {
 
     #[test]
     fn force_allows_container_outside_the_own_image() {
-        let got = choose(IsolationRequest::Auto, false, true, Path::new(OWN_IMAGE_MARKER), probed(false, false)).unwrap();
+        let got = choose(IsolationRequest::Auto, false, true, false, Path::new(OWN_IMAGE_MARKER), probed(false, false)).unwrap();
         assert_eq!(got.mode, IsolationMode::Container);
         assert!(got.reason.contains("UnshareUser") && got.reason.contains("--force"), "{}", got.reason);
+    }
+
+    /// Only a refused fresh `/proc` falls back to the shared pid namespace, with one warning
+    /// naming the step and the setting; a refusal names both too, and container isolation
+    /// is not picked for a non-root caller (it could neither replace `/` nor switch users).
+    #[test]
+    fn masked_proc_falls_back_to_the_shared_pid_namespace() {
+        let marker = Path::new(OWN_IMAGE_MARKER);
+        let masked = || Probed { user_namespace_failure: Some(ProbeFailure::Step(SetupStep::MountProc)), shared_pid_works: true, chroot_works: false, root: false };
+        let got = choose(IsolationRequest::Auto, true, false, false, marker, masked).unwrap();
+        assert_eq!((got.mode, got.process_sandbox, got.name()), (IsolationMode::UserNs, ProcessSandbox::SharedPidNs, "userns, no process sandbox"));
+        assert!(got.reason.contains("step MountProc") && got.reason.contains("procMount: Unmasked") && got.reason.starts_with("WARNING"), "{}", got.reason);
+        let flag = choose(IsolationRequest::Mode(IsolationMode::UserNs), false, false, true, marker, || unreachable!()).unwrap();
+        assert_eq!(flag.process_sandbox, ProcessSandbox::SharedPidNs);
+        let restricted = || Probed { user_namespace_failure: Some(ProbeFailure::Step(SetupStep::UnshareUser)), shared_pid_works: false, chroot_works: false, root: false };
+        let err = choose(IsolationRequest::Auto, true, false, false, marker, restricted).unwrap_err().to_string();
+        for want in ["step UnshareUser", "seccompProfile: Unconfined", "runAsUser: 0"] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        let unmappable = || Probed { user_namespace_failure: Some(ProbeFailure::IdMap("newuidmap failed".into())), shared_pid_works: false, chroot_works: false, root: false };
+        let err = choose(IsolationRequest::Auto, true, false, false, marker, unmappable).unwrap_err().to_string();
+        assert!(err.contains("step WriteIdMap: newuidmap failed") && err.contains("hostUsers: false with runAsUser: 0"), "{err}");
     }
 
     #[test]

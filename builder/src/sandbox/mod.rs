@@ -31,7 +31,7 @@ pub use channel::{SetupError, SetupStep};
 pub use idmap::{IdMapError, IdMapKind, IdMapMode, IdMapSources};
 pub use init::{enter_namespaces, find_program, namespace_flags, sandbox_init_main, setup_process, DEFAULT_PATH};
 pub use mounts::SetupNote;
-pub use probe::Capabilities;
+pub use probe::{Capabilities, ProbeFailure};
 pub use run::{hint_for, RunReport, Sandbox, SandboxError};
 pub use user::{resolve_user, UserError, UserSpec};
 

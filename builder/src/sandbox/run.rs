@@ -90,7 +90,7 @@ impl RunReport {
 pub fn hint_for(err: &SetupError) -> Option<&'static str> {
     match err.step {
         SetupStep::UnshareUser => Some("user namespaces are refused: in a pod set seccompProfile Unconfined and AppArmor unconfined; on a host check sysctl user.max_user_namespaces > 0 and kernel.unprivileged_userns_clone=1 (docs/rootless.md)"),
-        SetupStep::MountProc => Some("/proc cannot be mounted, usually a masked /proc in a pod: set securityContext.procMount: Unmasked, or opt in to the weaker shared pid namespace (ProcessSandbox::SharedPidNs)"),
+        SetupStep::MountProc => Some("/proc cannot be mounted, usually a masked /proc in a pod: set securityContext.procMount: Unmasked (with hostUsers: false), or pass --no-process-sandbox (the RUN shares the pod's pid namespace and /proc) or --isolation auto, which falls back to it"),
         SetupStep::Overlay => Some("overlayfs is not permitted in this user namespace (needs kernel >= 5.11); use the native snapshotter"),
         SetupStep::UnshareNamespaces | SetupStep::PrepareRoot | SetupStep::MountDev => Some("mounts are refused in the user namespace: check seccomp and AppArmor (docs/rootless.md)"),
         SetupStep::Credentials => Some("the USER's ids are outside the id map: grant a subordinate range of 65536 ids in /etc/subuid and /etc/subgid and install uidmap"),
@@ -107,6 +107,7 @@ pub struct Sandbox {
     id_sources: IdMapSources,
     proc_root: PathBuf,
     host_files: Vec<(PathBuf, PathBuf)>,
+    process_sandbox: ProcessSandbox,
 }
 
 impl Default for Sandbox {
@@ -126,6 +127,7 @@ impl Sandbox {
             id_sources: IdMapSources::host(),
             proc_root: PathBuf::from("/proc"),
             host_files: vec![etc("resolv.conf"), etc("hosts")],
+            process_sandbox: ProcessSandbox::Private,
         }
     }
 
@@ -138,6 +140,13 @@ impl Sandbox {
     /// The binary re-executed as init (it must call [`super::sandbox_init_main`] on [`INIT_ARG`]).
     pub fn init_program(&mut self, program: impl Into<PathBuf>) -> &mut Self {
         self.init_program = program.into();
+        self
+    }
+
+    /// [`ProcessSandbox::SharedPidNs`] here makes every RUN share the caller's pid namespace
+    /// and `/proc`, whatever its config asks (BuildKit's `--oci-worker-no-process-sandbox`).
+    pub fn process_sandbox(&mut self, process_sandbox: ProcessSandbox) -> &mut Self {
+        self.process_sandbox = process_sandbox;
         self
     }
 
@@ -188,15 +197,20 @@ impl Sandbox {
         if self.isolation == IsolationMode::Container {
             return super::container::run(cfg, &mut output, cancel);
         }
-        if cfg.process_sandbox == ProcessSandbox::SharedPidNs {
-            tracing::warn!("RUN shares the host pid namespace and /proc: it can see and signal the caller's other processes");
+        let mut config = cfg.clone();
+        if self.process_sandbox == ProcessSandbox::SharedPidNs {
+            config.process_sandbox = ProcessSandbox::SharedPidNs;
+        }
+        if config.process_sandbox == ProcessSandbox::SharedPidNs {
+            // Warned about once, when the isolation is chosen.
+            tracing::debug!("RUN shares the caller's pid namespace and /proc");
         }
         if self.isolation == IsolationMode::Chroot {
             tracing::warn!("RUN isolated by chroot without a user namespace: uid 0 in the RUN is the host's root");
         }
         let plan = self.plan_map(cfg.id_map)?;
         let spec = InitSpec {
-            config: cfg.clone(),
+            config,
             isolation: self.isolation,
             id_map: plan.as_ref().map_or(IdMapKind::Host, |p| p.kind),
             host_files: self.host_files.iter().filter(|(h, _)| h.is_file()).cloned().collect(),

@@ -29,14 +29,21 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let display = progress::display(args.progress)?;
     // With a cache, the `auto` probe (a trial sandbox, tens of ms) runs on its own thread: it
     // overlaps base resolution and cache lookups, and a fully cached build never waits for
-    // it. Otherwise it runs here, so a build that cannot isolate RUN fails before any network
-    // work; so does an explicit mode (which probes nothing) or container isolation in reach
-    // (which decides where stage roots live).
+    // it. Otherwise it runs here: an explicit mode (which probes nothing) or container
+    // isolation in reach (which decides where stage roots live). Under `auto` a choice that
+    // fails is reported by the first RUN, so a Dockerfile without RUN still builds where no
+    // isolation works (a Pod Security "restricted" pod); an explicit mode that cannot work
+    // fails before any network work.
     let isolation = if args.isolation.deferrable() && s.cache.is_some() {
         let isolation_args = args.isolation.clone();
-        Isolation::Probing(std::thread::spawn(move || isolation_args.resolve().map(|c| sandbox_for(c.mode)).map_err(|e| format!("{e:#}"))))
+        let state_dir = s.cache_dir.clone();
+        Isolation::Probing(std::thread::spawn(move || isolation_args.resolve(&state_dir).map(|c| sandbox_for(&c)).map_err(|e| format!("{e:#}"))))
     } else {
-        Isolation::Chosen(args.isolation.resolve()?)
+        match args.isolation.resolve(&s.cache_dir) {
+            Ok(chosen) => Isolation::Chosen(chosen),
+            Err(e) if args.isolation.failure_deferrable() => Isolation::Failed(format!("{e:#}")),
+            Err(e) => return Err(e),
+        }
     };
     let request = settings::plan_request(&args.dockerfile)?;
     let first = load_plan(&s.dockerfile, &request, &UnresolvedBases)?;
@@ -74,10 +81,11 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     // the context and the registry credentials (mounts, /proc, /sys, /dev are spared anyway).
     let (sandbox, roots) = match isolation {
         Isolation::Probing(probe) => (SandboxChoice::deferred(probe), StageRoots::Fresh),
+        Isolation::Failed(why) => (SandboxChoice::deferred(std::thread::spawn(move || Err(why))), StageRoots::Fresh),
         Isolation::Chosen(chosen) => {
             let docker_config = args.registry.to_config().auth.docker_config_dir;
             let keep: Vec<std::path::PathBuf> = [Some(s.cache_dir.clone()), Some(s.context.clone()), docker_config].into_iter().flatten().collect();
-            (SandboxChoice::ready(sandbox_for(chosen.mode)), crate::isolation_args::stage_roots(chosen.mode, &keep)?)
+            (SandboxChoice::ready(sandbox_for(&chosen)), crate::isolation_args::stage_roots(chosen.mode, &keep)?)
         }
     };
     let log = StepLog::new(display.clone());
@@ -202,11 +210,13 @@ fn mount_sources(bases: &BaseSet, s: &settings::BuildSettings, repo: &Reference)
 enum Isolation {
     Probing(std::thread::JoinHandle<Result<Sandbox, String>>),
     Chosen(rbuild_builder::executor::isolation::Chosen),
+    /// No isolation works; the first RUN reports why.
+    Failed(String),
 }
 
-fn sandbox_for(mode: rbuild_builder::sandbox::IsolationMode) -> Sandbox {
+fn sandbox_for(chosen: &rbuild_builder::executor::isolation::Chosen) -> Sandbox {
     let mut sandbox = Sandbox::new();
-    sandbox.isolation(mode);
+    sandbox.isolation(chosen.mode).process_sandbox(chosen.process_sandbox);
     sandbox
 }
 

@@ -127,7 +127,10 @@ async fn outside_the_own_image_container_isolation_refuses_and_touches_nothing(#
     let Some(h) = Harness::start().await else { return };
     let root = ThrowawayRoot::new(false);
     let image = h.image("container/refused:v1");
-    let mut args = vec!["build", "--context", "/workspace/ctx", "--cache-dir", "/state", "--insecure-registry", h.ctx.registry.addr(), "--destination", &image];
+    // Under `auto` the refusal comes with the first RUN (a Dockerfile without RUN would build),
+    // so the base must resolve.
+    let base = h.base();
+    let mut args = vec!["build", "--context", "/workspace/ctx", "--cache-dir", "/state", "--insecure-registry", h.ctx.registry.addr(), "--build-arg", &base, "--destination", &image];
     args.extend_from_slice(flags);
     let out = root.rbuild(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);

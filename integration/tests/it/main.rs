@@ -29,6 +29,10 @@
 //!   rules (CronWorkflow schedules and parameter values, references, declared variables)
 //! - `deploy_profiles`: the templates per pod profile differ from `rbuild-ci` only in the build
 //!   pod's settings, meet their Pod Security level, write outputs to volumes; README table
+//! - `pipeline_pods`: the Argo template's clone → test → build-push steps in emulated pods
+//!   with each step's securityContext and volumes from the YAML
+//! - `pods`: rbuild in emulated Kubernetes pods (runc, securityContext profiles (a)–(f) of
+//!   issue 14) pushing to the registry; docs/rootless.md's profile table checked against them
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -44,6 +48,8 @@ mod manifest_rules;
 mod manifests;
 mod outputs;
 mod pipeline;
+mod pipeline_pods;
+mod pods;
 mod pull;
 mod push;
 mod run_steps;

@@ -10,12 +10,12 @@
 //! `DIGEST_FILE`, `DOCKER_CONFIG`) point at temp dirs instead.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::build::{chown_to_user, make_readable, workspace, Harness, USER};
+use crate::build::workspace;
 
 /// The parameters the issue fixes for every form of the pipeline.
 const PARAMETERS: [&str; 9] = [
@@ -30,11 +30,11 @@ const PARAMETERS: [&str; 9] = [
     "cache_repo",
 ];
 
-const ARGO_TEMPLATE: &str = "deploy/argo/cluster-workflow-template.yaml";
+pub(crate) const ARGO_TEMPLATE: &str = "deploy/argo/cluster-workflow-template.yaml";
 const ARGO_CRON: &str = "deploy/argo/cron-cache-warm.yaml";
 const TEKTON_TASK: &str = "deploy/tekton/task.yaml";
 
-fn load(path: &str) -> Value {
+pub(crate) fn load(path: &str) -> Value {
     let text = std::fs::read_to_string(workspace().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path} does not parse: {e}"))
 }
@@ -43,7 +43,7 @@ fn names(list: &Value) -> Vec<&str> {
     list.as_array().map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect()).unwrap_or_default()
 }
 
-fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
     list.as_array()
         .and_then(|a| a.iter().find(|t| t["name"] == name))
         .unwrap_or_else(|| panic!("no entry named {name} in {list}"))
@@ -219,9 +219,19 @@ fn substitute(text: &str, scope: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// Resolves the build-push template as Argo would for `arguments` (workflow parameters):
-/// returns its script and environment.
-fn resolve_build_push(arguments: &BTreeMap<&str, String>) -> (String, BTreeMap<String, String>) {
+/// One step of the Argo template resolved as Argo would for `arguments` (workflow
+/// parameters): its template (for securityContext, volumes, outputs) and its script,
+/// environment and working directory with every `{{...}}` substituted.
+pub(crate) struct ResolvedStep {
+    pub(crate) template: Value,
+    pub(crate) script: String,
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) working_dir: Option<String>,
+}
+
+/// Resolves the DAG task `task` of the template's entrypoint: workflow arguments → the task's
+/// arguments → `{{inputs.parameters.*}}`.
+pub(crate) fn resolve_step(arguments: &BTreeMap<&str, String>, task: &str) -> ResolvedStep {
     let doc = load(ARGO_TEMPLATE);
     let spec = &doc["spec"];
     let mut workflow = BTreeMap::new();
@@ -231,12 +241,12 @@ fn resolve_build_push(arguments: &BTreeMap<&str, String>) -> (String, BTreeMap<S
         workflow.insert(format!("workflow.parameters.{name}"), value.unwrap_or_else(|| panic!("argument {name} missing")));
     }
     let templates = &spec["templates"];
-    let task = named(&named(templates, "ci")["dag"]["tasks"], "build-push-image");
-    let template = named(templates, "build-push-image");
+    let task = named(&named(templates, spec["entrypoint"].as_str().unwrap())["dag"]["tasks"], task);
+    let template = named(templates, task["template"].as_str().unwrap());
     let mut inputs = BTreeMap::new();
-    for p in template["inputs"]["parameters"].as_array().unwrap() {
+    for p in template["inputs"]["parameters"].as_array().into_iter().flatten() {
         let name = p["name"].as_str().unwrap();
-        let passed = task["arguments"]["parameters"].as_array().unwrap().iter().find(|a| a["name"] == name);
+        let passed = task["arguments"]["parameters"].as_array().into_iter().flatten().find(|a| a["name"] == name);
         let value = match passed {
             Some(a) => substitute(a["value"].as_str().unwrap(), &workflow),
             None => p["value"].as_str().unwrap_or_else(|| panic!("input {name} has no value")).to_string(),
@@ -246,11 +256,12 @@ fn resolve_build_push(arguments: &BTreeMap<&str, String>) -> (String, BTreeMap<S
     inputs.extend(workflow);
     let script = substitute(template["script"]["source"].as_str().unwrap(), &inputs);
     let env = env_of(&template["script"]).into_iter().map(|(k, v)| (k, substitute(&v, &inputs))).collect();
-    (script, env)
+    let working_dir = template["script"]["workingDir"].as_str().map(|w| substitute(w, &inputs));
+    ResolvedStep { template: template.clone(), script, env, working_dir }
 }
 
 /// A git repository holding `testdata/pipeline/app`, with one commit; returns its short sha.
-fn git_repository(dir: &Path) -> String {
+pub(crate) fn git_repository(dir: &Path) -> String {
     crate::build::copy_tree(&workspace().join("testdata/pipeline/app"), dir);
     let git = |args: &[&str]| {
         let out = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
@@ -261,71 +272,6 @@ fn git_repository(dir: &Path) -> String {
     git(&["add", "."]);
     git(&["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", "app"]);
     git(&["rev-parse", "--short=7", "HEAD"]).trim().to_string()
-}
-
-#[rstest::rstest]
-#[case::commit_suffix("true", true)]
-#[case::plain_tag("false", false)]
-#[tokio::test]
-async fn argo_build_push_script_pushes_tag_and_latest(#[case] suffix: &str, #[case] expect_suffix: bool) {
-    let Some(h) = Harness::start().await else { return };
-    let workdir = h.shared.path().join("workdir");
-    std::fs::create_dir(&workdir).unwrap();
-    let sha = git_repository(&workdir.join("app"));
-    make_readable(&workdir);
-    let out_dir = h.shared.path().join("out");
-    std::fs::create_dir(&out_dir).unwrap();
-    chown_to_user(&out_dir);
-    let repo = h.image("pipeline/app");
-    let extra = format!("--insecure-registry {} --build-arg {}", h.ctx.registry.addr(), h.base());
-    let arguments = BTreeMap::from([
-        ("repo_url", "file:///unused-the-clone-step-is-not-run".to_string()),
-        ("repo_name", "app".to_string()),
-        ("container_image", repo.clone()),
-        ("container_tag", "v1.2.3".to_string()),
-        ("dockerfile", "Dockerfile".to_string()),
-        ("enable_suffix_commitid", suffix.to_string()),
-        ("enable_test", "true".to_string()),
-        ("cache_repo", h.image("pipeline/app/cache")),
-        ("extra_args", extra),
-    ]);
-    let (script, mut env) = resolve_build_push(&arguments);
-    assert!(!script.contains("{{") && env.values().all(|v| !v.contains("{{")), "unresolved: {script} {env:?}");
-    // The pod's mount paths, here temp dirs.
-    let digest_file = out_dir.join("image-digest");
-    env.insert("WORKDIR".into(), workdir.to_string_lossy().into_owned());
-    env.insert("DIGEST_FILE".into(), digest_file.to_string_lossy().into_owned());
-    env.insert("DOCKER_CONFIG".into(), out_dir.join("docker").to_string_lossy().into_owned());
-    env.insert("RBUILD_CACHE_DIR".into(), h.shared.path().join("cache").to_string_lossy().into_owned());
-    env.insert("HOME".into(), out_dir.to_string_lossy().into_owned());
-    env.insert("PATH".into(), format!("{}:/usr/bin:/bin", h.shared.path().display()));
-    let script_file: PathBuf = h.shared.path().join("build-push.sh");
-    std::fs::write(&script_file, &script).unwrap();
-    make_readable(&script_file);
-    // Argo's script template: `command: [sh]` with the source as a file argument.
-    let out = Command::new("setpriv")
-        .args(["--reuid", USER, "--regid", USER, "--init-groups", "sh"])
-        .arg(&script_file)
-        .env_clear()
-        .envs(&env)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "build-push script failed:\n{stderr}");
-    let digest = std::fs::read_to_string(&digest_file).unwrap();
-    assert!(digest.starts_with("sha256:"), "{digest}");
-    let tag = if expect_suffix { format!("v1.2.3-{sha}") } else { "v1.2.3".to_string() };
-    for tag in [tag.as_str(), "latest"] {
-        assert_eq!(h.digest(&format!("{repo}:{tag}")), digest, "{tag}");
-    }
-    // The template passes `--cache-repo`: the build wrote one cache entry per key.
-    let tags = h.ctx.skopeo(&["list-tags".into(), "--tls-verify=false".into(), format!("docker://{repo}/cache")]);
-    let tags: Value = serde_json::from_slice(&tags.stdout).unwrap();
-    let keys = tags["Tags"].as_array().unwrap().iter().filter(|t| t.as_str().unwrap().starts_with("sha256-")).count();
-    assert!(keys > 0, "no cache entries in {repo}/cache: {tags}");
-    let rootfs = h.unpack(&format!("{repo}:latest"));
-    assert_eq!(std::fs::read_to_string(rootfs.join("app/run.txt")).unwrap(), "built by the pipeline\n");
-    assert_eq!(std::fs::read_to_string(rootfs.join("app/hello.txt")).unwrap(), "hello from the pipeline repository\n");
 }
 
 /// The project's own `Dockerfile` is one rbuild plans (the full self-build, a Rust release
@@ -348,7 +294,10 @@ fn own_dockerfile_plans_as_builder_plus_rootless_runtime() {
         assert!(has(want), "{want} missing: {runtime:#?}");
     }
     let script = runtime.join("\n");
-    for want in ["uidmap ca-certificates", "rbuild:100000:65536' > /etc/subuid", "/etc/rbuild/own-image"] {
+    for want in [
+        "uidmap ca-certificates", "chmod u-s /usr/bin/newuidmap /usr/bin/newgidmap", "setcap cap_setuid+ep /usr/bin/newuidmap", "setcap cap_setgid+ep /usr/bin/newgidmap",
+        "rbuild:100000:65536' > /etc/subuid", "/etc/rbuild/own-image",
+    ] {
         assert!(script.contains(want), "{want} missing: {script}");
     }
 }

@@ -69,8 +69,8 @@ impl Workflow {
         }
     }
 
-    /// Runs `step` in a pod of `image`; returns the pod (for its root) and rbuild's stderr.
-    fn run(&self, label: &str, step: &ResolvedStep, image: PodImage) -> (Pod, String) {
+    /// Runs `step` in a pod of `image`; returns the finished step (its root, volumes, stderr).
+    fn run(&self, label: &str, step: &ResolvedStep, image: PodImage) -> StepRun {
         let script = self.dir.path().join("staging").join(label);
         std::fs::create_dir(&script).unwrap();
         std::fs::write(script.join("script"), &step.script).unwrap();
@@ -91,19 +91,34 @@ impl Workflow {
             args: vec!["sh".into(), "/argo/staging/script".into()],
             env: step.env.clone().into_iter().collect(),
             cwd: step.working_dir.clone().unwrap_or_else(|| "/".into()),
-            volumes,
+            volumes: volumes.clone(),
         };
         let pod = Pod::new(label, &container, image);
         let out = pod.run(STEP_LIMIT);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "step {label} failed in its pod ({:?}):\n{}\n{stderr}", container.security, String::from_utf8_lossy(&out.stdout));
-        (pod, stderr)
+        StepRun { pod, volumes, stderr }
     }
+}
 
-    /// The value of `step`'s output parameter `name` (`valueFrom.path` in the pod's root).
-    fn output(step: &ResolvedStep, pod: &Pod, name: &str) -> String {
+/// A step whose pod has finished: what Argo's wait container reads its outputs from.
+struct StepRun {
+    pod: Pod,
+    volumes: Vec<Volume>,
+    stderr: String,
+}
+
+impl StepRun {
+    /// The value of `step`'s output parameter `name` (`valueFrom.path`): in the volume mounted
+    /// over that path when there is one, else in the pod's root.
+    fn output(&self, step: &ResolvedStep, name: &str) -> String {
         let path = named(&step.template["outputs"]["parameters"], name)["valueFrom"]["path"].as_str().unwrap().to_string();
-        std::fs::read_to_string(pod.rootfs().join(path.trim_start_matches('/'))).unwrap_or_else(|e| panic!("output {name} at {path}: {e}"))
+        let on_volume = self.volumes.iter().find_map(|v| {
+            let rest = Path::new(&path).strip_prefix(&v.mount_path).ok()?;
+            Some(v.host.join(rest))
+        });
+        let file = on_volume.unwrap_or_else(|| self.pod.rootfs().join(path.trim_start_matches('/')));
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("output {name} at {path} ({}): {e}", file.display()))
     }
 }
 
@@ -140,16 +155,15 @@ async fn argo_steps_run_in_pods_and_push_tag_and_latest(#[case] suffix: &str, #[
     std::fs::rename(&source, wf.dir.path().join("workdir/source/app.git")).unwrap();
 
     let clone = resolve_step(&arguments, "clone");
-    let (clone_pod, _) = wf.run("clone", &clone, PodImage::Tools);
-    let commit = Workflow::output(&clone, &clone_pod, "commit");
+    let commit = wf.run("clone", &clone, PodImage::Tools).output(&clone, "commit");
     assert!(commit.starts_with(&sha), "clone output {commit} is not {sha}");
     wf.run("test", &resolve_step(&arguments, "test"), PodImage::Tools);
     let build = resolve_step(&arguments, "build-push-image");
-    let (build_pod, stderr) = wf.run("build", &build, PodImage::Rbuild(&rbuild_bin()));
+    let built = wf.run("build", &build, PodImage::Rbuild(&rbuild_bin()));
     // The template's pod (uid 1000, Unconfined, /proc masked) isolates RUN in a user namespace.
-    assert!(stderr.contains("isolation: userns"), "{stderr}");
+    assert!(built.stderr.contains("isolation: userns"), "{}", built.stderr);
 
-    let digest = Workflow::output(&build, &build_pod, "digest");
+    let digest = built.output(&build, "digest");
     assert!(digest.starts_with("sha256:"), "{digest}");
     let tag = if expect_suffix { format!("v1.2.3-{sha}") } else { "v1.2.3".to_string() };
     for tag in [tag.as_str(), "latest"] {

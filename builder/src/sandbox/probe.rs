@@ -45,6 +45,7 @@ impl Sandbox {
             id_map: IdMapMode::Auto,
             process_sandbox: ProcessSandbox::Private,
             overlay: None,
+            emulation: None,
         };
         let cancel = CancelToken::new();
         let reached_exec = |r: &Result<_, SandboxError>| match r {

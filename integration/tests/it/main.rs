@@ -24,6 +24,9 @@
 //!   CAP_SYS_ADMIN: the image, the excluded paths, refusal outside rbuild's own image
 //! - `pipeline`: deploy/ (Argo, Tekton) parse with the required structure; the build-push
 //!   script from the Argo template pushes both tags to the registry
+//! - `multiplatform`: `--platform linux/amd64,linux/arm64` (arm64 RUN emulated) pushing one
+//!   index under both tags, a fresh-pod rebuild from the cache, the Argo fan-out + merge
+//!   scripts giving the same index, the no-emulator error
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -34,6 +37,7 @@ mod container;
 mod copy_add;
 mod differential;
 mod failures;
+mod multiplatform;
 mod outputs;
 mod pipeline;
 mod pull;

@@ -181,7 +181,7 @@ pub fn plan_emulation(
             platform: platform.to_string(),
             qemu_arch: qemu.to_owned(),
             searched: if searched.is_empty() {
-                "no directory".into()
+                "no directory (RBUILD_QEMU_PATH is empty)".into()
             } else {
                 searched
             },

@@ -320,6 +320,18 @@ mod tests {
         assert_eq!(got.as_deref(), want);
     }
 
+    /// `--platform` lists: normalised, duplicates dropped, order kept; empty = the host.
+    #[rstest::rstest]
+    #[case(None, &[])]
+    #[case(Some("linux/amd64"), &["linux/amd64"])]
+    #[case(Some("linux/amd64, linux/aarch64,linux/arm64/v8"), &["linux/amd64", "linux/arm64"])]
+    #[case(Some("linux/arm64,linux/amd64,"), &["linux/arm64", "linux/amd64"])]
+    fn platform_lists(#[case] flag: Option<&str>, #[case] want: &[&str]) {
+        let args = DockerfileArgs { context_pos: ".".into(), context: None, dockerfile: None, build_args: vec![], target: None, platform: flag.map(str::to_owned) };
+        let got: Vec<String> = platforms(&args).unwrap().iter().map(ToString::to_string).collect();
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn cache_without_destination_or_repo_is_an_error() {
         let err = cache_request(&flags(Some(true), None), &[]).err().unwrap();

@@ -159,6 +159,8 @@ async fn issue_20_two_platform_index_under_both_tags_and_fresh_rebuild_hits_the_
         .collect::<Vec<_>>();
         if explain {
             args.push("--explain-cache".into());
+            args.push("--oci-layout-path".into());
+            args.push(out_dir.join("layout").to_string_lossy().into_owned());
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = ok(h.build_in(state, &args));
@@ -233,6 +235,19 @@ async fn issue_20_two_platform_index_under_both_tags_and_fresh_rebuild_hits_the_
         .map(|p| p["platform"].as_str().unwrap())
         .collect();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    // The OCI layout holds both platforms behind one index.
+    let layout = format!("oci:{}", out_dir.join("layout").display());
+    for arch in ["amd64", "arm64"] {
+        let out = h.ctx.skopeo(&[
+            "inspect".into(),
+            "--override-arch".into(),
+            arch.into(),
+            "--config".into(),
+            layout.clone(),
+        ]);
+        let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(config["architecture"], arch, "{layout}");
+    }
     // `FROM --platform=$BUILDPLATFORM` is one stage for both targets: one cache key.
     let keys = tools_keys(&again_out);
     assert_eq!(keys.len(), 2, "{}", stderr(&again_out));

@@ -27,7 +27,7 @@ import time
 import random
 
 USER = "rbuild-test"
-CASES = ["small", "multistage", "manylayers", "codechange", "bigtree", "debian"]
+CASES = ["small", "multistage", "manylayers", "codechange", "bigtree", "debian", "mp-1", "mp-2"]
 MODES = ["cold", "cached-fresh-pod", "edit", "warm-local", "push"]
 PEERS = ["rbuild", "buildah", "docker"]
 # The file the edit mode changes in each case (a late COPY source).
@@ -38,8 +38,14 @@ EDIT_FILE = {
     "codechange": "src/main.c",
     "bigtree": "app.txt",
     "debian": "app.sh",
+    "mp-1": "app.txt",
+    "mp-2": "app.txt",
 }
-BASES = {"debian": "debian:bookworm"}  # everything else builds FROM busybox:latest
+BASES = {"debian": "debian:bookworm", "mp-1": "busybox-multi:latest", "mp-2": "busybox-multi:latest"}  # else busybox:latest
+# Issue 20: one context (bench/cases/multiplatform) built for one platform and for two (arm64
+# emulated through qemu-user); the peer is buildah's `--platform` list (`--manifest`).
+CASE_DIRS = {"mp-1": "multiplatform", "mp-2": "multiplatform"}
+PLATFORMS = {"mp-1": "linux/amd64", "mp-2": "linux/amd64,linux/arm64"}
 SECTION = "## Peer comparison (bench/run.sh)"
 RUNC = "/usr/sbin/runc"
 
@@ -294,7 +300,7 @@ def prepare_cases(root, state, work, cases):
     out = {}
     for case in cases:
         dst = os.path.join(work, "cases", case)
-        shutil.copytree(os.path.join(root, "bench/cases", case), dst, symlinks=True)
+        shutil.copytree(os.path.join(root, "bench/cases", CASE_DIRS.get(case, case)), dst, symlinks=True)
         if case == "codechange":
             shutil.copytree(make_vendor(state, os.path.join(dst, "deps.lock")), os.path.join(dst, "vendor"), symlinks=True)
         run(["chmod", "-R", "a+rX", dst])
@@ -354,6 +360,8 @@ class Rbuild:
                 "--build-arg", f"BASE={self.h.base(case)}", "--destination", dest]
         if self.uses_cache(mode):
             argv += ["--cache-repo", f"{self.h.reg.addr}/cache/{case}"]
+        if case in PLATFORMS:
+            argv += ["--platform", PLATFORMS[case]]
         return Op([as_user(argv + [ctx])], self.env(), user=True)
 
     def copy(self, case, state, ctx, src, dest, mode):
@@ -407,13 +415,19 @@ class Buildah:
 
     def build(self, case, ctx, state, dest, mode):
         bud = self.g(state) + ["bud", "--runtime", RUNC, "--network", "host", "--tls-verify=false",
-                               "--build-arg", f"BASE={self.h.base(case)}", "-t", dest]
+                               "--build-arg", f"BASE={self.h.base(case)}"]
+        multi = "," in PLATFORMS.get(case, "")
+        if case in PLATFORMS:
+            bud += ["--platform", PLATFORMS[case]]
+        bud += ["--manifest", dest] if multi else ["-t", dest]
         if mode in ("cached-fresh-pod", "edit"):
             repo = f"{self.h.reg.addr}/cache/buildah-{case}"
             bud += ["--layers", "--cache-from", repo, "--cache-to", repo]
         elif mode in ("warm-local", "push"):
             bud += ["--layers"]
         push = self.g(state) + ["push", "--tls-verify=false", dest, f"docker://{dest}"]
+        if multi:
+            push = self.g(state) + ["manifest", "push", "--all", "--tls-verify=false", dest, f"docker://{dest}"]
         return Op([as_user(bud + [ctx]), as_user(push)], self.env(), user=True)
 
     def copy(self, case, state, ctx, src, dest, mode):
@@ -589,6 +603,8 @@ class Harness:
         persistent = {}
         for t in tools:
             why = t.supports(mode)
+            if not why and t.name == "docker" and case in PLATFORMS:
+                why = "n/a (a multi-platform build needs Docker's containerd image store; not set up here)"
             if why:
                 entries[t.name]["error"] = why
                 continue

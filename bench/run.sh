@@ -44,4 +44,24 @@ cargo build --quiet --release --manifest-path "$root/Cargo.toml" -p rbuild-integ
 
 mkdir -p "$state"
 chmod 755 "$state"
-exec python3 -B "$root/bench/peers.py" --state "$state" --root "$root" "$@"
+# The two-platform rows (mp-2, issue 20): buildah's RUN under runc needs a host binfmt_misc
+# handler for arm64; rbuild does not (it registers qemu-user in its own user namespace). When
+# the host has none, one is registered for this run only and removed again on exit, with the
+# binfmt_misc mount if this script made it. The tests never do this (they leave the host alone).
+"$root/integration/scripts/foreign-busybox.sh" >/dev/null
+binfmt=/proc/sys/fs/binfmt_misc
+mounted_here=""
+registered_here=""
+restore_binfmt() {
+    [ -n "$registered_here" ] && echo -1 > "$binfmt/qemu-aarch64" || true
+    [ -n "$mounted_here" ] && umount "$binfmt" || true
+}
+trap restore_binfmt EXIT
+if [ ! -e "$binfmt/register" ]; then
+    mount -t binfmt_misc binfmt_misc "$binfmt" && mounted_here=1
+fi
+if [ ! -e "$binfmt/qemu-aarch64" ] && [ -x /usr/libexec/qemu-binfmt/aarch64-binfmt-P ]; then
+    printf '%s' ':qemu-aarch64:M::\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:FP' > "$binfmt/register" \
+        && registered_here=1
+fi
+python3 -B "$root/bench/peers.py" --state "$state" --root "$root" "$@"

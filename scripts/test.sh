@@ -25,6 +25,10 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust >= 1.85 (ht
 if [ "$(id -u)" -eq 0 ] && [ -x integration/scripts/test-users.sh ]; then
   integration/scripts/test-users.sh
 fi
+# qemu-user-static and an arm64 busybox for the multi-platform tests (needs root too).
+if [ "$(id -u)" -eq 0 ]; then
+  integration/scripts/foreign-busybox.sh || echo "foreign-busybox.sh failed: the multi-platform tests will say what is missing" >&2
+fi
 
 # The integration tests run the real binary.
 cargo build --workspace --all-targets --locked

@@ -84,7 +84,7 @@ fn run() -> Result<i32, Box<dyn Error>> {
         Some(spec) => resolve_user(overlay.as_ref().map_or(&rootfs, |o: &OverlaySpec| &o.lower[0]), &spec)?,
         None => UserSpec::root(),
     };
-    let cfg = SandboxConfig { rootfs, argv, env, cwd, user, network, hostname: "rbuild".into(), mounts, id_map, process_sandbox, overlay };
+    let cfg = SandboxConfig { rootfs, argv, env, cwd, user, network, hostname: "rbuild".into(), mounts, id_map, process_sandbox, overlay, emulation: None };
     let cancel = cancel_on_signals()?;
     let out = Sandbox::new().isolation(isolation).run(
         &cfg,

@@ -32,6 +32,7 @@ fn config() -> SandboxConfig {
         id_map: IdMapMode::Auto,
         process_sandbox: ProcessSandbox::Private,
         overlay: None,
+        emulation: None,
     }
 }
 

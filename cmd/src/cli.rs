@@ -37,6 +37,9 @@ pub enum Command {
     /// Manage the registry layer cache.
     #[command(subcommand)]
     Cache(crate::commands::cache::CacheCommand),
+    /// Assemble a multi-platform image index from images pushed by digest.
+    #[command(subcommand)]
+    Index(crate::commands::index::IndexCommand),
 }
 
 /// What selects and parameterises a Dockerfile; shared by `plan` and `build`.
@@ -58,7 +61,8 @@ pub struct DockerfileArgs {
     /// Build this stage and what it needs, not the last stage.
     #[arg(long)]
     pub target: Option<String>,
-    /// Target platform, `os/arch[/variant]` (default: the host's); Kaniko's `--custom-platform`.
+    /// Target platform(s), `os/arch[/variant]`, comma-separated for a multi-platform image
+    /// index (default: the host's); Kaniko's `--custom-platform`.
     #[arg(long = "platform", visible_alias = "custom-platform", env = "RBUILD_PLATFORM")]
     pub platform: Option<String>,
 }
@@ -96,6 +100,10 @@ pub struct BuildArgs {
     /// Build only; push nothing.
     #[arg(long)]
     pub no_push: bool,
+    /// Push the image (or the multi-platform index) by digest only, moving no tag; the
+    /// per-architecture half of a fan-out that `rbuild index append` merges.
+    #[arg(long)]
+    pub push_by_digest: bool,
     /// Write the image digest to this file.
     #[arg(long, value_name = "FILE")]
     pub digest_file: Option<PathBuf>,

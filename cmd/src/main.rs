@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         },
         Command::Warm(args) => commands::warm::run(args),
         Command::Cache(command) => commands::cache::run(command),
+        Command::Index(command) => commands::index::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

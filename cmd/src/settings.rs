@@ -28,15 +28,43 @@ pub fn sources(args: &DockerfileArgs) -> Sources {
     Sources { context, dockerfile }
 }
 
-/// The plan request: build args, target and platforms.
+/// The plan request: build args, target and platform (the first of a `--platform` list;
+/// a multi-platform build sets each in turn).
 pub fn plan_request(args: &DockerfileArgs) -> Result<PlanRequest> {
     let mut request = PlanRequest::host();
     request.build_args = build_args(&args.build_args)?;
     request.target = args.target.clone();
-    if let Some(p) = &args.platform {
-        request.platform = p.parse::<Platform>().context("--platform")?;
+    if let Some(p) = platforms(args)?.into_iter().next() {
+        request.platform = p;
     }
     Ok(request)
+}
+
+/// `--platform a,b,…` (BuildKit's list syntax), normalised, duplicates dropped; empty for
+/// the host's platform.
+pub fn platforms(args: &DockerfileArgs) -> Result<Vec<Platform>> {
+    let mut out: Vec<Platform> = Vec::new();
+    for item in args.platform.iter().flat_map(|p| p.split(',')).map(str::trim).filter(|p| !p.is_empty()) {
+        let platform = item.parse::<Platform>().context("--platform")?;
+        if !out.contains(&platform) {
+            out.push(platform);
+        }
+    }
+    Ok(out)
+}
+
+/// Where foreign-platform RUNs look for emulators: `RBUILD_BINFMT_MISC` (the host's
+/// `binfmt_misc` directory) and `RBUILD_QEMU_PATH` (colon-separated directories of static
+/// qemu-user interpreters; empty: none), else the usual places.
+pub fn emulator_search() -> rbuild_builder::sandbox::emulation::EmulatorSearch {
+    let mut search = rbuild_builder::sandbox::emulation::EmulatorSearch::default();
+    if let Some(dir) = std::env::var_os("RBUILD_BINFMT_MISC") {
+        search.binfmt_dir = PathBuf::from(dir);
+    }
+    if let Ok(path) = std::env::var("RBUILD_QEMU_PATH") {
+        search.interpreter_dirs = path.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect();
+    }
+    search
 }
 
 /// `KEY=VALUE` pairs; a bare `KEY` takes its value from the environment and is skipped when unset
@@ -290,6 +318,18 @@ mod tests {
         let request = cache_request(&flags(cache, repo), &[(dest, vec!["v1".into()])]).unwrap();
         let got = request.map(|r| format!("{}/{}", r.repository.registry(), r.repository.repository()));
         assert_eq!(got.as_deref(), want);
+    }
+
+    /// `--platform` lists: normalised, duplicates dropped, order kept; empty = the host.
+    #[rstest::rstest]
+    #[case(None, &[])]
+    #[case(Some("linux/amd64"), &["linux/amd64"])]
+    #[case(Some("linux/amd64, linux/aarch64,linux/arm64/v8"), &["linux/amd64", "linux/arm64"])]
+    #[case(Some("linux/arm64,linux/amd64,"), &["linux/arm64", "linux/amd64"])]
+    fn platform_lists(#[case] flag: Option<&str>, #[case] want: &[&str]) {
+        let args = DockerfileArgs { context_pos: ".".into(), context: None, dockerfile: None, build_args: vec![], target: None, platform: flag.map(str::to_owned) };
+        let got: Vec<String> = platforms(&args).unwrap().iter().map(ToString::to_string).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub const APPLETS: &[&str] = &[
     "sleep", "env", "wc", "grep", "sed", "cp", "mv", "ln", "chmod", "head", "tail", "test",
 ];
 const MTIME: u64 = 1_700_000_000;
+/// The arm64 busybox (extracted from Debian's `busybox-static:arm64` by
+/// `integration/scripts/foreign-busybox.sh`), the arm64 half of `busybox-multi:latest`.
+pub const ARM64_BUSYBOX: &str = "/usr/local/lib/rbuild-test/arm64/bin/busybox";
 const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
@@ -207,6 +210,9 @@ pub struct BaseImages {
     pub multiarch_docker: Digest,
     /// Per-platform manifest digests of the list, amd64 first.
     pub multiarch_docker_children: [Digest; 2],
+    /// `busybox-multi:latest`: an OCI index of a runnable busybox for linux/amd64 and
+    /// linux/arm64 (`None` on a non-amd64 host or without [`ARM64_BUSYBOX`]).
+    pub busybox_multi: Option<Digest>,
 }
 
 /// Build the base images into `store` and push them to `registry` (a registry name):
@@ -235,7 +241,13 @@ pub async fn push_base_images(
     let (multiarch, multiarch_children) = push_multiarch(client, store, &format!("{registry}/multiarch"), Flavor::Oci).await?;
     let (multiarch_docker, multiarch_docker_children) =
         push_multiarch(client, store, &format!("{registry}/multiarch-docker"), Flavor::Docker).await?;
+    let busybox_multi = if host_arch == "amd64" && Path::new(ARM64_BUSYBOX).is_file() {
+        Some(push_busybox_multi(client, store, &format!("{registry}/busybox-multi")).await?)
+    } else {
+        None
+    };
     Ok(BaseImages {
+        busybox_multi,
         busybox: busybox.digest,
         busybox_docker: docker_busybox.digest,
         multiarch,
@@ -279,6 +291,23 @@ async fn push_multiarch(
     push(client, store, repo, &["latest"], &index).await?;
     let children: [Digest; 2] = children.try_into().map_err(|_| "two platform manifests expected")?;
     Ok((index.digest, children))
+}
+
+/// Push `busybox-multi:latest`: the busybox rootfs for linux/amd64 (the host's binary) and
+/// linux/arm64 ([`ARM64_BUSYBOX`]) under one OCI index; returns the index digest.
+async fn push_busybox_multi(client: &RegistryClient, store: &BlobStore, repo: &str) -> Result<Digest, Box<dyn std::error::Error + Send + Sync>> {
+    let mut entries = Vec::new();
+    for (arch, binary) in [("amd64", "/bin/busybox"), ("arm64", ARM64_BUSYBOX)] {
+        let manifest = write_image(store, Flavor::Oci, arch, None, &[busybox_layer(store, Path::new(binary))?])?;
+        push(client, store, repo, &[], &manifest).await?;
+        entries.push(json!({"mediaType": ManifestKind::OciManifest.media_type(), "digest": manifest.digest.to_string(),
+            "size": manifest.bytes.len(), "platform": {"os": "linux", "architecture": arch}}));
+    }
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": ManifestKind::OciIndex.media_type(), "manifests": entries}))?;
+    store.put_bytes(&index)?;
+    let index = RawManifest::new(index, ManifestKind::OciIndex);
+    push(client, store, repo, &["latest"], &index).await?;
+    Ok(index.digest)
 }
 
 /// Push `manifest` (and its blobs from `store`) to `repo` under `tags` (by digest if none).

@@ -84,7 +84,7 @@ pub fn run_stage(
         root.ensure(exec, &layers)?;
         rootfs::ensure_referenced(exec, setup.plan, step, earlier)?;
         let previous = stage.steps.get(..i).unwrap_or_default();
-        let ctx = StepContext { exec, rootfs: &root.rootfs, plan: setup.plan, earlier, bases, event: ev, previous };
+        let ctx = StepContext { exec, rootfs: &root.rootfs, plan: setup.plan, earlier, bases, event: ev, previous, platform: &stage.platform };
         let keyword = step.instruction.keyword();
         let effect = instructions::apply(step, &mut config, &ctx)
             .map_err(|e| ExecuteError::step(keyword, step.location, e))?;

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::Digest;
+use rbuild_cache::index::{EntryPlatform, IndexBuilder, PlatformImage};
 use serde::Serialize;
 
 use super::manifest::AssembledImage;
@@ -75,5 +76,31 @@ pub fn write_oci_layout(dir: &Path, image: &AssembledImage, ref_name: Option<&st
         manifests: vec![desc],
     };
     let json = serde_json::to_vec(&index).map_err(|source| ImageError::Json { what: "index", source })?;
+    write_atomic(&dir.join("index.json"), &json)
+}
+
+/// Writes a multi-platform image as an OCI layout: every image (as an OCI manifest, as in
+/// [`write_oci_layout`]), an OCI index of them sorted by platform, and `index.json`
+/// naming that index (annotated with `ref_name`).
+pub fn write_oci_layout_index(dir: &Path, images: &[(&AssembledImage, EntryPlatform)], ref_name: Option<&str>) -> Result<(), ImageError> {
+    let mut index = IndexBuilder::new();
+    for (image, platform) in images {
+        write_oci_layout(dir, image, None)?;
+        let oci = image.to_format(ManifestFormat::Oci);
+        index.upsert(&PlatformImage {
+            digest: oci.manifest.digest().clone(),
+            size: oci.manifest.size(),
+            media_type: oci.manifest.media_type().to_string(),
+            platform: platform.clone(),
+        });
+    }
+    let raw = index.finish();
+    write_atomic(&blob_path(dir, &raw.digest), &raw.bytes)?;
+    let mut desc = serde_json::json!({ "mediaType": raw.kind.media_type(), "digest": raw.digest.to_string(), "size": raw.bytes.len() });
+    if let Some(name) = ref_name {
+        desc["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": name });
+    }
+    let top = Index { schema_version: 2, media_type: "application/vnd.oci.image.index.v1+json", manifests: vec![desc] };
+    let json = serde_json::to_vec(&top).map_err(|source| ImageError::Json { what: "index", source })?;
     write_atomic(&dir.join("index.json"), &json)
 }

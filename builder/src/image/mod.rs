@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 pub use archive::write_docker_archive;
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
-pub use layout::write_oci_layout;
+pub use layout::{write_oci_layout, write_oci_layout_index};
 pub use manifest::{assemble, AssembledImage, ImageLayer};
 
 /// Errors assembling or writing an image.

@@ -74,6 +74,8 @@ pub enum SetupStep {
     Chdir,
     /// Finding or `execve`-ing the command.
     Exec,
+    /// Registering qemu-user in the RUN's own `binfmt_misc` (foreign platforms).
+    Emulation,
     /// Reading the spec or talking to the parent.
     Protocol,
 }

@@ -119,6 +119,15 @@ fn init_main() -> i32 {
         let _ = chan.report_error(e);
         return PROTOCOL_FAILURE;
     }
+    // A foreign platform's handler lives in this user namespace's own binfmt_misc, kept
+    // alive by this handle until the RUN ends (init outlives the command).
+    let _binfmt = match spec.config.emulation.as_ref().map(|h| super::emulation::register(&sys, h)) {
+        Some(Err(e)) => {
+            let _ = chan.report_error(e);
+            return PROTOCOL_FAILURE;
+        }
+        other => other,
+    };
     let Ok((report_r, report_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else { return PROTOCOL_FAILURE };
     match linux::fork_single_threaded() {
         Err(e) => {

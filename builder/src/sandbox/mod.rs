@@ -16,6 +16,7 @@ pub mod build_namespace;
 pub mod channel;
 pub mod container;
 pub mod devices;
+pub mod emulation;
 pub mod fake;
 pub mod idmap;
 mod init;
@@ -64,6 +65,10 @@ pub struct SandboxConfig {
     pub process_sandbox: ProcessSandbox,
     /// Mount overlayfs over `rootfs` inside the namespace; its upper dir is the RUN's diff.
     pub overlay: Option<OverlaySpec>,
+    /// A qemu-user handler to register in the RUN's own `binfmt_misc` (a foreign platform
+    /// without a host handler; see [`emulation`]).
+    #[serde(default)]
+    pub emulation: Option<emulation::BinfmtHandler>,
 }
 
 /// Network of a RUN.

@@ -122,6 +122,7 @@ impl Sandbox {
             id_map: IdMapMode::Auto,
             process_sandbox: ProcessSandbox::Private,
             overlay: None,
+            emulation: None,
         };
         let cancel = CancelToken::new();
         let failure = |r: Result<_, SandboxError>| match r {

@@ -93,6 +93,7 @@ pub fn hint_for(err: &SetupError) -> Option<&'static str> {
         SetupStep::MountProc => Some("/proc cannot be mounted, usually a masked /proc in a pod: set securityContext.procMount: Unmasked (with hostUsers: false), or pass --no-process-sandbox (the RUN shares the pod's pid namespace and /proc) or --isolation auto, which falls back to it"),
         SetupStep::Overlay => Some("overlayfs is not permitted in this user namespace (needs kernel >= 5.11); use the native snapshotter"),
         SetupStep::UnshareNamespaces | SetupStep::PrepareRoot | SetupStep::MountDev => Some("mounts are refused in the user namespace: check seccomp and AppArmor (docs/rootless.md)"),
+        SetupStep::Emulation => Some("binfmt_misc cannot be mounted in the user namespace (needs kernel >= 6.7): register a host qemu-user handler (apt-get install qemu-user-static binfmt-support) or build on a native node"),
         SetupStep::Credentials => Some("the USER's ids are outside the id map: grant a subordinate range of 65536 ids in /etc/subuid and /etc/subgid and install uidmap"),
         SetupStep::Exec if err.errno == nix::Error::ENOENT as i32 => Some("executable file not found in PATH"),
         _ => None,
@@ -108,6 +109,7 @@ pub struct Sandbox {
     proc_root: PathBuf,
     host_files: Vec<(PathBuf, PathBuf)>,
     process_sandbox: ProcessSandbox,
+    emulators: super::emulation::EmulatorSearch,
 }
 
 impl Default for Sandbox {
@@ -128,6 +130,7 @@ impl Sandbox {
             proc_root: PathBuf::from("/proc"),
             host_files: vec![etc("resolv.conf"), etc("hosts")],
             process_sandbox: ProcessSandbox::Private,
+            emulators: super::emulation::EmulatorSearch::default(),
         }
     }
 
@@ -160,6 +163,22 @@ impl Sandbox {
     pub fn host_files(&mut self, files: Vec<(PathBuf, PathBuf)>) -> &mut Self {
         self.host_files = files;
         self
+    }
+
+    /// Where foreign-platform RUNs look for binfmt handlers and qemu-user interpreters.
+    pub fn emulators(&mut self, search: super::emulation::EmulatorSearch) -> &mut Self {
+        self.emulators = search;
+        self
+    }
+
+    /// What a RUN for `platform` needs to execute (see [`super::emulation::plan_emulation`]).
+    pub fn emulation_for(&self, platform: &crate::plan::Platform) -> Result<Option<super::emulation::BinfmtHandler>, super::emulation::EmulationError> {
+        let without_userns = match self.isolation {
+            IsolationMode::UserNs => None,
+            IsolationMode::Chroot => Some("chroot"),
+            IsolationMode::Container => Some("container"),
+        };
+        super::emulation::plan_emulation(platform, &self.emulators, without_userns)
     }
 
     /// Which map a RUN asking for `mode` would get (so a failing RUN can be hinted at).

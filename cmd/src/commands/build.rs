@@ -22,8 +22,25 @@ use crate::outputs::write_outputs;
 use crate::progress::{self, BuildSummary, StepLog, TransferTally};
 use crate::settings;
 
-/// Run `rbuild build`.
+/// Run `rbuild build`: one platform (a plain manifest), or several (an index; see
+/// [`super::build_multi`]).
 pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
+    let platforms = settings::platforms(&args.dockerfile)?;
+    if platforms.len() > 1 {
+        return super::build_multi::run(args, &platforms);
+    }
+    build(args, None).map(|_| ())
+}
+
+/// One platform's image, built and pushed by digest, for a multi-platform build's index.
+pub struct PlatformBuild {
+    pub image: rbuild_builder::image::AssembledImage,
+    pub summary: BuildSummary,
+}
+
+/// Build one platform. `part` names the platform of a multi-platform build: its image is
+/// pushed by digest only and the output files are left to the index.
+pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>) -> anyhow::Result<PlatformBuild> {
     let started = Instant::now();
     let s = settings::build_settings(args)?;
     let display = progress::display(args.progress)?;
@@ -45,7 +62,10 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e),
         }
     };
-    let request = settings::plan_request(&args.dockerfile)?;
+    let mut request = settings::plan_request(&args.dockerfile)?;
+    if let Some(platform) = part {
+        request.platform = platform.clone();
+    }
     let first = load_plan(&s.dockerfile, &request, &UnresolvedBases)?;
     let tally = Arc::new(TransferTally::new(display.clone()));
     let mut client = RegistryClient::new(args.registry.to_config())?;
@@ -122,11 +142,14 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     for failure in remote.wait_for_uploads() {
         tracing::debug!(%failure, "early layer upload failed; the push retries it");
     }
+    // A part of a multi-platform build, or `--push-by-digest`: no tag moves.
+    let by_digest = part.is_some() || args.push_by_digest;
     if pushing {
         let kind = ManifestKind::from_media_type(image.manifest.media_type().as_ref()).context("manifest media type")?;
         let raw = RawManifest::new(image.manifest_json.clone(), kind);
         for ((repo, tags), recorded) in s.destinations.iter().zip(&recorded) {
-            display.phase(&format!("pushing {}/{} ({})", repo.registry(), repo.repository(), tags.join(", ")));
+            let shown = if by_digest { format!("by digest{}", part.map(|p| format!(", {p}")).unwrap_or_default()) } else { tags.join(", ") };
+            display.phase(&format!("pushing {}/{} ({shown})", repo.registry(), repo.repository()));
             let mut to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
             let image_blobs = to_push.blobs.clone();
             // Blobs this state put there (earlier pushes, layers uploaded while the build ran)
@@ -145,9 +168,13 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
             }
             let mount_from = mount_sources(&bases, &s, repo);
             remote.fetch(&store, &image.layers, |origin| origin.registry() == repo.registry())?;
-            runtime.block_on(client.push_image(&store, repo, tags, &to_push, &mount_from))?;
+            let push_tags: &[String] = if by_digest { &[] } else { tags };
+            runtime.block_on(client.push_image(&store, repo, push_tags, &to_push, &mount_from))?;
             pushed.add(repo, image_blobs.iter().map(|(digest, _)| digest));
-            references.extend(tags.iter().map(|t| format!("{}/{}:{t}@{digest}", repo.registry(), repo.repository())));
+            if by_digest {
+                references.push(format!("{}/{}@{digest}", repo.registry(), repo.repository()));
+            }
+            references.extend(push_tags.iter().map(|t| format!("{}/{}:{t}@{digest}", repo.registry(), repo.repository())));
         }
     }
     if s.cache.is_some() {
@@ -175,12 +202,16 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         bytes_downloaded: tally.downloaded(),
         steps,
     };
-    write_outputs(&s, &image, &summary)?;
+    if part.is_none() {
+        write_outputs(&s, &image, &summary)?;
+    }
     if let Err(e) = cleanup.finish() {
         display.warning(&format!("cannot remove the work directory: {e}"));
     }
-    display.summary(&summary);
-    Ok(())
+    if part.is_none() {
+        display.summary(&summary);
+    }
+    Ok(PlatformBuild { image, summary })
 }
 
 /// The digests in every one of `sets` (none when there are none): blobs this state pushed
@@ -216,7 +247,7 @@ enum Isolation {
 
 fn sandbox_for(chosen: &rbuild_builder::executor::isolation::Chosen) -> Sandbox {
     let mut sandbox = Sandbox::new();
-    sandbox.isolation(chosen.mode).process_sandbox(chosen.process_sandbox);
+    sandbox.isolation(chosen.mode).process_sandbox(chosen.process_sandbox).emulators(settings::emulator_search());
     sandbox
 }
 

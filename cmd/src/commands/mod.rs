@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod build;
+pub mod build_multi;
+pub mod index;
 pub mod cache;
 pub mod inspect;
 pub mod plan;

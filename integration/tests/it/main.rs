@@ -33,6 +33,9 @@
 //!   with each step's securityContext and volumes from the YAML
 //! - `pods`: rbuild in emulated Kubernetes pods (runc, securityContext profiles (a)–(f) of
 //!   issue 14) pushing to the registry; docs/rootless.md's profile table checked against them
+//! - `multiplatform`: `--platform linux/amd64,linux/arm64` (arm64 RUN emulated) pushing one
+//!   index under both tags, a fresh-pod rebuild from the cache, the Argo fan-out + merge
+//!   scripts giving the same index, the no-emulator error
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -46,6 +49,7 @@ mod differential;
 mod failures;
 mod manifest_rules;
 mod manifests;
+mod multiplatform;
 mod outputs;
 mod pipeline;
 mod pipeline_pods;

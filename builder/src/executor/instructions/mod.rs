@@ -45,6 +45,8 @@ pub struct StepContext<'a> {
     pub event: StepEvent<'a>,
     /// The steps of this stage before this one (ENTRYPOINT keeps a CMD set among them).
     pub previous: &'a [Step],
+    /// The stage's platform (a foreign one runs RUN under emulation).
+    pub platform: &'a crate::plan::Platform,
 }
 
 /// Why a step failed.
@@ -56,6 +58,9 @@ pub enum InstructionError {
     /// The RUN's command exited non-zero (or was killed).
     #[error("process {command:?} did not complete successfully: exit code {code}{}", hint.map(|h| format!(" (hint: {h})")).unwrap_or_default())]
     RunFailed { command: String, code: i32, hint: Option<&'static str> },
+    /// A RUN for a foreign platform that cannot be emulated here.
+    #[error(transparent)]
+    Emulation(#[from] crate::sandbox::emulation::EmulationError),
     /// No RUN isolation works here (the probe's verdict, reported by the first RUN).
     #[error("{reason}")]
     NoIsolation { reason: String },

@@ -32,6 +32,8 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
     }
     let mut env = environment(config, step, ctx, &user);
     env.append(&mut prepared.env);
+    let sandbox = ctx.exec.sandbox.get().map_err(|reason| InstructionError::NoIsolation { reason })?;
+    let emulation = sandbox.emulation_for(ctx.platform)?;
     let cfg = SandboxConfig {
         rootfs: ctx.rootfs.to_path_buf(),
         argv,
@@ -47,9 +49,9 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
         id_map: ctx.exec.identity.id_map_mode(),
         process_sandbox: ProcessSandbox::Private,
         overlay: None,
+        emulation,
     };
     let event = ctx.event;
-    let sandbox = ctx.exec.sandbox.get().map_err(|reason| InstructionError::NoIsolation { reason })?;
     let report = sandbox
         .run(&cfg, |_, chunk| ctx.exec.progress.output(&event, chunk), &ctx.exec.cancel)
         .map_err(|source: SandboxError| InstructionError::Sandbox { command: command.clone(), source })?;

@@ -1,6 +1,7 @@
-//! Support code for rbuild integration tests: a real registry process ([`registry`]) and base
-//! images made offline ([`images`]).
+//! Support code for rbuild integration tests: a real registry process ([`registry`]), base
+//! images made offline ([`images`]) and a fault-injecting proxy ([`fault_proxy`]).
 
+pub mod fault_proxy;
 pub mod images;
 pub mod registry;
 

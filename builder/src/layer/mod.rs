@@ -22,6 +22,7 @@ pub mod ownership;
 mod parallel_gzip;
 pub mod root_path;
 pub mod snapshot;
+pub mod sparse;
 pub mod tar_writer;
 pub mod unpack;
 pub mod whiteout;

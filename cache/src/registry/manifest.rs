@@ -10,6 +10,7 @@ use crate::oci::{
 };
 use crate::reference::Reference;
 use crate::registry::error::{Operation, RegistryError};
+use crate::registry::liveness::MAX_MANIFEST_SIZE;
 use crate::registry::transport::{Call, CallBody, Endpoint, Transport};
 
 /// OCI image manifest media type.
@@ -172,19 +173,24 @@ pub async fn get_manifest(
     ]
     .join(", ");
     call.headers.push((ACCEPT.as_str(), accept));
-    let response = transport.send(&call).await?;
-    if !response.status().is_success() {
-        return Err(call.status_error(response).await);
-    }
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|_| call.invalid("manifest body was cut short"))?;
+    call.retryable = false;
+    let (content_type, bytes) = transport
+        .retry(call.site(), |_| async {
+            let response = transport.send_once(&call).await?;
+            if !response.status().is_success() {
+                return Err(call.status_failure(response).await);
+            }
+            let content_type = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let bytes = transport
+                .read_body(&call, response, MAX_MANIFEST_SIZE, "manifests")
+                .await?;
+            Ok((content_type, bytes))
+        })
+        .await?;
     let kind = content_type
         .as_deref()
         .and_then(ManifestKind::from_media_type)

@@ -44,6 +44,12 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let mut client = RegistryClient::new(args.registry.to_config())?;
     client.set_progress(tally.clone());
     let client = Arc::new(client);
+    // SIGINT/SIGTERM cancel RUNs and every registry request in flight.
+    let cancel = cancel_on_signals().context("installing signal handlers")?;
+    cancel.on_cancel({
+        let client = client.clone();
+        move || client.cancel()
+    });
     let store = BlobStore::open(s.cache_dir.join("store"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     display.phase("resolving base images");
@@ -90,7 +96,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         identity: s.identity,
         created: s.created.clone(),
         progress: &log,
-        cancel: cancel_on_signals().context("installing signal handlers")?,
+        cancel,
         remote: Some(&remote),
         cache_mounts: s.cache_dir.join("mounts"),
         secrets: s.secrets.clone(),

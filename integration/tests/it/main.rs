@@ -7,6 +7,10 @@
 //!   cross-repository-mounted blobs
 //! - `auth`: every registry variant, wrong password, identity token, TLS trust
 //! - `failures`: registry down, unknown manifest and repository
+//! - `faults`: a fault-injecting proxy in front of the registry: statuses, 429 + Retry-After,
+//!   cut answers and uploads, flipped bytes, stalls, on manifests, configs, layers, uploads
+//! - `liveness`: a registry that never answers, SIGTERM during a stall, the build child dying
+//!   with its parent (issue 16)
 //! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
 //!   commit-suffixed and latest tags, failures
 //! - `differential`: the `testdata/build/diff-*` Dockerfiles built by rbuild and by buildah,
@@ -34,6 +38,8 @@ mod container;
 mod copy_add;
 mod differential;
 mod failures;
+mod faults;
+mod liveness;
 mod outputs;
 mod pipeline;
 mod pull;

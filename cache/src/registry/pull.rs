@@ -263,7 +263,15 @@ impl RegistryClient {
                 })
             })?;
         }
-        Ok(writer.commit(Some(digest), Some(size))?)
+        writer.commit(Some(digest), Some(size)).map_err(|e| match e {
+            StoreError::DigestMismatch { expected, actual } => RegistryError::DigestMismatch {
+                what: "blob",
+                reference: format!("{}/{}@{expected}", call.endpoint.name, call.repository),
+                expected: Box::new(expected),
+                actual: Box::new(actual),
+            },
+            other => RegistryError::Store(other),
+        })
     }
 }
 

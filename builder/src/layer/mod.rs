@@ -25,6 +25,7 @@ pub mod snapshot;
 pub mod sparse;
 pub mod tar_writer;
 pub mod unpack;
+pub mod verify;
 pub mod whiteout;
 
 pub use compress::{write_layer, write_stream, LayerWriteError};

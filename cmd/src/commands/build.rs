@@ -13,6 +13,7 @@ use rbuild_builder::sandbox::{cancel_on_signals, Sandbox};
 use rbuild_cache::push_record::PushRecord;
 use rbuild_cache::reference::Reference;
 use rbuild_cache::remote_cache::RemoteCache;
+use rbuild_cache::state::{sweep_dead, ProcessLock};
 use rbuild_cache::registry::manifest::ManifestKind;
 use rbuild_cache::registry::{ImageToPush, RawManifest, RegistryClient};
 use rbuild_cache::store::BlobStore;
@@ -51,6 +52,10 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         move || client.cancel()
     });
     let store = BlobStore::open(s.cache_dir.join("store"))?;
+    // Claim this process's work files; remove what killed builds left (their work dirs
+    // and half-written store files).
+    let _owner = ProcessLock::acquire(&s.cache_dir)?;
+    sweep_dead(&s.cache_dir, store.root());
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     display.phase("resolving base images");
     // Base tags are re-resolved on every build; their layers are fetched only if a step misses.
@@ -65,7 +70,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     // What this state pushed to each destination before (read once: the cache's local
     // entries and the push both use it).
     let recorded: Vec<BTreeSet<String>> = if pushing { s.destinations.iter().map(|(repo, _)| pushed.known(repo)).collect() } else { Vec::new() };
-    let work = tempfile::Builder::new().prefix("build-").tempdir_in(&s.cache_dir).context("creating the work directory")?;
+    let work = tempfile::Builder::new().prefix(&ProcessLock::build_dir_prefix()).tempdir_in(&s.cache_dir).context("creating the work directory")?;
     let cache = s.cache.as_ref().map(|c| CacheSettings {
         cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl).with_local_entries(s.cache_dir.join("entries"), store.clone(), in_every(&recorded)),
         mode: c.mode,

@@ -78,7 +78,11 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline: Vec<u8> = std::fs::read(entry.path().join("cmdline"))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| if b == 0 { b' ' } else { b })
+            .collect();
         if String::from_utf8_lossy(&cmdline).contains(needle) {
             pids.push(pid);
         }
@@ -198,4 +202,127 @@ fn issue_16_the_build_child_dies_with_its_parent() {
         Vec::<u32>::new(),
         "the build child outlived its parent by 5 s"
     );
+}
+
+/// kill -9 of a build in the middle of a RUN (parent and build-namespace child at once): its
+/// RUN dies with it, and the next build with the same cache dir succeeds and leaves no work
+/// directory, no temporary store file and no process behind.
+#[tokio::test]
+async fn issue_16_kill_9_mid_build_then_a_rebuild_leaves_nothing_behind() {
+    let Some(h) = crate::build::Harness::start().await else {
+        return;
+    };
+    let cache = h.shared.path().join("cache-kill9");
+    std::fs::create_dir(&cache).unwrap();
+    chown_to_user(&cache);
+    let context = h.shared.path().join("kill9");
+    std::fs::create_dir(&context).unwrap();
+    let base = h.base();
+    let base = base.trim_start_matches("BASE=");
+    // A sleep no other test runs, so the processes found are this build's.
+    let sleep = format!("sleep {}", 30000 + std::process::id() % 30000);
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {base}\nRUN echo started > /started && {sleep}\n"),
+    )
+    .unwrap();
+    make_readable(&context);
+    let log = h.shared.path().join("kill9.log");
+    let mut child = h
+        .build_command(
+            USER,
+            &cache,
+            &["-c", context.to_str().unwrap(), "--no-push"],
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let needle = cache.to_str().unwrap().to_owned();
+    // Whatever happens below, nothing of this build survives the test.
+    let _guard = KillOnDrop(vec![sleep.clone(), needle.clone()]);
+    let start = Instant::now();
+    let running = |pattern: &str| processes_mentioning(pattern);
+    while running(&sleep).is_empty() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !running(&sleep).is_empty(),
+        "the RUN never started: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    let listing = || {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        listing().iter().any(|n| n.starts_with("build-")),
+        "no work directory: {:?}",
+        listing()
+    );
+    for pid in running(&needle) {
+        signal(pid, "KILL");
+    }
+    let _ = child.wait();
+    let start = Instant::now();
+    while !(running(&sleep).is_empty() && running(&needle).is_empty())
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(running(&sleep).is_empty(), "the RUN outlived its build");
+    // The next build in the same state dir succeeds and cleans up what the killed one left.
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {base}\nRUN echo ok > /ok\n"),
+    )
+    .unwrap();
+    let out = h.build_in(&cache, &["-c", context.to_str().unwrap(), "--no-push"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("build-"))
+        .collect();
+    assert_eq!(
+        leftovers,
+        Vec::<String>::new(),
+        "work directories left behind"
+    );
+    let tmp: Vec<String> = std::fs::read_dir(cache.join("store/blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert_eq!(
+        tmp,
+        Vec::<String>::new(),
+        "temporary store files left behind"
+    );
+    assert_eq!(running(&needle), Vec::<u32>::new());
+}
+
+/// Kills the processes whose command lines mention any of its patterns.
+struct KillOnDrop(Vec<String>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pattern in &self.0 {
+            for pid in processes_mentioning(pattern) {
+                let _ = Command::new("kill")
+                    .args(["-s", "KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
 }

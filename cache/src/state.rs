@@ -61,6 +61,41 @@ impl Drop for ProcessLock {
     }
 }
 
+/// The prefix of this process's in-memory secret directories (`rbuild-secrets-<pid>-`).
+pub fn secret_dir_prefix() -> String {
+    format!("rbuild-secrets-{}-", std::process::id())
+}
+
+/// Removes the secret directories in `tmpfs` (`/dev/shm`) whose owner process is gone (no
+/// `/proc/<pid>`); returns how many.
+pub fn sweep_dead_secrets(tmpfs: &Path) -> usize {
+    let mut removed = 0;
+    for (path, name) in entries(tmpfs) {
+        let Some(rest) = name.strip_prefix("rbuild-secrets-") else {
+            continue;
+        };
+        let Some((pid, _)) = rest.split_once('-') else {
+            continue;
+        };
+        let dead = pid.bytes().all(|b| b.is_ascii_digit()) && !process_alive(pid);
+        if dead && fs::remove_dir_all(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Whether `pid` runs (a zombie, killed but not yet reaped, does not).
+fn process_alive(pid: &str) -> bool {
+    let Ok(stat) = fs::read_to_string(Path::new("/proc").join(pid).join("stat")) else {
+        return false;
+    };
+    // `pid (comm) S …`: the state follows the last ')'.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
 /// The prefix of this process's temporary store files (`.tmp-<pid>-`).
 pub fn temp_file_prefix() -> String {
     format!(".tmp-{}-", std::process::id())

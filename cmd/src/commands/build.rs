@@ -13,7 +13,7 @@ use rbuild_builder::sandbox::{cancel_on_signals, Sandbox};
 use rbuild_cache::push_record::PushRecord;
 use rbuild_cache::reference::Reference;
 use rbuild_cache::remote_cache::RemoteCache;
-use rbuild_cache::state::{sweep_dead, ProcessLock};
+use rbuild_cache::state::{sweep_dead, sweep_dead_secrets, ProcessLock};
 use rbuild_cache::registry::manifest::ManifestKind;
 use rbuild_cache::registry::{ImageToPush, RawManifest, RegistryClient};
 use rbuild_cache::store::BlobStore;
@@ -56,6 +56,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     // and half-written store files).
     let _owner = ProcessLock::acquire(&s.cache_dir)?;
     sweep_dead(&s.cache_dir, store.root());
+    sweep_dead_secrets(std::path::Path::new("/dev/shm"));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     display.phase("resolving base images");
     // Base tags are re-resolved on every build; their layers are fetched only if a step misses.

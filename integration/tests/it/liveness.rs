@@ -326,3 +326,107 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// Files under `dir` (recursively, not following symlinks) whose content holds `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in read.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            found.extend(files_containing(&entry.path(), needle));
+        } else if kind.is_file()
+            && std::fs::read(entry.path())
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        {
+            found.push(entry.path());
+        }
+    }
+    found
+}
+
+/// A `--secret` mounted into a RUN lives only on a tmpfs (`/dev/shm`), never under the cache
+/// dir on disk, and what a kill -9 left there is removed by the next build.
+#[tokio::test]
+async fn issue_16_secrets_live_only_in_memory_and_a_killed_builds_are_removed() {
+    let Some(h) = crate::build::Harness::start().await else {
+        return;
+    };
+    let cache = h.shared.path().join("cache-secret");
+    std::fs::create_dir(&cache).unwrap();
+    chown_to_user(&cache);
+    let value = format!("s3cr3t-{}-value", std::process::id());
+    let secret = h.shared.path().join("secret.txt");
+    std::fs::write(&secret, &value).unwrap();
+    chown_to_user(&secret);
+    let context = h.shared.path().join("secret-ctx");
+    std::fs::create_dir(&context).unwrap();
+    let base = h.base();
+    let base = base.trim_start_matches("BASE=");
+    let sleep = format!("sleep {}", 30000 + (std::process::id() + 7) % 30000);
+    std::fs::write(context.join("Dockerfile"), format!("FROM {base}\nRUN --mount=type=secret,id=tok,required cat /run/secrets/tok >/dev/null && {sleep}\n")).unwrap();
+    make_readable(&context);
+    let src = format!("id=tok,src={}", secret.display());
+    let mut child = h
+        .build_command(
+            USER,
+            &cache,
+            &[
+                "-c",
+                context.to_str().unwrap(),
+                "--no-push",
+                "--secret",
+                &src,
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let needle = cache.to_str().unwrap().to_owned();
+    let _guard = KillOnDrop(vec![sleep.clone(), needle.clone()]);
+    let start = Instant::now();
+    while processes_mentioning(&sleep).is_empty() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !processes_mentioning(&sleep).is_empty(),
+        "the RUN never started"
+    );
+    assert_eq!(
+        files_containing(&cache, value.as_bytes()),
+        Vec::<std::path::PathBuf>::new(),
+        "the secret is on disk"
+    );
+    let in_memory: Vec<_> = files_containing(Path::new("/dev/shm"), value.as_bytes());
+    assert_eq!(
+        in_memory.len(),
+        1,
+        "the secret file on the tmpfs: {in_memory:?}"
+    );
+    for pid in processes_mentioning(&needle) {
+        signal(pid, "KILL");
+    }
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {base}\nRUN true\n"),
+    )
+    .unwrap();
+    let out = h.build_in(&cache, &["-c", context.to_str().unwrap(), "--no-push"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        files_containing(Path::new("/dev/shm"), value.as_bytes()),
+        Vec::<std::path::PathBuf>::new(),
+        "a killed build's secret was left in memory"
+    );
+}

@@ -208,6 +208,21 @@ pub enum RegistryError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A tag of a push could not be written; `state` says what is in the registry.
+    #[error("push to {registry}/{repository}: tag {tag} was not written ({state})")]
+    Tag {
+        /// Registry host.
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// The first tag that failed.
+        tag: String,
+        /// What the registry holds now (blobs, manifest, which tags were written).
+        state: String,
+        /// Why the tag failed.
+        #[source]
+        source: Box<RegistryError>,
+    },
     /// The registry's answer was malformed.
     #[error("{operation} {registry}/{repository}: invalid response: {reason}")]
     InvalidResponse {
@@ -332,6 +347,7 @@ impl RegistryError {
     pub fn status(&self) -> Option<u16> {
         match self {
             RegistryError::Status { status, .. } => Some(*status),
+            RegistryError::Tag { source, .. } => source.status(),
             _ => None,
         }
     }

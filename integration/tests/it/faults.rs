@@ -260,3 +260,48 @@ async fn upload_faults_are_retried_and_the_image_is_whole(
     assert_eq!(pulled.resolved.manifest.digest, ctx.base.busybox);
     assert_blobs_verified(&store, &pulled);
 }
+
+/// One tag's `PUT` refused: the error names that tag and says what the registry holds (every
+/// blob, the manifest, the tags that were written); the other tag is in place.
+#[tokio::test]
+async fn a_failed_tag_is_named_with_the_partial_state() {
+    let Some(ctx) = TestContext::start(Variant::Http).await else {
+        return;
+    };
+    let proxy = FaultProxy::start(
+        ctx.registry.addr(),
+        vec![rule(
+            "PUT",
+            "/manifests/refused".to_owned(),
+            Fault::Status(403),
+            100,
+        )],
+    )
+    .unwrap();
+    let client = client_via(&proxy, Duration::from_millis(50));
+    let manifest = RawManifest::new(
+        ctx.store.read_blob(&ctx.base.busybox).unwrap(),
+        ManifestKind::OciManifest,
+    );
+    let target = format!("{}/faults/tags", proxy.addr()).parse().unwrap();
+    let image = rbuild_cache::registry::ImageToPush::from_manifest(manifest, &target).unwrap();
+    let tags = vec!["accepted".to_owned(), "refused".to_owned()];
+    let err = client
+        .push_image(&ctx.store, &target, &tags, &image, &[])
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("tag refused was not written")
+            && msg.contains("written: accepted")
+            && msg.contains(&ctx.base.busybox.to_string()),
+        "{msg}"
+    );
+    assert_eq!(err.status(), Some(403));
+    let accepted = ctx
+        .client
+        .get_raw_manifest(&ctx.registry.reference("faults/tags:accepted"))
+        .await
+        .unwrap();
+    assert_eq!(accepted.digest, ctx.base.busybox);
+}

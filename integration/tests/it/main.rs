@@ -28,6 +28,7 @@
 //!   CAP_SYS_ADMIN: the image, the excluded paths, refusal outside rbuild's own image
 //! - `pipeline`: deploy/ (Argo, Tekton) parse with the required structure; the build-push
 //!   script from the Argo template pushes both tags to the registry
+//! - `root_devices`: a root build's RUN cannot use device nodes a base layer carries (issue 16)
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -44,5 +45,6 @@ mod outputs;
 mod pipeline;
 mod pull;
 mod push;
+mod root_devices;
 mod run_steps;
 mod support;

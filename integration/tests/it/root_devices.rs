@@ -20,6 +20,9 @@ fn device_layer(store: &rbuild_cache::store::BlobStore) -> Layer {
     dir.set_path("devs/").unwrap();
     dir.set_entry_type(tar::EntryType::Directory);
     dir.set_mode(0o755);
+    dir.set_uid(0);
+    dir.set_gid(0);
+    dir.set_mtime(0);
     dir.set_size(0);
     dir.set_cksum();
     tar.append(&dir, std::io::empty()).unwrap();
@@ -27,6 +30,9 @@ fn device_layer(store: &rbuild_cache::store::BlobStore) -> Layer {
     dev.set_path("devs/null").unwrap();
     dev.set_entry_type(tar::EntryType::Char);
     dev.set_mode(0o666);
+    dev.set_uid(0);
+    dev.set_gid(0);
+    dev.set_mtime(0);
     dev.set_device_major(1).unwrap();
     dev.set_device_minor(3).unwrap();
     dev.set_size(0);

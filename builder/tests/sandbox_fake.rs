@@ -176,6 +176,8 @@ fn prepare_root_mounts_in_order_and_records_placeholders() {
     let p = PathBuf::from;
     assert_eq!(mounts[0], (None, p("/"), None));
     assert_eq!(mounts[1], (None, p("/r"), s("/r")));
+    // Issue 16: the root is remounted nodev (device nodes from layers are not devices).
+    assert!(sys.calls().iter().any(|c| matches!(c, Call::Mount(m) if m.target == p("/r") && m.flags.contains(MsFlags::MS_REMOUNT | MsFlags::MS_NODEV))));
     assert_eq!(mounts[2], (s("proc"), p("/r/proc"), s("proc")));
     assert_eq!(mounts[3], (s("tmpfs"), p("/r/dev"), s("tmpfs")));
     assert_eq!(mounts[4], (None, p("/r/dev/null"), s("/dev/null")));

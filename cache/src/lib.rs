@@ -12,4 +12,5 @@ pub mod push_record;
 pub mod reference;
 pub mod registry;
 pub mod remote_cache;
+pub mod state;
 pub mod store;

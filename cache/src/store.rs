@@ -145,7 +145,7 @@ impl BlobStore {
 
     /// Start writing a new blob; hash while writing, then [`BlobWriter::commit`].
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
-        let file = NamedTempFile::with_prefix_in(".tmp-", &self.sha256_dir).map_err(|source| {
+        let file = NamedTempFile::with_prefix_in(crate::state::temp_file_prefix(), &self.sha256_dir).map_err(|source| {
             StoreError::Io {
                 path: self.sha256_dir.clone(),
                 source,

@@ -1,6 +1,8 @@
 //! Support code for rbuild integration tests: a real registry process ([`registry`]), base
-//! images made offline ([`images`]) and a Kubernetes pod emulator on runc ([`pod`]).
+//! images made offline ([`images`]), a Kubernetes pod emulator on runc ([`pod`]) and a
+//! fault-injecting proxy ([`fault_proxy`]).
 
+pub mod fault_proxy;
 pub mod images;
 pub mod pod;
 pub mod registry;

@@ -2,7 +2,6 @@
 //! the filesystem (or a later stage's `COPY --from` needs it) are the layers so far fetched
 //! (if not in the blob store) and unpacked; cached steps before it cost nothing.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -14,9 +13,9 @@ use crate::dockerfile::instruction::Instruction;
 use crate::image::ImageLayer;
 use crate::layer::root_path::RootDir;
 use crate::layer::snapshot::native;
-use crate::layer::unpack::{unpack_layer_excluding, UnpackOptions};
+use crate::layer::unpack::UnpackOptions;
+use crate::layer::verify::unpack_verified;
 use crate::plan::{Plan, Step};
-use rbuild_cache::store::StoreError;
 
 /// A stage root and how many of the stage's layers are unpacked into it.
 #[derive(Debug)]
@@ -86,11 +85,8 @@ impl LazyRoot {
         let reference = format!("layers of stage {}", self.stage);
         let excluded = self.roots.exclusions();
         for layer in layers {
-            let blob = File::open(&layer.blob).map_err(|source| ExecuteError::Base {
-                stage: self.stage.clone(),
-                source: Box::new(BaseError::Store { reference: reference.clone(), source: StoreError::Io { path: layer.blob.clone(), source } }),
-            })?;
-            unpack_layer_excluding(&root, layer.descriptor.codec, std::io::BufReader::new(blob), &opts, &excluded).map_err(|source| ExecuteError::Base {
+            let d = &layer.descriptor;
+            unpack_verified(&root, &layer.blob, (d.codec, d.digest.digest(), d.diff_id.digest()), &opts, &excluded).map_err(|source| ExecuteError::Base {
                 stage: self.stage.clone(),
                 source: Box::new(BaseError::Unpack { reference: reference.clone(), source }),
             })?;

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::manifest::AssembledImage;
 use super::ImageError;
+use crate::layer::verify::VerifyingReader;
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -54,7 +55,10 @@ pub fn write_docker_archive<W: Write>(out: W, image: &AssembledImage, repo_tags:
             let berr = |source| ImageError::Blob { path: layer.blob.clone(), source };
             let f = std::fs::File::open(&layer.blob).map_err(berr)?;
             let size = f.metadata().map_err(berr)?.len();
-            tar.append(&header(&name, size), f).map_err(werr)?;
+            // The store's bytes are checked against the digest as they stream out.
+            let digest = layer.descriptor.digest.digest();
+            let f = VerifyingReader::new(std::io::BufReader::new(f), digest, format!("stored layer blob {digest}"));
+            tar.append(&header(&name, size), f).map_err(berr)?;
         }
         layers.push(name);
     }
@@ -72,7 +76,9 @@ pub fn write_docker_archive_file(path: &Path, image: &AssembledImage, repo_tags:
         move |source| ImageError::Write { path: p, source }
     };
     let f = std::fs::File::create(&tmp).map_err(werr(&tmp))?;
-    let f = write_docker_archive(std::io::BufWriter::new(f), image, repo_tags)?;
+    let f = write_docker_archive(std::io::BufWriter::new(f), image, repo_tags).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
     f.into_inner().map_err(|e| werr(&tmp)(e.into_error()))?.sync_all().map_err(werr(&tmp))?;
     std::fs::rename(&tmp, path).map_err(werr(path))
 }

@@ -8,6 +8,7 @@ use rbuild_cache::index::{EntryPlatform, IndexBuilder, PlatformImage};
 use serde::Serialize;
 
 use super::manifest::AssembledImage;
+use crate::layer::verify::VerifyingReader;
 use crate::layer::ManifestFormat;
 use super::ImageError;
 
@@ -35,16 +36,23 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> 
     std::fs::rename(&tmp, path).map_err(write_err(path))
 }
 
-/// Places a layer blob: a hardlink when on the same file system, else a copy.
-fn place_blob(src: &Path, dst: &Path) -> Result<(), ImageError> {
-    if dst.exists() {
-        return Ok(());
-    }
-    if std::fs::hard_link(src, dst).is_ok() {
-        return Ok(());
-    }
+/// Places a layer blob: a reflink where the file system has them, else a copy; either way
+/// the store's bytes are checked against `digest` first (never a hard link: a later write to
+/// the output must not reach the store, nor a damaged store blob the output).
+fn place_blob(src: &Path, dst: &Path, digest: &Digest) -> Result<(), ImageError> {
+    let berr = |source| ImageError::Blob { path: src.to_path_buf(), source };
     let tmp = dst.with_extension("tmp");
-    std::fs::copy(src, &tmp).map_err(|source| ImageError::Blob { path: src.to_path_buf(), source })?;
+    let file = std::fs::File::open(src).map_err(berr)?;
+    let mut out = std::fs::File::create(&tmp).map_err(write_err(&tmp))?;
+    let mut reader = VerifyingReader::new(std::io::BufReader::new(&file), digest, format!("stored layer blob {digest}"));
+    let placed = match rustix::fs::ioctl_ficlone(&out, &file) {
+        Ok(()) => reader.finish(),
+        Err(_) => std::io::copy(&mut reader, &mut out).map(|_| ()),
+    };
+    if let Err(source) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(berr(source));
+    }
     std::fs::rename(&tmp, dst).map_err(write_err(dst))
 }
 
@@ -58,7 +66,8 @@ pub fn write_oci_layout(dir: &Path, image: &AssembledImage, ref_name: Option<&st
     std::fs::create_dir_all(&blobs).map_err(write_err(&blobs))?;
     write_atomic(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     for layer in &image.layers {
-        place_blob(&layer.blob, &blob_path(dir, layer.descriptor.digest.digest()))?;
+        let digest = layer.descriptor.digest.digest();
+        place_blob(&layer.blob, &blob_path(dir, digest), digest)?;
     }
     write_atomic(&blob_path(dir, image.config.digest()), &image.config_json)?;
     write_atomic(&blob_path(dir, image.manifest.digest()), &image.manifest_json)?;

@@ -22,8 +22,10 @@ pub mod ownership;
 mod parallel_gzip;
 pub mod root_path;
 pub mod snapshot;
+pub mod sparse;
 pub mod tar_writer;
 pub mod unpack;
+pub mod verify;
 pub mod whiteout;
 
 pub use compress::{write_layer, write_stream, LayerWriteError};

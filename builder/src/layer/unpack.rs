@@ -24,6 +24,7 @@ use super::ownership::{
     DEVICE_XATTR, OWNER_XATTR, RBUILD_XATTR_PREFIX,
 };
 use super::root_path::{Escape, MissingDirs, RootDir, RootPathError};
+use super::sparse::{self, PaxSparse, SparseError};
 use super::whiteout::{classify, WhiteoutName};
 use super::Codec;
 
@@ -51,6 +52,9 @@ pub enum UnpackError {
     /// The entry type is not supported.
     #[error("layer entry {path} has unsupported type {kind:?}")]
     UnsupportedEntry { path: PathBuf, kind: u8 },
+    /// A PAX sparse entry is malformed or cut short.
+    #[error("sparse layer entry {path}")]
+    Sparse { path: PathBuf, #[source] source: SparseError },
 }
 
 /// How ownership from the layer reaches the disk.
@@ -218,13 +222,37 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, rel: &Path) -> Result<Meta,
     Ok(meta)
 }
 
+/// The PAX sparse description of a regular-file entry (GNU tar 0.0, 0.1, 1.0), if any.
+fn pax_sparse<R: Read>(entry: &mut tar::Entry<'_, R>, kind: EntryType) -> Result<Option<PaxSparse>, UnpackError> {
+    if !matches!(kind, EntryType::Regular | EntryType::Continuous) {
+        return Ok(None);
+    }
+    let shown = PathBuf::from(OsStr::from_bytes(&entry.path_bytes()));
+    let Some(exts) = entry.pax_extensions().map_err(|e| io_err("read pax", &shown, e))? else {
+        return Ok(None);
+    };
+    let mut records = Vec::new();
+    for ext in exts {
+        let ext = ext.map_err(|e| io_err("read pax", &shown, e))?;
+        if let Ok(key) = ext.key() {
+            records.push((key, ext.value_bytes()));
+        }
+    }
+    sparse::detect(records).map_err(|source| UnpackError::Sparse { path: shown, source })
+}
+
 impl Unpacker<'_> {
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let kind = entry.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
             return Ok(());
         }
-        let Some(rel) = entry_path(&entry.path_bytes())? else {
+        let sparse = pax_sparse(entry, kind)?;
+        let name = match sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(real) => real,
+            None => entry.path_bytes().into_owned(),
+        };
+        let Some(rel) = entry_path(&name)? else {
             return Ok(()); // the root directory itself: keep the root's own metadata
         };
         if self.excluded.covers(&rel) {
@@ -259,7 +287,13 @@ impl Unpacker<'_> {
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let mut file = create_file(&res.dir, &res.name, &rel)?;
-                self.stats.bytes += io::copy(entry, &mut file).map_err(|e| io_err("write", &rel, e))?;
+                self.stats.bytes += match &sparse {
+                    Some(sp) => {
+                        let stored = entry.size();
+                        sparse::write(sp, entry, stored, &mut file).map_err(|source| UnpackError::Sparse { path: rel.clone(), source })?
+                    }
+                    None => io::copy(entry, &mut file).map_err(|e| io_err("write", &rel, e))?,
+                };
                 self.set_meta_fd(file.as_fd(), &meta, false, &rel)
             }
             EntryType::Symlink => {

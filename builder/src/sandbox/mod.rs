@@ -194,14 +194,43 @@ impl CancelToken {
     }
 }
 
-/// A token cancelled by SIGINT or SIGTERM; a second signal of the same kind exits at once.
+/// How long a cancelled build may take to stop by itself before the process exits anyway
+/// (RUN processes die with it through `PR_SET_PDEATHSIG`; the next start removes what it
+/// left, see `rbuild_cache::state`).
+pub const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+impl CancelToken {
+    /// Call `hook` once, on a thread of its own, as soon as the token is cancelled (for
+    /// parts that cannot poll the flag, such as in-flight registry requests).
+    pub fn on_cancel(&self, hook: impl FnOnce() + Send + 'static) {
+        let flag = Arc::clone(&self.flag);
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            hook();
+        });
+    }
+}
+
+/// A token cancelled by SIGINT or SIGTERM. The build then has [`CANCEL_GRACE`] to stop by
+/// itself; after that, or at a second signal, the process exits with 128 + the signal.
 /// The binary calls this once; the library installs no handler by itself.
 pub fn cancel_on_signals() -> Result<CancelToken, std::io::Error> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let token = CancelToken::new();
     for sig in [SIGINT, SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&token.flag))?;
-        signal_hook::flag::register(sig, Arc::clone(&token.flag))?;
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&token.flag))?;
     }
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let flag = Arc::clone(&token.flag);
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            flag.store(true, Ordering::SeqCst);
+            std::thread::sleep(CANCEL_GRACE);
+            tracing::warn!(signal = sig, "the build did not stop in time after the signal; exiting");
+            std::process::exit(128 + sig);
+        }
+    });
     Ok(token)
 }

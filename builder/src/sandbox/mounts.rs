@@ -83,6 +83,22 @@ fn remount_readonly(sys: &dyn Sys, target: &Path, notes: &mut Vec<SetupNote>) {
     notes.push(SetupNote::ReadOnlyFailed { path: target.to_path_buf(), errno: last as i32 });
 }
 
+/// Device nodes from layers are never devices inside RUN: the root is `nodev` (only the
+/// standard `/dev`, mounted over it afterwards, holds usable devices), as a root mounted in a
+/// user namespace already is. Keeps the flags the kernel locks in a user namespace.
+fn remount_nodev(sys: &dyn Sys, root: &Path) -> Result<(), SetupError> {
+    let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV;
+    let mut last = nix::Error::EPERM;
+    for extra in [MsFlags::empty(), MsFlags::MS_NOSUID, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC] {
+        let call = MountCall { source: None, target: root.to_path_buf(), fstype: None, flags: base | extra, data: None };
+        match sys.mount(&call) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(SetupError::new(SetupStep::PrepareRoot, last, Some(root.to_path_buf())))
+}
+
 /// Create the missing nodes of `inside` (parents as directories, the last as `kind`);
 /// returns the host path and records created nodes in `created` when given.
 pub(crate) fn ensure_node(
@@ -122,10 +138,13 @@ pub fn prepare_root(sys: &dyn Sys, spec: &InitSpec) -> Result<Prepared, SetupErr
     mount(sys, SetupStep::PrepareRoot, private)?;
     match &cfg.overlay {
         Some(ov) => {
-            let call = MountCall { source: Some(PathBuf::from("overlay")), target: root.to_path_buf(), fstype: Some("overlay".into()), flags: MsFlags::empty(), data: Some(overlay_data(ov)) };
+            let call = MountCall { source: Some(PathBuf::from("overlay")), target: root.to_path_buf(), fstype: Some("overlay".into()), flags: MsFlags::MS_NODEV, data: Some(overlay_data(ov)) };
             mount(sys, SetupStep::Overlay, call)?;
         }
-        None => mount(sys, SetupStep::PrepareRoot, bind(root, root, MsFlags::MS_REC))?,
+        None => {
+            mount(sys, SetupStep::PrepareRoot, bind(root, root, MsFlags::MS_REC))?;
+            remount_nodev(sys, root)?;
+        }
     }
     let proc_dir = ensure_node(sys, root, Path::new("/proc"), NodeKind::Dir, Some(&mut out.placeholders))?;
     let proc_call = match cfg.process_sandbox {

@@ -99,6 +99,34 @@ impl fmt::Display for RegistryMessage {
     }
 }
 
+/// What a registry failed to do in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// No response (status line and headers) this long after the request went out.
+    NoResponse(std::time::Duration),
+    /// No byte of the body for this long.
+    NoData(std::time::Duration),
+    /// A body trickling in: fewer than `bytes` bytes in `window`.
+    TooSlow {
+        /// Bytes the window must at least bring.
+        bytes: u64,
+        /// The window.
+        window: std::time::Duration,
+    },
+}
+
+impl fmt::Display for Stall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stall::NoResponse(d) => write!(f, "no response within {}s", d.as_secs_f32()),
+            Stall::NoData(d) => write!(f, "no data for {}s", d.as_secs_f32()),
+            Stall::TooSlow { bytes, window } => {
+                write!(f, "fewer than {bytes} bytes in {}s", window.as_secs_f32())
+            }
+        }
+    }
+}
+
 /// Errors of the registry client.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -130,6 +158,70 @@ pub enum RegistryError {
         /// The last transport error.
         #[source]
         source: reqwest::Error,
+    },
+    /// The registry stopped answering (after the retries a stall gets).
+    #[error("{operation} {registry}/{repository} timed out: {stall} (the registry is reachable but not answering: check its health and load)")]
+    TimedOut {
+        /// Registry host.
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// What was being done.
+        operation: Operation,
+        /// What did not come in time.
+        stall: Stall,
+    },
+    /// The build was cancelled (SIGINT/SIGTERM) while the request was in flight.
+    #[error("{operation} {registry}/{repository}: cancelled")]
+    Cancelled {
+        /// Registry host.
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// What was being done.
+        operation: Operation,
+    },
+    /// Reading an answer's body failed mid-way (connection reset, body cut short).
+    #[error("{operation} {registry}/{repository}: the answer was cut short")]
+    Body {
+        /// Registry host.
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// What was being done.
+        operation: Operation,
+        /// Cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A manifest, config or token answer beyond the size rbuild reads into memory.
+    #[error("{operation} {registry}/{repository}: the answer is larger than the {limit}-byte limit for {what}")]
+    TooLarge {
+        /// Registry host.
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// What was being done.
+        operation: Operation,
+        /// Manifest, config, ….
+        what: &'static str,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A tag of a push could not be written; `state` says what is in the registry.
+    #[error("push to {registry}/{repository}: tag {tag} was not written ({state})")]
+    Tag {
+        /// Registry host.
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// The first tag that failed.
+        tag: String,
+        /// What the registry holds now (blobs, manifest, which tags were written).
+        state: String,
+        /// Why the tag failed.
+        #[source]
+        source: Box<RegistryError>,
     },
     /// The registry's answer was malformed.
     #[error("{operation} {registry}/{repository}: invalid response: {reason}")]
@@ -255,17 +347,14 @@ impl RegistryError {
     pub fn status(&self) -> Option<u16> {
         match self {
             RegistryError::Status { status, .. } => Some(*status),
+            RegistryError::Tag { source, .. } => source.status(),
             _ => None,
         }
     }
 
-    /// Whether retrying the whole operation may help (connection problems, 429, 5xx).
+    /// Whether retrying the whole operation may help: [`crate::registry::retry::is_transient`].
     pub fn is_retryable(&self) -> bool {
-        match self {
-            RegistryError::Status { status, .. } => *status == 429 || *status >= 500,
-            RegistryError::Unreachable { .. } | RegistryError::Download { .. } => true,
-            _ => false,
-        }
+        crate::registry::retry::is_transient(self)
     }
 }
 

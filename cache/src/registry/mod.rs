@@ -1,12 +1,14 @@
 //! The registry client (OCI distribution spec v1.1), split by concern: [`auth`] (credentials),
-//! [`token_cache`], [`transport`] (HTTP, retries, challenge flow), [`manifest`], [`upload`],
-//! [`pull`] and [`push`].
+//! [`token_cache`], [`transport`] (HTTP, challenge flow), [`retry`] (the one retry policy),
+//! [`liveness`] (timeouts, stall detection), [`manifest`], [`upload`], [`pull`] and [`push`].
 
 pub mod auth;
 pub mod error;
+pub mod liveness;
 pub mod manifest;
 pub mod pull;
 pub mod push;
+pub mod retry;
 pub mod tags;
 pub mod token_cache;
 pub mod transfer;
@@ -18,12 +20,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use auth::{AuthConfig, Credential, CredentialStore, Secret};
-pub use error::{Operation, RegistryError, RegistryMessage};
+pub use error::{Operation, RegistryError, RegistryMessage, Stall};
+pub use liveness::{Timeouts, MAX_MANIFEST_SIZE};
 pub use manifest::{Manifest, ManifestKind, RawManifest};
 pub use pull::{PulledImage, ResolvedImage};
 pub use push::{ImageToPush, PushReport};
 pub use transfer::{Direction, TransferProgress};
-pub use transport::{Endpoint, RetryPolicy};
+pub use retry::{is_transient, RetryPolicy};
+pub use transport::Endpoint;
 pub use upload::BlobPush;
 
 use crate::reference::{Reference, DOCKER_HUB};
@@ -60,6 +64,8 @@ pub struct RegistryConfig {
     pub auth: AuthConfig,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// How long a request may go without progress.
+    pub timeouts: Timeouts,
 }
 
 impl Default for RegistryConfig {
@@ -80,6 +86,7 @@ impl Default for RegistryConfig {
             concurrency: 4,
             auth: AuthConfig::default(),
             connect_timeout: Duration::from_secs(15),
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -122,7 +129,7 @@ impl RegistryClient {
     pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
         let http = http_client(&config, config.skip_tls_verify)?;
         let credentials = CredentialStore::load(config.auth.clone())?;
-        let mut transport = Transport::new(http, credentials, config.retry);
+        let mut transport = Transport::new(http, credentials, config.retry, config.timeouts);
         if !config.skip_tls_verify && !config.skip_tls_verify_registries.is_empty() {
             let unverified = http_client(&config, true)?;
             transport = transport.with_unverified(unverified, config.skip_tls_verify_registries.clone());
@@ -142,6 +149,12 @@ impl RegistryClient {
 
     pub(crate) fn progress(&self) -> &ProgressSink {
         &self.progress
+    }
+
+    /// Stop every request in flight and every later one ([`RegistryError::Cancelled`]):
+    /// a cancelled build ends at once instead of waiting on the network.
+    pub fn cancel(&self) {
+        self.transport.cancel_token().cancel();
     }
 
     /// The configuration in use.

@@ -11,6 +11,7 @@ use crate::oci::{Descriptor, Digest, ImageConfiguration, ImageManifest};
 use crate::platform::TargetPlatform;
 use crate::reference::Reference;
 use crate::registry::error::{Operation, RegistryError};
+use crate::registry::liveness::{next_chunk, BodyWatch, MAX_MANIFEST_SIZE};
 use crate::registry::manifest::{get_manifest, pull_scope, Manifest, RawManifest};
 use crate::registry::transfer::Direction;
 use crate::registry::transport::{Call, Endpoint};
@@ -147,28 +148,32 @@ impl RegistryClient {
         })
     }
 
-    /// Download the config of a resolved image into memory, verified by digest and size.
+    /// Download the config of a resolved image into memory, verified by digest and size;
+    /// retried like layers. Configs beyond [`MAX_MANIFEST_SIZE`] are refused.
     pub async fn fetch_config(&self, resolved: &ResolvedImage) -> Result<Vec<u8>, RegistryError> {
         let descriptor = resolved.image.config();
         let repository = resolved.reference.repository();
-        let endpoint = &resolved.endpoint;
-        let response = self.get_blob(endpoint, repository, descriptor.digest()).await?;
-        let invalid = |reason| RegistryError::InvalidResponse {
-            registry: endpoint.name.clone(),
-            repository: repository.to_owned(),
-            operation: Operation::GetBlob,
-            reason,
-        };
-        if response
-            .content_length()
-            .is_some_and(|len| len > descriptor.size())
-        {
-            return Err(invalid("config is larger than its descriptor says"));
+        let call = self.blob_call(&resolved.endpoint, repository, descriptor.digest())?;
+        let limit = descriptor.size().min(MAX_MANIFEST_SIZE);
+        if descriptor.size() > MAX_MANIFEST_SIZE {
+            return Err(RegistryError::TooLarge {
+                registry: call.endpoint.name.clone(),
+                repository: repository.to_owned(),
+                operation: Operation::GetBlob,
+                what: "image configs",
+                limit: MAX_MANIFEST_SIZE,
+            });
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|_| invalid("config body was cut short"))?;
+        let transport = self.transport();
+        let bytes = transport
+            .retry(call.site(), |_| async {
+                let response = transport.send_once(&call).await?;
+                if !response.status().is_success() {
+                    return Err(call.status_failure(response).await);
+                }
+                Ok(transport.read_body(&call, response, limit, "this config's declared size").await?)
+            })
+            .await?;
         let actual = crate::oci::sha256_digest(&bytes);
         if actual != *descriptor.digest() || bytes.len() as u64 != descriptor.size() {
             return Err(RegistryError::DigestMismatch {
@@ -197,56 +202,42 @@ impl RegistryClient {
                 size,
             });
         }
-        let retry = self.config().retry;
         let progress = &self.progress().0;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            progress.started(Direction::Download, digest, size);
-            match self
-                .download(endpoint, repository, digest, size, store)
-                .await
-            {
-                Err(e) if e.is_retryable() && attempt <= retry.retries => {
-                    tokio::time::sleep(retry.delay(attempt)).await;
-                }
-                other => {
-                    progress.finished(Direction::Download, digest);
-                    return other;
-                }
-            }
-        }
+        let call = self.blob_call(endpoint, repository, digest)?;
+        let result = self
+            .transport()
+            .retry(call.site(), |_| async {
+                progress.started(Direction::Download, digest, size);
+                Ok(self.download(&call, digest, size, store).await?)
+            })
+            .await;
+        progress.finished(Direction::Download, digest);
+        result
     }
 
-    /// GET a blob: a successful response, or the registry's error.
-    async fn get_blob(
-        &self,
-        endpoint: &Endpoint,
-        repository: &str,
-        digest: &Digest,
-    ) -> Result<reqwest::Response, RegistryError> {
+    /// The `GET` of a blob, sent once per attempt (the caller retries the whole download).
+    fn blob_call(&self, endpoint: &Endpoint, repository: &str, digest: &Digest) -> Result<Call, RegistryError> {
         let url = endpoint.repository_url(repository, &format!("blobs/{digest}"), Operation::GetBlob)?;
         let scopes = [pull_scope(repository)];
-        let call = Call::new(endpoint, repository, Operation::GetBlob, Method::GET, url, &scopes);
-        let response = self.transport().send(&call).await?;
-        if !response.status().is_success() {
-            return Err(call.status_error(response).await);
-        }
-        Ok(response)
+        let mut call = Call::new(endpoint, repository, Operation::GetBlob, Method::GET, url, &scopes);
+        call.retryable = false;
+        Ok(call)
     }
 
     async fn download(
         &self,
-        endpoint: &Endpoint,
-        repository: &str,
+        call: &Call,
         digest: &Digest,
         size: u64,
         store: &BlobStore,
     ) -> Result<StoredBlob, RegistryError> {
-        let response = self.get_blob(endpoint, repository, digest).await?;
+        let response = self.transport().send_once(call).await?;
+        if !response.status().is_success() {
+            return Err(call.status_error(response).await);
+        }
         let oversized = || RegistryError::Oversized {
-            registry: endpoint.name.clone(),
-            repository: repository.to_owned(),
+            registry: call.endpoint.name.clone(),
+            repository: call.repository.clone(),
             digest: digest.clone(),
             size,
         };
@@ -255,13 +246,9 @@ impl RegistryClient {
         }
         let mut writer = store.writer()?;
         let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|source| RegistryError::Download {
-                registry: endpoint.name.clone(),
-                repository: repository.to_owned(),
-                digest: digest.clone(),
-                source,
-            })?;
+        let mut watch = BodyWatch::new(self.transport().timeouts());
+        let cancel = self.transport().cancel_token();
+        while let Some(chunk) = next_chunk(&mut body, &mut watch, call.site(), cancel).await? {
             if writer.written() + chunk.len() as u64 > size {
                 return Err(oversized());
             }
@@ -276,7 +263,15 @@ impl RegistryClient {
                 })
             })?;
         }
-        Ok(writer.commit(Some(digest), Some(size))?)
+        writer.commit(Some(digest), Some(size)).map_err(|e| match e {
+            StoreError::DigestMismatch { expected, actual } => RegistryError::DigestMismatch {
+                what: "blob",
+                reference: format!("{}/{}@{expected}", call.endpoint.name, call.repository),
+                expected: Box::new(expected),
+                actual: Box::new(actual),
+            },
+            other => RegistryError::Store(other),
+        })
     }
 }
 

@@ -217,8 +217,24 @@ impl RegistryClient {
         manifest: &RawManifest,
         retry_unknown: bool,
     ) -> Result<(), RegistryError> {
-        futures_util::future::try_join_all(tags.iter().map(|tag| self.put_tag(endpoint, repository, tag, manifest, retry_unknown))).await?;
-        Ok(())
+        let results = futures_util::future::join_all(tags.iter().map(|tag| self.put_tag(endpoint, repository, tag, manifest, retry_unknown))).await;
+        let written: Vec<&str> = tags.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(t, _)| t.as_str()).collect();
+        let Some((tag, error)) = tags.iter().zip(results).find_map(|(t, r)| r.err().map(|e| (t, e))) else {
+            return Ok(());
+        };
+        let failed: Vec<&str> = tags.iter().map(String::as_str).filter(|t| !written.contains(t)).collect();
+        let state = if written.is_empty() {
+            format!("every blob is in the registry; no tag was written: {}", failed.join(", "))
+        } else {
+            format!("every blob and the manifest {} are in the registry; written: {}; not written: {}", manifest.digest, written.join(", "), failed.join(", "))
+        };
+        Err(RegistryError::Tag {
+            registry: endpoint.name.clone(),
+            repository: repository.to_owned(),
+            tag: tag.clone(),
+            state,
+            source: Box::new(error),
+        })
     }
 
     /// `PUT` the manifest under one tag, retrying a `MANIFEST_BLOB_UNKNOWN` answer when every
@@ -279,5 +295,9 @@ impl RegistryClient {
 
 /// A `MANIFEST_BLOB_UNKNOWN` answer to a manifest `PUT`.
 fn is_blob_unknown(e: &RegistryError) -> bool {
-    matches!(e, RegistryError::Status { status: 400, message, .. } if message.errors.iter().any(|(code, _)| code == "MANIFEST_BLOB_UNKNOWN"))
+    match e {
+        RegistryError::Tag { source, .. } => is_blob_unknown(source),
+        RegistryError::Status { status: 400, message, .. } => message.errors.iter().any(|(code, _)| code == "MANIFEST_BLOB_UNKNOWN"),
+        _ => false,
+    }
 }

@@ -7,6 +7,7 @@ use reqwest::Method;
 use crate::oci::Digest;
 use crate::reference::Reference;
 use crate::registry::error::{Operation, RegistryError};
+use crate::registry::liveness::MAX_MANIFEST_SIZE;
 use crate::registry::manifest::pull_scope;
 use crate::registry::transport::Call;
 use crate::registry::RegistryClient;
@@ -43,7 +44,8 @@ impl RegistryClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link)
                 .and_then(|link| url.join(&link).ok());
-            let page: TagList = response.json().await.map_err(|_| call.invalid("tag list is not valid JSON"))?;
+            let body = self.transport().read_body(&call, response, MAX_MANIFEST_SIZE, "tag lists").await?;
+            let page: TagList = serde_json::from_slice(&body).map_err(|_| call.invalid("tag list is not valid JSON"))?;
             tags.extend(page.tags.unwrap_or_default());
             match next {
                 Some(n) if n != url => url = n,

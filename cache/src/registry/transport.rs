@@ -1,6 +1,7 @@
-//! HTTP transport: authorisation (Basic or bearer challenge flow), retries with backoff and
-//! jitter on connection errors, 429 and 5xx (never on other 4xx), and request bodies that can
-//! be re-created for a retry (bytes, or a byte range of a file streamed from disk).
+//! HTTP transport: authorisation (Basic or bearer challenge flow), requests sent under the
+//! liveness limits of [`super::liveness`] and the one retry policy of [`super::retry`], and
+//! request bodies that can be re-created for a retry (bytes, or a byte range of a file
+//! streamed from disk). Every wait ends when the client is cancelled.
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
@@ -16,14 +17,22 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::registry::auth::{Challenge, Credential, CredentialStore, Secret};
-use crate::registry::error::{Operation, RegistryError, RegistryMessage};
+use crate::registry::error::{Operation, RegistryError, RegistryMessage, Stall};
+use crate::registry::liveness::{read_body, Activity, Timeouts};
+pub use crate::registry::retry::RetryPolicy;
+use crate::registry::retry::{retry, Attempt, Failure, Site};
 use crate::registry::token_cache::{TokenCache, TokenKey};
 use crate::registry::transfer::BlobProgress;
+use tokio_util::sync::CancellationToken;
 
 /// Size of reads when streaming a file body.
 const STREAM_BUFFER: usize = 256 * 1024;
 /// Error bodies larger than this are cut (they are only used for messages).
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Token answers larger than this are refused.
+const MAX_TOKEN_BODY: u64 = 1024 * 1024;
+/// Longest wait for an error body (it only feeds a message).
+const ERROR_BODY_WAIT: Duration = Duration::from_secs(5);
 
 /// One registry as the client talks to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,29 +59,6 @@ impl Endpoint {
             operation,
             reason: "repository or reference does not form a valid url",
         })
-    }
-}
-
-/// Retry policy: `retries` extra attempts, exponential backoff from `base_delay` with ±50 %
-/// jitter, capped at `max_delay`.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Extra attempts after the first.
-    pub retries: u32,
-    /// First backoff delay.
-    pub base_delay: Duration,
-    /// Longest backoff delay.
-    pub max_delay: Duration,
-}
-
-impl RetryPolicy {
-    /// Delay before attempt `attempt + 1` (attempt counts from 1).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
-        let capped = exp.min(self.max_delay);
-        capped.mul_f64(0.5 + fastrand::f64())
     }
 }
 
@@ -142,10 +128,30 @@ impl Call {
         }
     }
 
+    /// Where the call goes, for messages and cancellation.
+    pub fn site(&self) -> Site<'_> {
+        Site {
+            registry: &self.endpoint.name,
+            repository: &self.repository,
+            operation: self.operation,
+        }
+    }
+
+    /// [`Call::status_error`] with the registry's `Retry-After`, for [`Transport::retry`].
+    pub async fn status_failure(&self, response: Response) -> Failure {
+        let retry_after = retry_after(&response);
+        Failure {
+            error: self.status_error(response).await,
+            retry_after,
+        }
+    }
+
     /// An error for a non-success response (reads the registry's error body).
     pub async fn status_error(&self, response: Response) -> RegistryError {
         let status = response.status().as_u16();
-        let body = read_limited(response).await;
+        let body = tokio::time::timeout(ERROR_BODY_WAIT, read_limited(response))
+            .await
+            .unwrap_or_default();
         RegistryError::Status {
             registry: self.endpoint.name.clone(),
             repository: self.repository.clone(),
@@ -188,6 +194,8 @@ pub struct Transport {
     tokens: TokenCache,
     challenges: Mutex<HashMap<String, Challenge>>,
     retry: RetryPolicy,
+    timeouts: Timeouts,
+    cancel: CancellationToken,
 }
 
 #[derive(serde::Deserialize)]
@@ -202,7 +210,12 @@ struct TokenAnswer {
 
 impl Transport {
     /// Wrap an HTTP client.
-    pub fn new(http: reqwest::Client, credentials: CredentialStore, retry: RetryPolicy) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        credentials: CredentialStore,
+        retry: RetryPolicy,
+        timeouts: Timeouts,
+    ) -> Self {
         Self {
             http,
             unverified: None,
@@ -210,7 +223,40 @@ impl Transport {
             tokens: TokenCache::default(),
             challenges: Mutex::new(HashMap::new()),
             retry,
+            timeouts,
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// The liveness limits in use.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// Fires when the client is cancelled.
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Run `op` under the retry policy (see [`retry`]); `op`'s requests must not retry
+    /// themselves (send them with [`Transport::send_once`]).
+    pub async fn retry<T, F, Fut>(&self, site: Site<'_>, op: F) -> Result<T, RegistryError>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        retry(&self.retry, &self.cancel, site, op).await
+    }
+
+    /// Read a whole small body (manifest, config, token), at most `limit` bytes.
+    pub async fn read_body(
+        &self,
+        call: &Call,
+        response: Response,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<Bytes, RegistryError> {
+        read_body(response, call.site(), self.timeouts, &self.cancel, limit, what).await
     }
 
     /// Use `http` (which skips certificate checks) for `registries` (`host[:port]`).
@@ -227,54 +273,80 @@ impl Transport {
         }
     }
 
-    /// Send `call`, authorising and retrying as needed. Returns the final response whatever
-    /// its status (callers decide which statuses are errors); fails only when the registry
-    /// cannot be reached.
+    /// Send `call`, authorising and (when `call.retryable`) retrying connection errors,
+    /// timeouts, 429 and 5xx. Returns the final response whatever its status (callers decide
+    /// which statuses are errors); fails only when the registry cannot be reached in time.
     pub async fn send(&self, call: &Call) -> Result<Response, RegistryError> {
-        let mut attempt = 0;
+        if !call.retryable {
+            return self.send_once(call).await;
+        }
+        self.retry(call.site(), |attempt| async move {
+            let response = self.send_once(call).await?;
+            let status = response.status();
+            let busy = status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::REQUEST_TIMEOUT
+                || status.is_server_error();
+            if busy && !attempt.last {
+                return Err(call.status_failure(response).await);
+            }
+            Ok(response)
+        })
+        .await
+    }
+
+    /// Send `call` once (a 401 with a challenge is answered and resent once), waiting for
+    /// the response no longer than the liveness limits allow.
+    pub async fn send_once(&self, call: &Call) -> Result<Response, RegistryError> {
         let mut reauthorised = false;
         loop {
-            attempt += 1;
             let authorization = self.authorization(call).await?;
-            let request = self.build(call, authorization).await?;
-            let may_retry = call.retryable && attempt <= self.retry.retries;
-            match self.http_for(&call.endpoint.name).execute(request).await {
-                Err(source) => {
-                    if may_retry && !source.is_builder() {
-                        let delay = self.retry.delay(attempt);
-                        tracing::warn!(registry = %call.endpoint.name, operation = %call.operation, attempt, ?delay, error = %source, "registry unreachable, retrying");
-                        tokio::time::sleep(delay).await;
-                        continue;
-                    }
-                    return Err(RegistryError::Unreachable {
+            let activity = Activity::new();
+            let request = self.build(call, authorization, &activity).await?;
+            let sent = self.http_for(&call.endpoint.name).execute(request);
+            let response = self.await_response(call, sent, &activity).await?;
+            if response.status() == StatusCode::UNAUTHORIZED && !reauthorised {
+                reauthorised = true;
+                if self.learn_challenge(call, &response).await {
+                    continue;
+                }
+            }
+            tracing::debug!(registry = %call.endpoint.name, repository = %call.repository, operation = %call.operation, status = response.status().as_u16(), "registry call");
+            return Ok(response);
+        }
+    }
+
+    /// Wait for `sent` while its body moves (`activity`) and the response comes within the
+    /// operation's limit after the last sign of life; ends on cancellation.
+    async fn await_response(
+        &self,
+        call: &Call,
+        sent: impl std::future::Future<Output = reqwest::Result<Response>>,
+        activity: &Activity,
+    ) -> Result<Response, RegistryError> {
+        let limit = self.timeouts.response_for(call.operation);
+        let mut sent = std::pin::pin!(sent);
+        loop {
+            let idle = activity.idle();
+            if idle >= limit {
+                return Err(RegistryError::TimedOut {
+                    registry: call.endpoint.name.clone(),
+                    repository: call.repository.clone(),
+                    operation: call.operation,
+                    stall: Stall::NoResponse(limit),
+                });
+            }
+            tokio::select! {
+                result = &mut sent => {
+                    return result.map_err(|source| RegistryError::Unreachable {
                         registry: call.endpoint.name.clone(),
                         repository: call.repository.clone(),
                         operation: call.operation,
-                        attempts: attempt,
+                        attempts: 1,
                         source,
                     });
                 }
-                Ok(response) => {
-                    let status = response.status();
-                    if status == StatusCode::UNAUTHORIZED && !reauthorised {
-                        reauthorised = true;
-                        if self.learn_challenge(call, &response).await {
-                            attempt -= 1;
-                            continue;
-                        }
-                    }
-                    if may_retry
-                        && (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
-                    {
-                        let delay =
-                            retry_after(&response).unwrap_or_else(|| self.retry.delay(attempt));
-                        tracing::warn!(registry = %call.endpoint.name, operation = %call.operation, status = status.as_u16(), attempt, ?delay, "registry busy, retrying");
-                        tokio::time::sleep(delay.min(self.retry.max_delay)).await;
-                        continue;
-                    }
-                    tracing::debug!(registry = %call.endpoint.name, repository = %call.repository, operation = %call.operation, status = status.as_u16(), "registry call");
-                    return Ok(response);
-                }
+                () = tokio::time::sleep(limit - idle) => {}
+                () = self.cancel.cancelled() => return Err(call.site().cancelled()),
             }
         }
     }
@@ -385,22 +457,18 @@ impl Transport {
                 }
             }
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                registry: call.endpoint.name.clone(),
-                repository: call.repository.clone(),
-                operation: Operation::Token,
-                attempts: 1,
-                source,
-            })?;
+        let request = request.build().map_err(RegistryError::Client)?;
+        let sent = self.http_for(&call.endpoint.name).execute(request);
+        let response = self
+            .await_response(&token_call, sent, &Activity::new())
+            .await?;
         if !response.status().is_success() {
             return Err(token_call.status_error(response).await);
         }
-        let answer: TokenAnswer = response
-            .json()
-            .await
+        let body = self
+            .read_body(&token_call, response, MAX_TOKEN_BODY, "token answers")
+            .await?;
+        let answer: TokenAnswer = serde_json::from_slice(&body)
             .map_err(|_| token_call.invalid("token answer is not json"))?;
         let token = answer
             .token
@@ -414,6 +482,7 @@ impl Transport {
         &self,
         call: &Call,
         authorization: Option<String>,
+        activity: &Activity,
     ) -> Result<reqwest::Request, RegistryError> {
         let mut builder = self.http_for(&call.endpoint.name).request(call.method.clone(), call.url.clone());
         if let Some(auth) = authorization {
@@ -436,9 +505,11 @@ impl Transport {
                 let mut file = tokio::fs::File::open(path).await.map_err(io_err)?;
                 file.seek(SeekFrom::Start(*offset)).await.map_err(io_err)?;
                 let progress = progress.clone();
+                let activity = activity.clone();
                 let stream =
                     tokio_util::io::ReaderStream::with_capacity(file.take(*len), STREAM_BUFFER)
                         .inspect(move |chunk| {
+                            activity.bump();
                             if let (Some(p), Ok(bytes)) = (&progress, chunk) {
                                 p.advanced(bytes.len() as u64);
                             }
@@ -468,23 +539,6 @@ fn retry_after(response: &Response) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        let p = RetryPolicy {
-            retries: 5,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(1000),
-        };
-        for attempt in 1..=8u32 {
-            let nominal = (100u64 << (attempt - 1).min(20)).min(1000) as f64;
-            let d = p.delay(attempt).as_millis() as f64;
-            assert!(
-                d >= nominal * 0.5 - 1.0 && d <= nominal * 1.5 + 1.0,
-                "{attempt}: {d}"
-            );
-        }
-    }
 
     #[test]
     fn endpoint_urls() {

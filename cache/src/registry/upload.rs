@@ -1,7 +1,8 @@
 //! Blob uploads: `HEAD` first (the caller checks all blobs at once), then a cross-repository
 //! mount attempt, then a monolithic `PUT` (small blobs) or `PATCH` chunks (large ones)
 //! streamed from a file, and the final `PUT ?digest=`. A failed session is restarted from
-//! scratch (a half-written chunk cannot be resent safely), up to the retry budget.
+//! scratch (a half-written chunk cannot be resent safely) under the one retry policy
+//! ([`super::retry`]); the requests inside a session are sent once each.
 
 use std::path::Path;
 
@@ -12,7 +13,8 @@ use url::Url;
 use crate::oci::Digest;
 use crate::registry::error::{Operation, RegistryError};
 use crate::registry::transfer::{BlobProgress, Direction, ProgressSink};
-use crate::registry::transport::{Call, CallBody, Endpoint, RetryPolicy, Transport};
+use crate::registry::retry::{RetryPolicy, Site};
+use crate::registry::transport::{Call, CallBody, Endpoint, Transport};
 
 /// What pushing one blob took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,21 @@ impl UploadPlan<'_> {
         )
     }
 
+    /// A request sent once: the session it belongs to is retried as a whole.
+    fn once(&self, operation: Operation, method: Method, url: Url) -> Call {
+        let mut call = self.call(operation, method, url);
+        call.retryable = false;
+        call
+    }
+
+    fn site(&self, operation: Operation) -> Site<'_> {
+        Site {
+            registry: &self.endpoint.name,
+            repository: self.repository,
+            operation,
+        }
+    }
+
     fn url(&self, path: &str, operation: Operation) -> Result<Url, RegistryError> {
         self.endpoint.repository_url(self.repository, path, operation)
     }
@@ -89,22 +106,14 @@ pub async fn push_blob(
     preferred: Option<&str>,
 ) -> Result<BlobPush, RegistryError> {
     let progress = &plan.progress.0;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        progress.started(Direction::Upload, blob.digest, blob.size);
-        match upload_session(transport, plan, blob, preferred).await {
-            Err(e) if e.is_retryable() && attempt <= plan.retry.retries => {
-                let delay = plan.retry.delay(attempt);
-                tracing::warn!(digest = %blob.digest, attempt, ?delay, error = %e, "upload failed, restarting");
-                tokio::time::sleep(delay).await;
-            }
-            other => {
-                progress.finished(Direction::Upload, blob.digest);
-                return other;
-            }
-        }
-    }
+    let result = transport
+        .retry(plan.site(Operation::StartUpload), |_| async {
+            progress.started(Direction::Upload, blob.digest, blob.size);
+            Ok(upload_session(transport, plan, blob, preferred).await?)
+        })
+        .await;
+    progress.finished(Direction::Upload, blob.digest);
+    result
 }
 
 /// Make a blob that is neither in the target ([`blob_exists`] said so) nor available locally
@@ -116,16 +125,20 @@ pub async fn place_remote_blob(
     digest: &Digest,
     preferred: Option<&str>,
 ) -> Result<Option<BlobPush>, RegistryError> {
-    for source in mount_sources(plan, preferred) {
-        match try_mount(transport, plan, digest, source).await? {
-            MountAnswer::Mounted => {
-                tracing::info!(%digest, from = %source, "blob mounted");
-                return Ok(Some(BlobPush::Mounted));
+    transport
+        .retry(plan.site(Operation::MountBlob), |_| async {
+            for source in mount_sources(plan, preferred) {
+                match try_mount(transport, plan, digest, source).await? {
+                    MountAnswer::Mounted => {
+                        tracing::info!(%digest, from = %source, "blob mounted");
+                        return Ok(Some(BlobPush::Mounted));
+                    }
+                    MountAnswer::Session(url) => cancel_session(transport, plan, url).await,
+                }
             }
-            MountAnswer::Session(url) => cancel_session(transport, plan, url).await,
-        }
-    }
-    Ok(None)
+            Ok(None)
+        })
+        .await
 }
 
 /// `HEAD /v2/<repo>/blobs/<digest>`: 200 means present, 404 absent.
@@ -206,7 +219,7 @@ async fn try_mount(
     url.query_pairs_mut()
         .append_pair("mount", digest.as_ref())
         .append_pair("from", source);
-    let call = plan.call(Operation::MountBlob, Method::POST, url);
+    let call = plan.once(Operation::MountBlob, Method::POST, url);
     let response = transport.send(&call).await?;
     match response.status() {
         StatusCode::CREATED => Ok(MountAnswer::Mounted),
@@ -217,7 +230,7 @@ async fn try_mount(
 
 /// Best-effort `DELETE` of an unused upload session (the registry expires it anyway).
 async fn cancel_session(transport: &Transport, plan: &UploadPlan<'_>, url: Url) {
-    let call = plan.call(Operation::StartUpload, Method::DELETE, url);
+    let call = plan.once(Operation::StartUpload, Method::DELETE, url);
     if let Err(e) = transport.send(&call).await {
         tracing::debug!(error = %e, "cancelling an unused upload session failed");
     }
@@ -225,7 +238,7 @@ async fn cancel_session(transport: &Transport, plan: &UploadPlan<'_>, url: Url) 
 
 async fn start_upload(transport: &Transport, plan: &UploadPlan<'_>) -> Result<Url, RegistryError> {
     let url = plan.url("blobs/uploads/", Operation::StartUpload)?;
-    let call = plan.call(Operation::StartUpload, Method::POST, url);
+    let call = plan.once(Operation::StartUpload, Method::POST, url);
     let response = transport.send(&call).await?;
     if response.status() != StatusCode::ACCEPTED {
         return Err(call.status_error(response).await);
@@ -243,8 +256,7 @@ async fn patch_chunks(
     let mut offset = 0;
     while offset < blob.size {
         let len = plan.chunk_size.min(blob.size - offset);
-        let mut call = plan.call(Operation::UploadChunk, Method::PATCH, location.clone());
-        call.retryable = false;
+        let mut call = plan.once(Operation::UploadChunk, Method::PATCH, location.clone());
         call.headers
             .push((CONTENT_TYPE.as_str(), "application/octet-stream".to_owned()));
         call.headers
@@ -274,8 +286,7 @@ async fn finish(
 ) -> Result<(), RegistryError> {
     url.query_pairs_mut()
         .append_pair("digest", blob.digest.as_ref());
-    let mut call = plan.call(Operation::FinishUpload, Method::PUT, url);
-    call.retryable = false;
+    let mut call = plan.once(Operation::FinishUpload, Method::PUT, url);
     if blob.size <= plan.chunk_size {
         call.headers
             .push((CONTENT_TYPE.as_str(), "application/octet-stream".to_owned()));

@@ -13,6 +13,7 @@ use rbuild_builder::sandbox::{cancel_on_signals, Sandbox};
 use rbuild_cache::push_record::PushRecord;
 use rbuild_cache::reference::Reference;
 use rbuild_cache::remote_cache::RemoteCache;
+use rbuild_cache::state::{sweep_dead, sweep_dead_secrets, ProcessLock};
 use rbuild_cache::registry::manifest::ManifestKind;
 use rbuild_cache::registry::{ImageToPush, RawManifest, RegistryClient};
 use rbuild_cache::store::BlobStore;
@@ -71,7 +72,18 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>) ->
     let mut client = RegistryClient::new(args.registry.to_config())?;
     client.set_progress(tally.clone());
     let client = Arc::new(client);
+    // SIGINT/SIGTERM cancel RUNs and every registry request in flight.
+    let cancel = cancel_on_signals().context("installing signal handlers")?;
+    cancel.on_cancel({
+        let client = client.clone();
+        move || client.cancel()
+    });
     let store = BlobStore::open(s.cache_dir.join("store"))?;
+    // Claim this process's work files; remove what killed builds left (their work dirs
+    // and half-written store files).
+    let _owner = ProcessLock::acquire(&s.cache_dir)?;
+    sweep_dead(&s.cache_dir, store.root());
+    sweep_dead_secrets(std::path::Path::new("/dev/shm"));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     display.phase("resolving base images");
     // Base tags are re-resolved on every build; their layers are fetched only if a step misses.
@@ -86,7 +98,7 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>) ->
     // What this state pushed to each destination before (read once: the cache's local
     // entries and the push both use it).
     let recorded: Vec<BTreeSet<String>> = if pushing { s.destinations.iter().map(|(repo, _)| pushed.known(repo)).collect() } else { Vec::new() };
-    let work = tempfile::Builder::new().prefix("build-").tempdir_in(&s.cache_dir).context("creating the work directory")?;
+    let work = tempfile::Builder::new().prefix(&ProcessLock::build_dir_prefix()).tempdir_in(&s.cache_dir).context("creating the work directory")?;
     let cache = s.cache.as_ref().map(|c| CacheSettings {
         cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl).with_local_entries(s.cache_dir.join("entries"), store.clone(), in_every(&recorded)),
         mode: c.mode,
@@ -118,7 +130,7 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>) ->
         identity: s.identity,
         created: s.created.clone(),
         progress: &log,
-        cancel: cancel_on_signals().context("installing signal handlers")?,
+        cancel,
         remote: Some(&remote),
         cache_mounts: s.cache_dir.join("mounts"),
         secrets: s.secrets.clone(),

@@ -7,6 +7,10 @@
 //!   cross-repository-mounted blobs
 //! - `auth`: every registry variant, wrong password, identity token, TLS trust
 //! - `failures`: registry down, unknown manifest and repository
+//! - `faults`: a fault-injecting proxy in front of the registry: statuses, 429 + Retry-After,
+//!   cut answers and uploads, flipped bytes, stalls, on manifests, configs, layers, uploads
+//! - `liveness`: a registry that never answers, SIGTERM during a stall, the build child dying
+//!   with its parent (issue 16)
 //! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
 //!   commit-suffixed and latest tags, failures
 //! - `differential`: the `testdata/build/diff-*` Dockerfiles built by rbuild and by buildah,
@@ -36,6 +40,7 @@
 //! - `multiplatform`: `--platform linux/amd64,linux/arm64` (arm64 RUN emulated) pushing one
 //!   index under both tags, a fresh-pod rebuild from the cache, the Argo fan-out + merge
 //!   scripts giving the same index, the no-emulator error
+//! - `root_devices`: a root build's RUN cannot use device nodes a base layer carries (issue 16)
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -50,11 +55,14 @@ mod failures;
 mod manifest_rules;
 mod manifests;
 mod multiplatform;
+mod faults;
+mod liveness;
 mod outputs;
 mod pipeline;
 mod pipeline_pods;
 mod pods;
 mod pull;
 mod push;
+mod root_devices;
 mod run_steps;
 mod support;

@@ -19,7 +19,9 @@ use crate::executor::context::has_wildcard;
 use crate::image::ImageConfig;
 use crate::layer::ownership::{OwnerRecord, OWNER_XATTR};
 use crate::layer::root_path::{Escape, MissingDirs, RootDir};
-use crate::layer::unpack::{unpack_layer, UnpackOptions};
+use crate::layer::exclusions::Exclusions;
+use crate::layer::unpack::UnpackOptions;
+use crate::layer::verify::unpack_verified;
 use crate::sandbox::resolve_user;
 
 /// Owner and mode of copied files: `--chown`/`--chmod`, else from the source.
@@ -143,8 +145,8 @@ fn from_root_dir(from: &str, ctx: &StepContext<'_>) -> Result<FromRoot, Instruct
             .map_err(|source| InstructionError::FromImageFetch { image: from.into(), source: Box::new(source) })?;
     }
     for layer in &image.layers {
-        let blob = fs::File::open(&layer.blob).map_err(InstructionError::io("open", &layer.blob))?;
-        unpack_layer(&root, layer.descriptor.codec, std::io::BufReader::new(blob), &opts)
+        let d = &layer.descriptor;
+        unpack_verified(&root, &layer.blob, (d.codec, d.digest.digest(), d.diff_id.digest()), &opts, &Exclusions::none())
             .map_err(|source| InstructionError::FromImage { image: from.into(), source: Box::new(source) })?;
     }
     Ok(FromRoot::Image(dir))

@@ -131,8 +131,31 @@ pub(super) struct RunMounts {
     /// Secret environment variables (never logged).
     pub env: Vec<(String, String)>,
     _scratch: Option<tempfile::TempDir>,
+    /// Secret files, on a tmpfs (never on disk).
+    _secrets: Option<tempfile::TempDir>,
     _locks: Vec<File>,
 }
+
+/// Where secret files live: memory only. A private directory on the `/dev/shm` tmpfs, named
+/// after this process (`rbuild-secrets-<pid>-…`) so that the next start removes what a killed
+/// build left (`rbuild_cache::state::sweep_dead_secrets`); removed when the RUN ends.
+fn secret_dir() -> Result<tempfile::TempDir, InstructionError> {
+    let shm = Path::new(SECRET_TMPFS);
+    let on_tmpfs = rustix::fs::statfs(shm).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC);
+    if !on_tmpfs {
+        return Err(InstructionError::Mount { detail: format!("secrets are kept in memory only, but {SECRET_TMPFS} is not a tmpfs here") });
+    }
+    tempfile::Builder::new()
+        .prefix(&rbuild_cache::state::secret_dir_prefix())
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir_in(shm)
+        .map_err(InstructionError::io("create a secret directory in", shm))
+}
+
+/// The tmpfs secret files are written to.
+const SECRET_TMPFS: &str = "/dev/shm";
+/// `statfs` type of a tmpfs.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 impl std::fmt::Debug for RunMounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -181,7 +204,11 @@ pub(super) fn prepare(mounts: &[Mount], config: &ImageConfig, ctx: &StepContext<
                     out.env.push((var, String::from_utf8_lossy(value.expose()).into_owned()));
                 }
                 if let Some(target) = file {
-                    let host = scratch.path().join(format!("secret-{i}"));
+                    if out._secrets.is_none() {
+                        out._secrets = Some(secret_dir()?);
+                    }
+                    let dir = out._secrets.as_ref().map_or(scratch.path(), |d| d.path());
+                    let host = dir.join(format!("secret-{i}"));
                     fs::write(&host, value.expose()).map_err(InstructionError::io("write", &host))?;
                     set_attrs(ctx.exec.identity, &host, attrs)?;
                     out.mounts.push(ExtraMount { source: MountSource::Bind(host), target: target.into(), readonly: true });

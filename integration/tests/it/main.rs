@@ -29,6 +29,8 @@
 //!   rules (CronWorkflow schedules and parameter values, references, declared variables)
 //! - `deploy_profiles`: the templates per pod profile differ from `rbuild-ci` only in the build
 //!   pod's settings, meet their Pod Security level, write outputs to volumes; README table
+//! - `uploads`: a cache-filling build uploads each new layer once (counting proxy, access
+//!   log), mounting it into its other tags' repositories and the cache repository
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -48,3 +50,4 @@ mod pull;
 mod push;
 mod run_steps;
 mod support;
+mod uploads;

@@ -93,7 +93,7 @@ fn hits(out: &Output) -> Vec<bool> {
 
 /// The cache tag (`sha256-…`) of each step, in order.
 fn key_tags(out: &Output) -> Vec<String> {
-    let key = |l: &str| l.split(" key ").nth(1)?.split_whitespace().next().map(|k| k.replacen(':', "-", 1));
+    let key = |l: String| l.split(" key ").nth(1)?.split_whitespace().next().map(|k| k.replacen(':', "-", 1));
     explained(out).filter_map(key).collect()
 }
 

@@ -254,12 +254,29 @@ impl RemoteCache {
         layer: Option<&Descriptor>,
         extra_tags: &[String],
     ) -> Result<PushReport, RegistryError> {
+        self.put_mounting(store, meta, layer, extra_tags, None).await
+    }
+
+    /// [`RemoteCache::put`] for a layer already uploaded to `layer_source` (a repository of
+    /// the cache's registry): the layer is mounted from there, not uploaded again (it is
+    /// uploaded only if the mount is refused).
+    pub async fn put_mounting(
+        &self,
+        store: &BlobStore,
+        meta: &EntryMeta,
+        layer: Option<&Descriptor>,
+        extra_tags: &[String],
+        layer_source: Option<&str>,
+    ) -> Result<PushReport, RegistryError> {
         // Invariant: EntryMeta holds only strings, integers and JSON values.
         let meta_bytes = serde_json::to_vec(meta).expect("entry meta serialises");
         let stored = store.put_bytes(&meta_bytes)?;
         let manifest = entry_manifest(&meta_bytes, &stored.digest, layer, &meta.key);
         let raw = RawManifest::new(manifest, ManifestKind::OciManifest);
-        let image = ImageToPush::from_manifest(raw.clone(), &self.repository)?;
+        let mut image = ImageToPush::from_manifest(raw.clone(), &self.repository)?;
+        if let (Some(layer), Some(source)) = (layer, layer_source) {
+            image.add_source(layer.digest(), source);
+        }
         let mut tags = vec![meta.key.tag()];
         tags.extend(extra_tags.iter().cloned());
         let report = self.client.push_image(store, &self.repository, &tags, &image, &[]).await?;

@@ -100,11 +100,12 @@ pub fn run_stage(
             ..History::default()
         });
         let size = layer.as_ref().map(|l| l.descriptor.size);
-        if let Some(c) = setup.cache {
-            cache::record_miss(exec, c, i, &config, layer.as_ref());
-        }
+        // The upload first: the cache entry's write mounts the layer from where it went.
         if let (Some(remote), Some(layer)) = (uploads_layers, &layer) {
             remote.spawn_layer_upload(exec.store, layer);
+        }
+        if let Some(c) = setup.cache {
+            cache::record_miss(exec, c, i, &config, layer.as_ref());
         }
         let layer_digest = layer.as_ref().map(|l| l.descriptor.digest.digest().clone());
         layers.extend(layer);

@@ -41,6 +41,8 @@
 //!   index under both tags, a fresh-pod rebuild from the cache, the Argo fan-out + merge
 //!   scripts giving the same index, the no-emulator error
 //! - `root_devices`: a root build's RUN cannot use device nodes a base layer carries (issue 16)
+//! - `uploads`: a cache-filling build uploads each new layer once (counting proxy, access
+//!   log), mounting it into its other tags' repositories and the cache repository
 //! - `cli`: `rbuild pull` / `rbuild inspect` through the real binary, `config.json`, helpers
 
 mod auth;
@@ -66,3 +68,4 @@ mod push;
 mod root_devices;
 mod run_steps;
 mod support;
+mod uploads;

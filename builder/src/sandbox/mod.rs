@@ -195,7 +195,7 @@ pub fn cancel_on_signals() -> Result<CancelToken, std::io::Error> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let token = CancelToken::new();
     for sig in [SIGINT, SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&token.flag))?;
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&token.flag))?;
         signal_hook::flag::register(sig, Arc::clone(&token.flag))?;
     }
     Ok(token)

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::oci::Digest;
 use crate::registry::auth::AuthError;
+use crate::registry::diagnosis::TransportFailure;
 use crate::store::StoreError;
 
 /// What the client was doing when something failed.
@@ -116,8 +117,9 @@ pub enum RegistryError {
         /// The registry's error codes and messages.
         message: RegistryMessage,
     },
-    /// The registry could not be reached (after all retries).
-    #[error("{operation} {registry}/{repository} failed after {attempts} attempt(s): cannot reach registry")]
+    /// The registry could not be reached (after all retries, or at once when retrying cannot
+    /// help); the message names the kind of failure and the flag that fixes it.
+    #[error("{operation} {registry}/{repository} failed after {attempts} attempt(s): cannot reach registry: {}: {}", TransportFailure::of(.source), TransportFailure::of(.source).explain(.registry))]
     Unreachable {
         /// Registry host.
         registry: String,
@@ -263,7 +265,10 @@ impl RegistryError {
     pub fn is_retryable(&self) -> bool {
         match self {
             RegistryError::Status { status, .. } => *status == 429 || *status >= 500,
-            RegistryError::Unreachable { .. } | RegistryError::Download { .. } => true,
+            RegistryError::Unreachable { source, .. } => {
+                TransportFailure::of(source).is_transient()
+            }
+            RegistryError::Download { .. } => true,
             _ => false,
         }
     }

@@ -3,6 +3,7 @@
 //! [`pull`] and [`push`].
 
 pub mod auth;
+pub mod diagnosis;
 pub mod error;
 pub mod manifest;
 pub mod pull;
@@ -17,7 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use auth::{AuthConfig, Credential, CredentialStore, Secret};
+pub use auth::{AuthConfig, Credential, CredentialSource, CredentialStore, Secret};
+pub use diagnosis::TransportFailure;
 pub use error::{Operation, RegistryError, RegistryMessage};
 pub use manifest::{Manifest, ManifestKind, RawManifest};
 pub use pull::{PulledImage, ResolvedImage};

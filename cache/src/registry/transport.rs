@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::registry::auth::{Challenge, Credential, CredentialStore, Secret};
+use crate::registry::diagnosis::TransportFailure;
 use crate::registry::error::{Operation, RegistryError, RegistryMessage};
 use crate::registry::token_cache::{TokenCache, TokenKey};
 use crate::registry::transfer::BlobProgress;
@@ -240,7 +241,7 @@ impl Transport {
             let may_retry = call.retryable && attempt <= self.retry.retries;
             match self.http_for(&call.endpoint.name).execute(request).await {
                 Err(source) => {
-                    if may_retry && !source.is_builder() {
+                    if may_retry && !source.is_builder() && TransportFailure::of(&source).is_transient() {
                         let delay = self.retry.delay(attempt);
                         tracing::warn!(registry = %call.endpoint.name, operation = %call.operation, attempt, ?delay, error = %source, "registry unreachable, retrying");
                         tokio::time::sleep(delay).await;

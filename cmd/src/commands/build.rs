@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use rbuild_builder::executor::{resolve_bases, BaseSet, BuildContext, CacheSettings, Executor, Remote, SandboxChoice, StageRoots, StepCacheReport};
+use rbuild_builder::executor::{resolve_bases, BaseSet, BuildContext, CacheSettings, ExecuteError, Executor, Remote, SandboxChoice, StageRoots, StepCacheReport};
 use rbuild_builder::frontend::load_plan;
 use rbuild_builder::image::assemble;
 use rbuild_builder::plan::UnresolvedBases;
-use rbuild_builder::sandbox::{cancel_on_signals, Sandbox};
+use rbuild_builder::sandbox::{cancel_on_signals, CancelToken, Sandbox};
 use rbuild_cache::push_record::PushRecord;
 use rbuild_cache::reference::Reference;
 use rbuild_cache::remote_cache::RemoteCache;
@@ -19,14 +19,35 @@ use rbuild_cache::store::BlobStore;
 
 use crate::cli::BuildArgs;
 use crate::outputs::write_outputs;
-use crate::progress::{self, BuildSummary, StepLog, TransferTally};
+use crate::exit;
+use crate::progress::{self, BuildSummary, Failure, StepLog, TransferTally};
 use crate::settings;
 
-/// Run `rbuild build`.
+/// Run `rbuild build`. SIGINT and SIGTERM cancel it (checked between phases and steps); a
+/// failure is shown by the display (a failed step with its last output lines; the `error`
+/// event of `--progress json`) before `main` prints the error chain.
 pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
+    let cancel = cancel_on_signals().context("installing signal handlers")?;
+    let display = progress::display(args.progress).map_err(exit::usage)?;
+    let log = StepLog::new(display.clone());
+    let result = build(args, &display, &log, &cancel);
+    if let Err(err) = &result {
+        display.failed(&Failure::new(err, log.failed_step(), &settings::sources(&args.dockerfile).dockerfile));
+    }
+    result
+}
+
+/// Stops between phases once a signal cancelled the build.
+fn check(cancel: &CancelToken) -> anyhow::Result<()> {
+    if cancel.is_cancelled() {
+        return Err(ExecuteError::Cancelled.into());
+    }
+    Ok(())
+}
+
+fn build(args: &BuildArgs, display: &Arc<dyn progress::Display>, log: &StepLog, cancel: &CancelToken) -> anyhow::Result<()> {
     let started = Instant::now();
-    let s = settings::build_settings(args)?;
-    let display = progress::display(args.progress)?;
+    let s = settings::build_settings(args).map_err(exit::usage)?;
     // With a cache, the `auto` probe (a trial sandbox, tens of ms) runs on its own thread: it
     // overlaps base resolution and cache lookups, and a fully cached build never waits for
     // it. Otherwise it runs here, so a build that cannot isolate RUN fails before any network
@@ -49,9 +70,14 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     display.phase("resolving base images");
     // Base tags are re-resolved on every build; their layers are fetched only if a step misses.
     let bases = runtime.block_on(resolve_bases(&client, &store, &first))?;
+    check(cancel)?;
     let plan = load_plan(&s.dockerfile, &request, &bases)?;
     for w in &plan.warnings {
-        display.warning(&format!("line {}: {}", w.line, w.message));
+        // Line 0: about the whole build (an unused --build-arg), not a Dockerfile line.
+        match w.line {
+            0 => display.warning(&w.message),
+            line => display.warning(&format!("{}:{line}: {}", s.dockerfile.display(), w.message)),
+        }
     }
     let context = BuildContext::open(&s.context, &s.dockerfile)?;
     let pushed = PushRecord::new(s.cache_dir.join("pushed"));
@@ -80,7 +106,6 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
             (SandboxChoice::ready(sandbox_for(chosen.mode)), crate::isolation_args::stage_roots(chosen.mode, &keep)?)
         }
     };
-    let log = StepLog::new(display.clone());
     let executor = Executor {
         context: &context,
         store: &store,
@@ -89,14 +114,15 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         sandbox,
         identity: s.identity,
         created: s.created.clone(),
-        progress: &log,
-        cancel: cancel_on_signals().context("installing signal handlers")?,
+        progress: log,
+        cancel: cancel.clone(),
         remote: Some(&remote),
         cache_mounts: s.cache_dir.join("mounts"),
         secrets: s.secrets.clone(),
         roots,
     };
     let mut built = executor.execute(&plan, &bases)?;
+    check(cancel)?;
     if s.cache.as_ref().is_some_and(|c| c.explain) {
         explain(&built.cache);
     }
@@ -118,6 +144,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         let kind = ManifestKind::from_media_type(image.manifest.media_type().as_ref()).context("manifest media type")?;
         let raw = RawManifest::new(image.manifest_json.clone(), kind);
         for ((repo, tags), recorded) in s.destinations.iter().zip(&recorded) {
+            check(cancel)?;
             display.phase(&format!("pushing {}/{} ({})", repo.registry(), repo.repository(), tags.join(", ")));
             let mut to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
             let image_blobs = to_push.blobs.clone();

@@ -19,10 +19,11 @@ RUN cargo build --release --locked -p rbuild \
  && mkdir -p /out/home/rbuild/.docker /out/home/rbuild/.cache /out/workspace
 
 FROM ${RUNTIME_IMAGE}
-# newuidmap/newgidmap give RUN the full 65536-id map; CA certificates for HTTPS registries.
+# newuidmap/newgidmap give RUN the full 65536-id map; CA certificates for HTTPS registries;
+# git for `--commit-suffix auto`, which refuses a context it cannot prove clean.
 # APT::Sandbox::User=root: apt must not switch to _apt, which a single-id user namespace lacks.
 RUN apt-get -o APT::Sandbox::User=root update \
- && DEBIAN_FRONTEND=noninteractive apt-get -o APT::Sandbox::User=root install -y --no-install-recommends uidmap ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get -o APT::Sandbox::User=root install -y --no-install-recommends uidmap ca-certificates git \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 # User 1000 with a subordinate id range (written directly: no useradd, no chown in RUN).
 # /etc/rbuild/own-image marks this image as rbuild's own: `--isolation container`

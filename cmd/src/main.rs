@@ -10,6 +10,7 @@ mod progress;
 mod isolation_args;
 mod registry_args;
 mod settings;
+mod size;
 
 use clap::Parser;
 use cli::{Cli, Command};

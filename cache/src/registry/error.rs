@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::oci::Digest;
-use crate::registry::auth::AuthError;
+use crate::registry::auth::{AuthError, CredentialSource};
 use crate::registry::diagnosis::TransportFailure;
 use crate::store::StoreError;
 
@@ -116,6 +116,24 @@ pub enum RegistryError {
         status: u16,
         /// The registry's error codes and messages.
         message: RegistryMessage,
+    },
+    /// The push access check was refused (401 or 403): names where the credentials came
+    /// from and what to do.
+    #[error(
+        "push access to {registry}/{repository} denied: HTTP {status}{message}; credentials: {credentials}; {}",
+        denied_hint(.registry, .repository, *.status, .credentials)
+    )]
+    AccessDenied {
+        /// Registry host.
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// 401 or 403.
+        status: u16,
+        /// The registry's error codes and messages.
+        message: RegistryMessage,
+        /// Where the credentials presented came from.
+        credentials: CredentialSource,
     },
     /// The registry could not be reached (after all retries, or at once when retrying cannot
     /// help); the message names the kind of failure and the flag that fixes it.
@@ -250,6 +268,15 @@ pub enum RegistryError {
         /// The header value.
         location: String,
     },
+}
+
+/// What to do about a refused push.
+fn denied_hint(registry: &str, repository: &str, status: u16, credentials: &CredentialSource) -> String {
+    match (credentials.found(), status) {
+        (false, _) => format!("log in with `docker login {registry}` (rbuild reads $DOCKER_CONFIG/config.json, else ~/.docker/config.json)"),
+        (true, 401) => format!("the registry rejected them: check the user name and password (`docker login {registry}` writes new ones)"),
+        (true, _) => format!("they are valid but may not push to {repository}: ask for push rights, or push to a repository they may write"),
+    }
 }
 
 impl RegistryError {

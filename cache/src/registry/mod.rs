@@ -2,6 +2,7 @@
 //! [`token_cache`], [`transport`] (HTTP, retries, challenge flow), [`manifest`], [`upload`],
 //! [`pull`] and [`push`].
 
+pub mod access;
 pub mod auth;
 pub mod diagnosis;
 pub mod error;

@@ -68,8 +68,13 @@ fn build(args: &BuildArgs, display: &Arc<dyn progress::Display>, log: &StepLog, 
     let store = BlobStore::open(s.cache_dir.join("store"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     display.phase("resolving base images");
+    // Push access to every repository this build writes is checked while the bases resolve:
+    // wrong credentials fail here, before any step runs, not at the push.
+    let access = runtime.spawn(check_push_access(client.clone(), write_targets(&s)));
     // Base tags are re-resolved on every build; their layers are fetched only if a step misses.
-    let bases = runtime.block_on(resolve_bases(&client, &store, &first))?;
+    let bases = runtime.block_on(resolve_bases(&client, &store, &first));
+    runtime.block_on(access).context("the push access check stopped")??;
+    let bases = bases?;
     check(cancel)?;
     let plan = load_plan(&s.dockerfile, &request, &bases)?;
     for w in &plan.warnings {
@@ -199,6 +204,22 @@ fn build(args: &BuildArgs, display: &Arc<dyn progress::Display>, log: &StepLog, 
         display.warning(&format!("cannot remove the work directory: {e}"));
     }
     display.summary(&summary);
+    Ok(())
+}
+
+/// The repositories a build writes: its destinations (unless it pushes no image) and the
+/// cache repository.
+fn write_targets(s: &settings::BuildSettings) -> Vec<Reference> {
+    let mut targets: Vec<Reference> = if s.no_push || s.cache_only { Vec::new() } else { s.destinations.iter().map(|(repo, _)| repo.clone()).collect() };
+    targets.extend(s.cache.iter().map(|c| c.repository.clone()));
+    targets
+}
+
+/// Kaniko's push-permission check for each of `targets`, one after the other.
+async fn check_push_access(client: Arc<RegistryClient>, targets: Vec<Reference>) -> Result<(), rbuild_cache::registry::RegistryError> {
+    for target in &targets {
+        client.check_push_access(target).await?;
+    }
     Ok(())
 }
 

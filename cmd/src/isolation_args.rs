@@ -42,7 +42,7 @@ impl IsolationArgs {
         self.isolation == IsolationArg::Auto && !self.force && !Path::new(OWN_IMAGE_MARKER).is_file()
     }
 
-    /// Picks the isolation (probing for `auto`) and prints which and why on stderr.
+    /// Picks the isolation (probing for `auto`); [`describe`] says which and why.
     pub fn resolve(&self) -> anyhow::Result<Chosen> {
         let request = match self.isolation {
             IsolationArg::Auto => IsolationRequest::Auto,
@@ -51,15 +51,19 @@ impl IsolationArgs {
             IsolationArg::Container => IsolationRequest::Mode(IsolationMode::Container),
         };
         let marker = Path::new(OWN_IMAGE_MARKER);
-        let chosen = choose(request, marker.is_file(), self.force, marker, Probed::probe)?;
-        let name = match chosen.mode {
-            IsolationMode::UserNs => "userns",
-            IsolationMode::Chroot => "chroot",
-            IsolationMode::Container => "container",
-        };
-        eprintln!("isolation: {name} ({})", chosen.reason);
-        Ok(chosen)
+        Ok(choose(request, marker.is_file(), self.force, marker, Probed::probe)?)
     }
+}
+
+/// The `isolation: <mode> (<reason>)` line `rbuild build` prints once the steps are done
+/// (one fixed place, whether the choice was made first or probed alongside the build).
+pub fn describe(chosen: &Chosen) -> String {
+    let name = match chosen.mode {
+        IsolationMode::UserNs => "userns",
+        IsolationMode::Chroot => "chroot",
+        IsolationMode::Container => "container",
+    };
+    format!("isolation: {name} ({})", chosen.reason)
 }
 
 /// Stage roots for `mode`: in place in `/` under container isolation, sparing `keep`

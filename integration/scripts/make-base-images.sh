@@ -8,4 +8,9 @@ set -euo pipefail
 [ -x /bin/busybox ] || { [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y busybox-static >/dev/null; }
 [ -x /bin/busybox ] || { echo "make-base-images.sh: /bin/busybox missing: apt-get install -y busybox-static" >&2; exit 1; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# RBUILD_FIXTURE: a prebuilt rbuild-fixture (scripts/main-job.sh builds it with rbuild, in one
+# compile); else cargo builds and runs it.
+if [ -n "${RBUILD_FIXTURE:-}" ]; then
+  exec "$RBUILD_FIXTURE" base-images "$@"
+fi
 cargo run --quiet --manifest-path "$root/Cargo.toml" -p rbuild-integration --bin rbuild-fixture -- base-images "$@"

@@ -47,26 +47,8 @@ impl TransportFailure {
         while let Some(e) = cause {
             // hyper-util names resolver failures only by this context message.
             dns |= e.to_string() == "dns error";
-            if let Some(kind) = e.downcast_ref::<rustls::Error>().and_then(tls_kind) {
+            if let Some(kind) = Self::of_error(e, dns, 0) {
                 return kind;
-            }
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                // An io::Error's source() skips the error it wraps: look at it directly.
-                if let Some(kind) = io
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                    .and_then(tls_kind)
-                {
-                    return kind;
-                }
-                match io.kind() {
-                    std::io::ErrorKind::ConnectionRefused => return Self::Refused,
-                    std::io::ErrorKind::TimedOut => return Self::Timeout,
-                    _ if dns && io.to_string().contains("Temporary failure") => {
-                        return Self::DnsTemporary
-                    }
-                    _ => {}
-                }
             }
             cause = e.source();
         }
@@ -74,6 +56,31 @@ impl TransportFailure {
             Self::Dns
         } else {
             Self::Other
+        }
+    }
+
+    /// One error of the chain. An `io::Error` is looked through, nested ones too: its
+    /// `source()` skips the error it wraps (the TLS connector wraps tokio-rustls' `io::Error`,
+    /// which wraps rustls' error, in another `io::Error`).
+    fn of_error(e: &(dyn StdError + 'static), dns: bool, depth: u8) -> Option<Self> {
+        if depth > 4 {
+            return None;
+        }
+        if let Some(kind) = e.downcast_ref::<rustls::Error>().and_then(tls_kind) {
+            return Some(kind);
+        }
+        let io = e.downcast_ref::<std::io::Error>()?;
+        if let Some(kind) = io
+            .get_ref()
+            .and_then(|inner| Self::of_error(inner, dns, depth + 1))
+        {
+            return Some(kind);
+        }
+        match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => Some(Self::Refused),
+            std::io::ErrorKind::TimedOut => Some(Self::Timeout),
+            _ if dns && io.to_string().contains("Temporary failure") => Some(Self::DnsTemporary),
+            _ => None,
         }
     }
 
@@ -223,6 +230,18 @@ mod tests {
         TransportFailure::Timeout,
         true,
         "in time"
+    )]
+    #[case::nested_io(
+        Context(
+            "client error (Connect)",
+            Box::new(io::Error::other(io::Error::new(
+                io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+            )))
+        ),
+        TransportFailure::UnknownAuthority,
+        false,
+        "--registry-certificate"
     )]
     #[case::reset(
         Context(

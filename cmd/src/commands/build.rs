@@ -20,6 +20,7 @@ use rbuild_cache::store::BlobStore;
 use crate::cli::BuildArgs;
 use crate::outputs::write_outputs;
 use crate::exit;
+use crate::isolation_args::describe;
 use crate::progress::{self, BuildSummary, Failure, StepLog, TransferTally};
 use crate::settings;
 
@@ -53,11 +54,18 @@ fn build(args: &BuildArgs, display: &Arc<dyn progress::Display>, log: &StepLog, 
     // it. Otherwise it runs here, so a build that cannot isolate RUN fails before any network
     // work; so does an explicit mode (which probes nothing) or container isolation in reach
     // (which decides where stage roots live).
+    let isolation_line = Arc::new(std::sync::OnceLock::new());
     let isolation = if args.isolation.deferrable() && s.cache.is_some() {
-        let isolation_args = args.isolation.clone();
-        Isolation::Probing(std::thread::spawn(move || isolation_args.resolve().map(|c| sandbox_for(c.mode)).map_err(|e| format!("{e:#}"))))
+        let (isolation_args, line) = (args.isolation.clone(), isolation_line.clone());
+        Isolation::Probing(std::thread::spawn(move || {
+            let chosen = isolation_args.resolve().map_err(|e| format!("{e:#}"))?;
+            let _ = line.set(describe(&chosen));
+            Ok(sandbox_for(chosen.mode))
+        }))
     } else {
-        Isolation::Chosen(args.isolation.resolve()?)
+        let chosen = args.isolation.resolve()?;
+        let _ = isolation_line.set(describe(&chosen));
+        Isolation::Chosen(chosen)
     };
     let request = settings::plan_request(&args.dockerfile)?;
     let first = load_plan(&s.dockerfile, &request, &UnresolvedBases)?;
@@ -126,7 +134,13 @@ fn build(args: &BuildArgs, display: &Arc<dyn progress::Display>, log: &StepLog, 
         secrets: s.secrets.clone(),
         roots,
     };
-    let mut built = executor.execute(&plan, &bases)?;
+    let built = executor.execute(&plan, &bases);
+    // The probe (if any) is joined here: the isolation line always comes after the steps.
+    drop(executor);
+    if let Some(line) = isolation_line.get() {
+        display.phase(line);
+    }
+    let mut built = built?;
     check(cancel)?;
     if s.cache.as_ref().is_some_and(|c| c.explain) {
         explain(&built.cache);

@@ -7,6 +7,9 @@
 //!   cross-repository-mounted blobs
 //! - `auth`: every registry variant, wrong password, identity token, TLS trust
 //! - `failures`: registry down, unknown manifest and repository
+//! - `diagnostics` (issue 18): TLS/HTTP and CA hints, credential errors before any step, a
+//!   failed RUN's output in every progress mode, exit codes 130/143, `--cache-only` into a new
+//!   cache repository, `--commit-suffix auto` on a dirty tree
 //! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
 //!   commit-suffixed and latest tags, failures
 //! - `differential`: the `testdata/build/diff-*` Dockerfiles built by rbuild and by buildah,
@@ -32,6 +35,7 @@ mod cache;
 mod cli;
 mod container;
 mod copy_add;
+mod diagnostics;
 mod differential;
 mod failures;
 mod outputs;

@@ -221,11 +221,14 @@ fn build(args: &BuildArgs, display: &Arc<dyn progress::Display>, log: &StepLog, 
     Ok(())
 }
 
-/// The repositories a build writes: its destinations (unless it pushes no image) and the
-/// cache repository.
+/// The repositories whose push access is checked: the destinations (unless the build pushes
+/// no image) and the cache repository when no destination is on its registry. Credentials
+/// are per registry, so a destination there covers them; a cache write refused later is a
+/// warning, not a failed build, and a warm rebuild then asks the cache repository nothing.
 fn write_targets(s: &settings::BuildSettings) -> Vec<Reference> {
     let mut targets: Vec<Reference> = if s.no_push || s.cache_only { Vec::new() } else { s.destinations.iter().map(|(repo, _)| repo.clone()).collect() };
-    targets.extend(s.cache.iter().map(|c| c.repository.clone()));
+    let cache = s.cache.iter().map(|c| c.repository.clone()).filter(|c| targets.iter().all(|t| t.registry() != c.registry()));
+    targets.extend(cache.collect::<Vec<_>>());
     targets
 }
 

@@ -325,7 +325,9 @@ async fn warm_rebuild_answers_from_the_local_entry_index_while_its_layers_are_lo
     let build = |image: &str| c.build_in_state(&state, image);
     let first = build("cache/warm:v1");
     assert_eq!(hits(&first), ALL_MISS);
-    assert_eq!(std::fs::read_dir(state.join("entries")).unwrap().count(), 7, "every written entry is kept locally");
+    // One index per cache repository (issue 18): `entries/<registry>/<repository>/`.
+    let index = state.join("entries").join(&c.cache_repo);
+    assert_eq!(std::fs::read_dir(&index).unwrap().count(), 7, "every written entry is kept locally");
     // A request after the first build's last one: everything before it is in the log.
     c.tags();
     let mark = c.h.ctx.registry.log().len();

@@ -19,13 +19,14 @@ RUN cargo build --release --locked -p rbuild \
  && mkdir -p /out/home/rbuild/.docker /out/home/rbuild/.cache /out/workspace
 
 FROM ${RUNTIME_IMAGE}
-# newuidmap/newgidmap give RUN the full 65536-id map; CA certificates for HTTPS registries.
+# newuidmap/newgidmap give RUN the full 65536-id map; CA certificates for HTTPS registries;
+# git for `--commit-suffix auto`, which refuses a context it cannot prove clean.
 # APT::Sandbox::User=root: apt must not switch to _apt, which a single-id user namespace lacks.
 # As in BuildKit's rootless image the helpers carry file capabilities instead of the setuid
 # bit: a setuid-root newuidmap is not the owner of the user namespace it maps and fails in
 # pods without CAP_SYS_ADMIN ("write to uid_map failed"), one with cap_setuid+ep works.
 RUN apt-get -o APT::Sandbox::User=root update \
- && DEBIAN_FRONTEND=noninteractive apt-get -o APT::Sandbox::User=root install -y --no-install-recommends uidmap ca-certificates libcap2-bin \
+ && DEBIAN_FRONTEND=noninteractive apt-get -o APT::Sandbox::User=root install -y --no-install-recommends uidmap ca-certificates libcap2-bin git \
  && chmod u-s /usr/bin/newuidmap /usr/bin/newgidmap \
  && setcap cap_setuid+ep /usr/bin/newuidmap \
  && setcap cap_setgid+ep /usr/bin/newgidmap \

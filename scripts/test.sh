@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: a real registry, independent image tools, busybox for base
 # images, newuidmap/newgidmap for rootless RUN, openssl/htpasswd for the TLS and auth registries,
 # buildah (+ runc) for the differential build test; runc, setcap (libcap2-bin) and git for the
-# pod emulator (integration/src/pod: rbuild's image with file-capability helpers, the clone step).
-packages=(docker-registry skopeo umoci busybox-static uidmap openssl apache2-utils ca-certificates buildah runc libcap2-bin git)
+# pod emulator (integration/src/pod: rbuild's image with file-capability helpers, the clone step);
+# git and script (bsdutils): `--commit-suffix auto` and the tty progress tests.
+packages=(docker-registry skopeo umoci busybox-static uidmap openssl apache2-utils ca-certificates buildah runc libcap2-bin git bsdutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,3 +34,8 @@ fi
 # The integration tests run the real binary.
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked "$@"
+# Without the corpus the conformance_* tests above ran no case: say so (CI fails instead).
+corpus="${RBUILD_CONFORMANCE_DIR:-$(cd .. && pwd)/shared/conformance}"
+if [ ! -d "$corpus" ]; then
+  echo "conformance tests: SKIPPED, corpus missing at $corpus (see README, Tests)"
+fi

@@ -4,6 +4,7 @@
 //! keeps locally lives in a [`store::BlobStore`]. OCI types used across the workspace are
 //! re-exported from [`oci`] so that all crates agree on one `Digest`, one `Descriptor`.
 
+pub mod cache_dir;
 pub mod index;
 pub mod key;
 pub mod oci;

@@ -19,8 +19,8 @@
 //! match its digest, a key that does not match its tag) makes the entry [`Lookup::Corrupt`]:
 //! ignored, rebuilt and overwritten.
 //!
-//! With a [`LocalEntries`] index (`<cache-dir>/entries`), entries read or written are also
-//! kept on disk and a later lookup answers from there when the entry's layer is in the local
+//! With a [`LocalEntries`] index (`<cache-dir>/entries/<registry>/<repository>`: it records
+//! which cache repository holds each entry), entries read or written are also kept on disk and a later lookup answers from there when the entry's layer is in the local
 //! blob store or was pushed by this state to every destination: a warm rebuild asks the
 //! cache repository nothing.
 
@@ -118,8 +118,8 @@ pub struct RemoteCache {
     local: Option<LocalEntries>,
 }
 
-/// Local copies of entry manifests, one file per key (`<dir>/<key hex>`, the manifest bytes;
-/// its digest is theirs), answering lookups of a warm rebuild without the registry. An entry
+/// Local copies of entry manifests, one file per key and cache repository
+/// (`<dir>/<registry>/<repository>/<key hex>`, the manifest bytes; its digest is theirs), answering lookups of a warm rebuild without the registry. An entry
 /// read from there is checked like one from the registry, and counts only when its layer
 /// is in `store` or in `pushed` (blobs this state pushed to every destination of the build):
 /// then the image push needs nothing of the cache repository (see docs/decisions.md).
@@ -151,6 +151,9 @@ impl RemoteCache {
     /// Also keep entries in (and answer lookups from) `dir`, for layers in `store` or among
     /// `pushed` (digests already in every repository the image goes to).
     pub fn with_local_entries(mut self, dir: PathBuf, store: BlobStore, pushed: BTreeSet<String>) -> Self {
+        // One index per cache repository: an entry known here says nothing of another
+        // repository, which a write (or `--cache-only`) must still fill.
+        let dir = dir.join(self.repository.registry()).join(self.repository.repository());
         self.local = Some(LocalEntries { dir, store, pushed: Arc::new(pushed) });
         self
     }

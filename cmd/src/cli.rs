@@ -8,9 +8,24 @@ use crate::registry_args::RegistryArgs;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// `-V`: the version and the commit the binary was built from (see `cmd/build.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RBUILD_COMMIT_SHORT"), ")");
+/// `--version`: also the full commit, profile, target and cargo features.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("RBUILD_COMMIT"),
+    "\nprofile: ",
+    env!("RBUILD_PROFILE"),
+    ", target: ",
+    env!("RBUILD_TARGET"),
+    "\nfeatures: ",
+    env!("RBUILD_FEATURES")
+);
+
 /// rbuild: a rootless, daemonless container image builder.
 #[derive(Debug, Parser)]
-#[command(name = "rbuild", version, about, propagate_version = true)]
+#[command(name = "rbuild", version = VERSION, long_version = LONG_VERSION, about, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -94,6 +109,10 @@ pub struct BuildArgs {
     /// `auto` (read the context's git metadata) or a commit SHA; appends `-<7 chars>` to `--tag`.
     #[arg(long, value_name = "auto|SHA", requires = "tag")]
     pub commit_suffix: Option<String>,
+    /// With `--commit-suffix auto`: build a context with uncommitted changes anyway, tagged
+    /// `<tag>-<sha>-dirty` (without it such a build is refused).
+    #[arg(long, requires = "commit_suffix")]
+    pub allow_dirty: bool,
     /// Pipeline form: also push `latest`.
     #[arg(long, requires = "image")]
     pub latest: bool,

@@ -37,6 +37,28 @@ pub fn head_commit(start: &Path) -> Result<String> {
     bail!("HEAD names {reference}, which has no commit yet in {}", git_dir.display())
 }
 
+/// Whether `dir` (a directory in a work tree) holds changes that are not committed:
+/// modified, staged, deleted or untracked files under it (ignored files do not count), as
+/// `git status` reports them. Needs the `git` binary: without it nobody can tell, and the
+/// caller must not pretend the tree is clean. `safe.directory=*`: a CI checkout is often
+/// owned by another user, which only matters for git's own config, never read here.
+pub fn has_changes(dir: &Path) -> Result<bool> {
+    let out = std::process::Command::new("git")
+        .args(["-c", "safe.directory=*", "-C"])
+        .arg(dir)
+        .args(["status", "--porcelain", "--untracked-files=normal", "--", "."])
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("`git` is not installed, so rbuild cannot tell whether {} has uncommitted changes", dir.display()),
+        Err(e) => return Err(e).context("running git status"),
+    };
+    if !out.status.success() {
+        bail!("git status in {} failed: {}", dir.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(!out.stdout.is_empty())
+}
+
 /// The git directory of a work tree root, if `dir` is one.
 fn git_dir_at(dir: &Path) -> Option<PathBuf> {
     let dot_git = dir.join(".git");

@@ -54,7 +54,7 @@ impl IsolationArgs {
     }
 
     /// Picks the isolation (probing for `auto` with its trial roots under `state_dir`, rbuild's
-    /// own state directory) and prints which and why on stderr.
+    /// own state directory); [`describe`] says which and why.
     pub fn resolve(&self, state_dir: &Path) -> anyhow::Result<Chosen> {
         let request = match self.isolation {
             IsolationArg::Auto => IsolationRequest::Auto,
@@ -63,10 +63,14 @@ impl IsolationArgs {
             IsolationArg::Container => IsolationRequest::Mode(IsolationMode::Container),
         };
         let marker = Path::new(OWN_IMAGE_MARKER);
-        let chosen = choose(request, marker.is_file(), self.force, self.no_process_sandbox, marker, || Probed::probe(state_dir))?;
-        eprintln!("isolation: {} ({})", chosen.name(), chosen.reason);
-        Ok(chosen)
+        Ok(choose(request, marker.is_file(), self.force, self.no_process_sandbox, marker, || Probed::probe(state_dir))?)
     }
+}
+
+/// The `isolation: <mode> (<reason>)` line `rbuild build` prints once the steps are done
+/// (one fixed place, whether the choice was made first or probed alongside the build).
+pub fn describe(chosen: &Chosen) -> String {
+    format!("isolation: {} ({})", chosen.name(), chosen.reason)
 }
 
 /// Stage roots for `mode`: in place in `/` under container isolation, sparing `keep`

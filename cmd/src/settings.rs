@@ -227,14 +227,10 @@ fn destinations(args: &BuildArgs, context: &std::path::Path) -> Result<Vec<(Refe
     if let Some(image) = &args.image {
         let mut tags = Vec::new();
         if let Some(tag) = &args.tag {
-            let suffix = match args.commit_suffix.as_deref() {
-                None => None,
-                Some("auto") => Some(crate::git::head_commit(context).context("--commit-suffix auto")?),
-                Some(sha) => Some(sha.to_string()),
-            };
-            tags.push(match suffix {
-                Some(sha) => format!("{tag}-{}", crate::git::short(&sha)),
+            tags.push(match args.commit_suffix.as_deref() {
                 None => tag.clone(),
+                Some("auto") => format!("{tag}-{}", auto_suffix(context, args.allow_dirty)?),
+                Some(sha) => format!("{tag}-{}", crate::git::short(sha)),
             });
         }
         if args.latest {
@@ -250,6 +246,30 @@ fn destinations(args: &BuildArgs, context: &std::path::Path) -> Result<Vec<(Refe
         }
     }
     Ok(out)
+}
+
+/// `--commit-suffix auto`: HEAD's short sha for a clean context; a context with uncommitted
+/// changes is refused (its image is not that commit's), or with `--allow-dirty` gets
+/// `<sha>-dirty`, never the clean sha's tag.
+fn auto_suffix(context: &std::path::Path, allow_dirty: bool) -> Result<String> {
+    let sha = crate::git::head_commit(context).context("--commit-suffix auto")?;
+    let short = crate::git::short(&sha);
+    let dirty = match crate::git::has_changes(context) {
+        Ok(dirty) => dirty,
+        Err(e) if allow_dirty => {
+            tracing::warn!(error = %format!("{e:#}"), "--allow-dirty: tagging as dirty");
+            true
+        }
+        Err(e) => return Err(e.context("--commit-suffix auto: install git, pass --allow-dirty (tag <sha>-dirty) or give the sha with --commit-suffix SHA")),
+    };
+    match (dirty, allow_dirty) {
+        (false, _) => Ok(short.to_string()),
+        (true, true) => Ok(format!("{short}-dirty")),
+        (true, false) => bail!(
+            "--commit-suffix auto: {} has uncommitted changes, so the image would not be commit {short}; commit them, or pass --allow-dirty to tag it {short}-dirty",
+            context.display()
+        ),
+    }
 }
 
 /// `--secret` values, read now (a missing file or variable fails before the build).

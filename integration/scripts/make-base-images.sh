@@ -11,4 +11,9 @@ set -euo pipefail
 [ -x /bin/busybox ] || { echo "make-base-images.sh: /bin/busybox missing: apt-get install -y busybox-static" >&2; exit 1; }
 if [ "$(id -u)" = 0 ]; then "$(dirname "${BASH_SOURCE[0]}")/foreign-busybox.sh" || echo "make-base-images.sh: no arm64 busybox; busybox-multi is not pushed" >&2; fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# RBUILD_FIXTURE: a prebuilt rbuild-fixture (scripts/main-job.sh builds it with rbuild, in one
+# compile); else cargo builds and runs it.
+if [ -n "${RBUILD_FIXTURE:-}" ]; then
+  exec "$RBUILD_FIXTURE" base-images "$@"
+fi
 cargo run --quiet --manifest-path "$root/Cargo.toml" -p rbuild-integration --bin rbuild-fixture -- base-images "$@"

@@ -37,6 +37,7 @@ pub struct StageCache {
 /// One line of the cache report.
 #[derive(Debug, Clone)]
 pub struct StepCacheReport {
+    /// `position/count` among the stages that ran, as in the progress view's `[stage 1/2]`.
     pub stage: String,
     pub step: usize,
     pub text: String,
@@ -235,15 +236,18 @@ pub(super) fn record_miss(exec: &Executor<'_>, cache: &StageCache, i: usize, con
 /// The TTL default: two weeks (Kaniko's `--cache-ttl`).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(336 * 3600);
 
-/// Hit or miss of every step of the stages that ran, in plan order.
+/// Hit or miss of every step of the stages that ran, in plan order. Stages are numbered as
+/// the progress view numbers them: `position/count` among the stages that ran.
 pub fn report(plan: &Plan, caches: &[Option<StageCache>]) -> Vec<StepCacheReport> {
+    let count = caches.iter().filter(|c| c.is_some()).count();
     plan.stages
         .iter()
         .zip(caches)
         .filter_map(|(stage, c)| c.as_ref().map(|c| (stage, c)))
-        .flat_map(|(stage, c)| {
+        .enumerate()
+        .flat_map(|(position, (stage, c))| {
             stage.steps.iter().zip(&c.answers).enumerate().map(move |(i, (step, answer))| StepCacheReport {
-                stage: stage.display_name(),
+                stage: format!("{}/{count}", position + 1),
                 step: i + 2,
                 text: step.original.trim().to_string(),
                 key: c.keys.keys.get(i).map(ToString::to_string).unwrap_or_default(),

@@ -23,6 +23,9 @@ pub trait Progress: Sync {
     fn output(&self, event: &StepEvent<'_>, chunk: &[u8]);
     /// A step ended.
     fn step_finished(&self, event: &StepEvent<'_>, report: &StepReport);
+    /// A step failed (no `step_finished` follows): its Dockerfile `line` and why, so a
+    /// display can show the step with the end of its output.
+    fn step_failed(&self, _event: &StepEvent<'_>, _line: usize, _error: &dyn std::error::Error) {}
 }
 
 /// How a step ended.

@@ -86,8 +86,10 @@ pub fn run_stage(
         let previous = stage.steps.get(..i).unwrap_or_default();
         let ctx = StepContext { exec, rootfs: &root.rootfs, plan: setup.plan, earlier, bases, event: ev, previous, platform: &stage.platform };
         let keyword = step.instruction.keyword();
-        let effect = instructions::apply(step, &mut config, &ctx)
-            .map_err(|e| ExecuteError::step(keyword, step.location, e))?;
+        let effect = instructions::apply(step, &mut config, &ctx).map_err(|e| {
+            exec.progress.step_failed(&ev, step.location.start_line, &e);
+            ExecuteError::step(keyword, step.location, e)
+        })?;
         let layer = match effect {
             StepEffect::ConfigOnly => None,
             StepEffect::Filesystem => snapshot(exec, &root.rootfs, &root.index)

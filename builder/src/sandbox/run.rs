@@ -425,6 +425,9 @@ fn remove_placeholders(cfg: &SandboxConfig, placeholders: &[Placeholder]) -> Vec
         match res {
             Ok(()) => restore_times(&host, parent_times),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // The RUN filled it (a scratch image's first `mkdir -p /dev/...`): it stays, as
+            // documented above, and that is no cause for a warning.
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => tracing::debug!(path = %host.display(), "placeholder filled by the RUN, kept"),
             Err(e) => tracing::warn!(path = %host.display(), error = %e, "cannot remove sandbox placeholder"),
         }
         removed.push(p.path.clone());

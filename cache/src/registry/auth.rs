@@ -331,6 +331,84 @@ impl CredentialStore {
     }
 }
 
+/// Where a registry's credentials come from, for messages (never the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// Given to the client directly.
+    Explicit,
+    /// An `auths` entry of this `config.json`.
+    ConfigFile(PathBuf),
+    /// `docker-credential-<name>`, named by `credHelpers` or `credsStore` of this file.
+    Helper { name: String, config: PathBuf },
+    /// None: this `config.json` (if one was looked for) has nothing for the registry.
+    Nothing { config: Option<PathBuf> },
+}
+
+impl CredentialSource {
+    /// Where [`CredentialStore::lookup`] takes `registry`'s credentials from (re-reads
+    /// `config.json`: meant for error paths; an unreadable file counts as none).
+    pub fn find(config: &AuthConfig, registry: &str) -> Self {
+        let registry = normalise_key(registry);
+        if config.explicit.contains_key(registry) {
+            return Self::Explicit;
+        }
+        let path = config
+            .docker_config_dir
+            .as_ref()
+            .map(|d| d.join("config.json"));
+        let Some((path, file)) = path
+            .as_deref()
+            .and_then(|p| read_config_file(p).ok().flatten())
+        else {
+            return Self::Nothing { config: path };
+        };
+        let keyed = |map: &HashMap<String, String>| {
+            map.iter()
+                .find(|(k, _)| normalise_key(k) == registry)
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(name) = keyed(&file.cred_helpers) {
+            return Self::Helper { name, config: path };
+        }
+        if file.auths.iter().any(|(k, e)| {
+            normalise_key(k) == registry && matches!(entry_credential(k, e, &path), Ok(Some(_)))
+        }) {
+            return Self::ConfigFile(path);
+        }
+        match file.creds_store {
+            Some(name) => Self::Helper { name, config: path },
+            None => Self::Nothing { config: Some(path) },
+        }
+    }
+
+    /// Whether any credentials were found.
+    pub fn found(&self) -> bool {
+        !matches!(self, Self::Nothing { .. })
+    }
+}
+
+impl fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Explicit => f.write_str("given explicitly"),
+            Self::ConfigFile(path) => write!(f, "from the auths entry in {}", path.display()),
+            Self::Helper { name, config } => write!(
+                f,
+                "from credential helper docker-credential-{name} (named in {})",
+                config.display()
+            ),
+            Self::Nothing { config: Some(path) } => write!(
+                f,
+                "none ({} has no entry for this registry)",
+                path.display()
+            ),
+            Self::Nothing { config: None } => {
+                f.write_str("none (no DOCKER_CONFIG or HOME to find config.json in)")
+            }
+        }
+    }
+}
+
 fn read_config_file(path: &Path) -> Result<Option<(PathBuf, DockerConfigFile)>, AuthError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,

@@ -4,7 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::oci::Digest;
-use crate::registry::auth::AuthError;
+use crate::registry::auth::{AuthError, CredentialSource};
+use crate::registry::diagnosis::TransportFailure;
 use crate::store::StoreError;
 
 /// What the client was doing when something failed.
@@ -144,8 +145,27 @@ pub enum RegistryError {
         /// The registry's error codes and messages.
         message: RegistryMessage,
     },
-    /// The registry could not be reached (after all retries).
-    #[error("{operation} {registry}/{repository} failed after {attempts} attempt(s): cannot reach registry")]
+    /// The push access check was refused (401 or 403): names where the credentials came
+    /// from and what to do.
+    #[error(
+        "push access to {registry}/{repository} denied: HTTP {status}{message}; credentials: {credentials}; {}",
+        denied_hint(.registry, .repository, *.status, .credentials)
+    )]
+    AccessDenied {
+        /// Registry host.
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// 401 or 403.
+        status: u16,
+        /// The registry's error codes and messages.
+        message: RegistryMessage,
+        /// Where the credentials presented came from.
+        credentials: CredentialSource,
+    },
+    /// The registry could not be reached (after all retries, or at once when retrying cannot
+    /// help); the message names the kind of failure and the flag that fixes it.
+    #[error("{operation} {registry}/{repository} failed after {attempts} attempt(s): cannot reach registry: {}: {}", TransportFailure::of(.source), TransportFailure::of(.source).explain(.registry))]
     Unreachable {
         /// Registry host.
         registry: String,
@@ -340,6 +360,15 @@ pub enum RegistryError {
         /// The header value.
         location: String,
     },
+}
+
+/// What to do about a refused push.
+fn denied_hint(registry: &str, repository: &str, status: u16, credentials: &CredentialSource) -> String {
+    match (credentials.found(), status) {
+        (false, _) => format!("log in with `docker login {registry}` (rbuild reads $DOCKER_CONFIG/config.json, else ~/.docker/config.json)"),
+        (true, 401) => format!("the registry rejected them: check the user name and password (`docker login {registry}` writes new ones)"),
+        (true, _) => format!("they are valid but may not push to {repository}: ask for push rights, or push to a repository they may write"),
+    }
 }
 
 impl RegistryError {

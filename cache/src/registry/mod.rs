@@ -2,7 +2,9 @@
 //! [`token_cache`], [`transport`] (HTTP, challenge flow), [`retry`] (the one retry policy),
 //! [`liveness`] (timeouts, stall detection), [`manifest`], [`upload`], [`pull`] and [`push`].
 
+pub mod access;
 pub mod auth;
+pub mod diagnosis;
 pub mod error;
 pub mod liveness;
 pub mod manifest;
@@ -19,7 +21,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use auth::{AuthConfig, Credential, CredentialStore, Secret};
+pub use auth::{AuthConfig, Credential, CredentialSource, CredentialStore, Secret};
+pub use diagnosis::TransportFailure;
 pub use error::{Operation, RegistryError, RegistryMessage, Stall};
 pub use liveness::{Timeouts, MAX_MANIFEST_SIZE};
 pub use manifest::{Manifest, ManifestKind, RawManifest};

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::registry::diagnosis::TransportFailure;
 use crate::registry::error::{Operation, RegistryError};
 
 /// Extra attempts after a timeout: a registry that ignored two requests in a row is down, and
@@ -44,8 +45,10 @@ impl RetryPolicy {
 pub fn is_transient(error: &RegistryError) -> bool {
     match error {
         RegistryError::Status { status, .. } => matches!(*status, 408 | 429) || *status >= 500,
-        RegistryError::Unreachable { .. }
-        | RegistryError::Download { .. }
+        // A TLS/HTTP mismatch, an unknown CA or a name that does not resolve will not heal by
+        // waiting: fail at once with the hint (crate::registry::diagnosis).
+        RegistryError::Unreachable { source, .. } => TransportFailure::of(source).is_transient(),
+        RegistryError::Download { .. }
         | RegistryError::Body { .. }
         | RegistryError::TimedOut { .. } => true,
         _ => false,

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use rbuild_builder::executor::{resolve_bases, BaseSet, BuildContext, CacheSettings, Executor, Remote, SandboxChoice, StageRoots, StepCacheReport};
+use rbuild_builder::executor::{resolve_bases, BaseSet, BuildContext, CacheSettings, ExecuteError, Executor, Remote, SandboxChoice, StageRoots, StepCacheReport};
 use rbuild_builder::frontend::load_plan;
 use rbuild_builder::image::assemble;
 use rbuild_builder::plan::UnresolvedBases;
-use rbuild_builder::sandbox::{cancel_on_signals, Sandbox};
+use rbuild_builder::sandbox::{cancel_on_signals, CancelToken, Sandbox};
 use rbuild_cache::push_record::PushRecord;
 use rbuild_cache::reference::Reference;
 use rbuild_cache::remote_cache::RemoteCache;
@@ -20,17 +20,42 @@ use rbuild_cache::store::BlobStore;
 
 use crate::cli::BuildArgs;
 use crate::outputs::write_outputs;
-use crate::progress::{self, BuildSummary, StepLog, TransferTally};
+use crate::exit;
+use crate::isolation_args::describe;
+use crate::progress::{self, BuildSummary, Failure, StepLog, TransferTally};
 use crate::settings;
 
+/// What one `rbuild build` run shares between its platform builds: the display, the step
+/// log (which remembers a failed step) and the token SIGINT/SIGTERM cancel.
+pub struct Session {
+    pub display: Arc<dyn progress::Display>,
+    pub log: StepLog,
+    pub cancel: CancelToken,
+}
+
 /// Run `rbuild build`: one platform (a plain manifest), or several (an index; see
-/// [`super::build_multi`]).
+/// [`super::build_multi`]). SIGINT and SIGTERM cancel it (checked between phases and steps,
+/// and in every registry request in flight); a failure is shown by the display (a failed step
+/// with its last output lines; the `error` event of `--progress json`) before `main` prints
+/// the error chain.
 pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
-    let platforms = settings::platforms(&args.dockerfile)?;
-    if platforms.len() > 1 {
-        return super::build_multi::run(args, &platforms);
+    let cancel = cancel_on_signals().context("installing signal handlers")?;
+    let display = progress::display(args.progress).map_err(exit::usage)?;
+    let session = Session { log: StepLog::new(display.clone()), display, cancel };
+    let platforms = settings::platforms(&args.dockerfile).map_err(exit::usage)?;
+    let result = if platforms.len() > 1 { super::build_multi::run(args, &platforms, &session) } else { build(args, None, &session).map(|_| ()) };
+    if let Err(err) = &result {
+        session.display.failed(&Failure::new(err, session.log.failed_step(), &settings::sources(&args.dockerfile).dockerfile));
     }
-    build(args, None).map(|_| ())
+    result
+}
+
+/// Stops between phases once a signal cancelled the build.
+fn check(cancel: &CancelToken) -> anyhow::Result<()> {
+    if cancel.is_cancelled() {
+        return Err(ExecuteError::Cancelled.into());
+    }
+    Ok(())
 }
 
 /// One platform's image, built and pushed by digest, for a multi-platform build's index.
@@ -41,24 +66,31 @@ pub struct PlatformBuild {
 
 /// Build one platform. `part` names the platform of a multi-platform build: its image is
 /// pushed by digest only and the output files are left to the index.
-pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>) -> anyhow::Result<PlatformBuild> {
+pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>, session: &Session) -> anyhow::Result<PlatformBuild> {
+    let Session { display, log, cancel } = session;
     let started = Instant::now();
-    let s = settings::build_settings(args)?;
-    let display = progress::display(args.progress)?;
+    let s = settings::build_settings(args).map_err(exit::usage)?;
     // With a cache, the `auto` probe (a trial sandbox, tens of ms) runs on its own thread: it
     // overlaps base resolution and cache lookups, and a fully cached build never waits for
     // it. Otherwise it runs here: an explicit mode (which probes nothing) or container
     // isolation in reach (which decides where stage roots live). Under `auto` a choice that
     // fails is reported by the first RUN, so a Dockerfile without RUN still builds where no
     // isolation works (a Pod Security "restricted" pod); an explicit mode that cannot work
-    // fails before any network work.
+    // fails before any network work. The `isolation:` line is printed after the steps.
+    let isolation_line = Arc::new(std::sync::OnceLock::new());
     let isolation = if args.isolation.deferrable() && s.cache.is_some() {
-        let isolation_args = args.isolation.clone();
-        let state_dir = s.cache_dir.clone();
-        Isolation::Probing(std::thread::spawn(move || isolation_args.resolve(&state_dir).map(|c| sandbox_for(&c)).map_err(|e| format!("{e:#}"))))
+        let (isolation_args, line, state_dir) = (args.isolation.clone(), isolation_line.clone(), s.cache_dir.clone());
+        Isolation::Probing(std::thread::spawn(move || {
+            let chosen = isolation_args.resolve(&state_dir).map_err(|e| format!("{e:#}"))?;
+            let _ = line.set(describe(&chosen));
+            Ok(sandbox_for(&chosen))
+        }))
     } else {
         match args.isolation.resolve(&s.cache_dir) {
-            Ok(chosen) => Isolation::Chosen(chosen),
+            Ok(chosen) => {
+                let _ = isolation_line.set(describe(&chosen));
+                Isolation::Chosen(chosen)
+            }
             Err(e) if args.isolation.failure_deferrable() => Isolation::Failed(format!("{e:#}")),
             Err(e) => return Err(e),
         }
@@ -73,7 +105,6 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>) ->
     client.set_progress(tally.clone());
     let client = Arc::new(client);
     // SIGINT/SIGTERM cancel RUNs and every registry request in flight.
-    let cancel = cancel_on_signals().context("installing signal handlers")?;
     cancel.on_cancel({
         let client = client.clone();
         move || client.cancel()
@@ -86,11 +117,21 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>) ->
     sweep_dead_secrets(std::path::Path::new("/dev/shm"));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     display.phase("resolving base images");
+    // Push access to every repository this build writes is checked while the bases resolve:
+    // wrong credentials fail here, before any step runs, not at the push.
+    let access = runtime.spawn(check_push_access(client.clone(), write_targets(&s)));
     // Base tags are re-resolved on every build; their layers are fetched only if a step misses.
-    let bases = runtime.block_on(resolve_bases(&client, &store, &first))?;
+    let bases = runtime.block_on(resolve_bases(&client, &store, &first));
+    runtime.block_on(access).context("the push access check stopped")??;
+    let bases = bases?;
+    check(cancel)?;
     let plan = load_plan(&s.dockerfile, &request, &bases)?;
     for w in &plan.warnings {
-        display.warning(&format!("line {}: {}", w.line, w.message));
+        // Line 0: about the whole build (an unused --build-arg), not a Dockerfile line.
+        match w.line {
+            0 => display.warning(&w.message),
+            line => display.warning(&format!("{}:{line}: {}", s.dockerfile.display(), w.message)),
+        }
     }
     let context = BuildContext::open(&s.context, &s.dockerfile)?;
     let pushed = PushRecord::new(s.cache_dir.join("pushed"));
@@ -120,7 +161,6 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>) ->
             (SandboxChoice::ready(sandbox_for(&chosen)), crate::isolation_args::stage_roots(chosen.mode, &keep)?)
         }
     };
-    let log = StepLog::new(display.clone());
     let executor = Executor {
         context: &context,
         store: &store,
@@ -129,14 +169,21 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>) ->
         sandbox,
         identity: s.identity,
         created: s.created.clone(),
-        progress: &log,
-        cancel,
+        progress: log,
+        cancel: cancel.clone(),
         remote: Some(&remote),
         cache_mounts: s.cache_dir.join("mounts"),
         secrets: s.secrets.clone(),
         roots,
     };
-    let mut built = executor.execute(&plan, &bases)?;
+    let built = executor.execute(&plan, &bases);
+    // The probe (if any) is joined here: the isolation line always comes after the steps.
+    drop(executor);
+    if let Some(line) = isolation_line.get() {
+        display.phase(line);
+    }
+    let mut built = built?;
+    check(cancel)?;
     if s.cache.as_ref().is_some_and(|c| c.explain) {
         explain(&built.cache);
     }
@@ -160,6 +207,7 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>) ->
         let kind = ManifestKind::from_media_type(image.manifest.media_type().as_ref()).context("manifest media type")?;
         let raw = RawManifest::new(image.manifest_json.clone(), kind);
         for ((repo, tags), recorded) in s.destinations.iter().zip(&recorded) {
+            check(cancel)?;
             let shown = if by_digest { format!("by digest{}", part.map(|p| format!(", {p}")).unwrap_or_default()) } else { tags.join(", ") };
             display.phase(&format!("pushing {}/{} ({shown})", repo.registry(), repo.repository()));
             let mut to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
@@ -224,6 +272,25 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>) ->
         display.summary(&summary);
     }
     Ok(PlatformBuild { image, summary })
+}
+
+/// The repositories whose push access is checked: the destinations (unless the build pushes
+/// no image) and the cache repository when no destination is on its registry. Credentials
+/// are per registry, so a destination there covers them; a cache write refused later is a
+/// warning, not a failed build, and a warm rebuild then asks the cache repository nothing.
+fn write_targets(s: &settings::BuildSettings) -> Vec<Reference> {
+    let mut targets: Vec<Reference> = if s.no_push || s.cache_only { Vec::new() } else { s.destinations.iter().map(|(repo, _)| repo.clone()).collect() };
+    let cache = s.cache.iter().map(|c| c.repository.clone()).filter(|c| targets.iter().all(|t| t.registry() != c.registry()));
+    targets.extend(cache.collect::<Vec<_>>());
+    targets
+}
+
+/// Kaniko's push-permission check for each of `targets`, one after the other.
+async fn check_push_access(client: Arc<RegistryClient>, targets: Vec<Reference>) -> Result<(), rbuild_cache::registry::RegistryError> {
+    for target in &targets {
+        client.check_push_access(target).await?;
+    }
+    Ok(())
 }
 
 /// The digests in every one of `sets` (none when there are none): blobs this state pushed

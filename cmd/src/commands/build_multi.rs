@@ -12,21 +12,21 @@ use rbuild_cache::registry::{ImageToPush, RawManifest, RegistryClient};
 use rbuild_cache::store::BlobStore;
 use serde_json::json;
 
-use super::build::{build, PlatformBuild};
+use super::build::{build, PlatformBuild, Session};
 use crate::cli::BuildArgs;
 use crate::outputs::{BUILD_JSON, DIGEST};
-use crate::progress::{self, BuildSummary};
+use crate::progress::BuildSummary;
 use crate::settings::{self, BuildSettings};
 
 /// Run a multi-platform build.
-pub fn run(args: &BuildArgs, platforms: &[Platform]) -> anyhow::Result<()> {
+pub fn run(args: &BuildArgs, platforms: &[Platform], session: &Session) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let s = settings::build_settings(args)?;
     if s.tar_path.is_some() {
         bail!("--tar-path holds one platform's image; a multi-platform build ({}) writes --oci-layout-path instead", list(platforms));
     }
-    let display = progress::display(args.progress)?;
-    let builds = build_all(args, platforms)?;
+    let display = &session.display;
+    let builds = build_all(args, platforms, session)?;
     let images = builds
         .iter()
         .map(platform_image)
@@ -66,7 +66,7 @@ pub fn run(args: &BuildArgs, platforms: &[Platform]) -> anyhow::Result<()> {
 
 /// Build every platform, `parallel` at a time; the first failure is returned once the
 /// builds under way have finished.
-fn build_all(args: &BuildArgs, platforms: &[Platform]) -> anyhow::Result<Vec<PlatformBuild>> {
+fn build_all(args: &BuildArgs, platforms: &[Platform], session: &Session) -> anyhow::Result<Vec<PlatformBuild>> {
     // Two cores run a native and an emulated build side by side; more builds at once only
     // compete for the same cores.
     let parallel = std::thread::available_parallelism()
@@ -79,7 +79,7 @@ fn build_all(args: &BuildArgs, platforms: &[Platform]) -> anyhow::Result<Vec<Pla
                 .iter()
                 .map(|p| {
                     scope.spawn(move || {
-                        build(args, Some(p)).with_context(|| format!("building platform {p}"))
+                        build(args, Some(p), session).with_context(|| format!("building platform {p}"))
                     })
                 })
                 .collect();

@@ -1,7 +1,9 @@
 //! `--progress json`: one JSON object per event and line on stdout (stderr keeps logs and
 //! errors for people), ending with a `summary` event that carries the digest. Every object
 //! has a `type`: `phase`, `warning`, `step_started`, `output`, `step_finished`,
-//! `transfer_started`, `transfer_finished`, `summary`.
+//! `transfer_started`, `transfer_finished`, `summary`; a failed build ends with `error`
+//! instead of `summary` (`message`: the error chain; `file`; `step`: the failed step with its
+//! `line`, `error` and last `output` lines, or null).
 
 use std::io::Write as _;
 
@@ -10,7 +12,7 @@ use rbuild_cache::oci::Digest;
 use rbuild_cache::registry::{Direction, TransferProgress};
 use serde_json::{json, Value};
 
-use super::{BuildSummary, Display};
+use super::{BuildSummary, Display, Failure};
 
 /// JSON lines on stdout, for machines.
 #[derive(Debug, Clone, Copy, Default)]
@@ -78,6 +80,12 @@ impl Display for Json {
     fn summary(&self, summary: &BuildSummary) {
         let mut event = json!(summary);
         event["type"] = json!("summary");
+        emit(&event);
+    }
+
+    fn failed(&self, failure: &Failure) {
+        let mut event = json!(failure);
+        event["type"] = json!("error");
         emit(&event);
     }
 }

@@ -11,7 +11,7 @@ use rbuild_builder::executor::{Progress, StepEvent, StepReport};
 use rbuild_cache::oci::Digest;
 use rbuild_cache::registry::{Direction, TransferProgress};
 
-use super::{step_outcome, step_prefix, summary_lines, BuildSummary, Display};
+use super::{step_outcome, step_prefix, summary_lines, BuildSummary, Display, Failure};
 
 /// The live terminal view.
 pub struct Live {
@@ -25,14 +25,14 @@ pub struct Live {
 }
 
 impl Live {
-    /// A view drawing on stderr.
-    pub fn new() -> Self {
+    /// A view drawing on stderr; `colour: false` draws without ANSI styles.
+    pub fn new(colour: bool) -> Self {
         let style = |template: &str| ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
         Self {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             steps: Mutex::new(HashMap::new()),
             transfers: Mutex::new(HashMap::new()),
-            step_style: style("{spinner} {prefix} {elapsed:>4} {wide_msg:.dim}"),
+            step_style: style(if colour { "{spinner} {prefix} {elapsed:>4} {wide_msg:.dim}" } else { "{spinner} {prefix} {elapsed:>4} {wide_msg}" }),
             transfer_style: style("  {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
                 .progress_chars("=> "),
         }
@@ -41,12 +41,6 @@ impl Live {
     fn print(&self, line: &str) {
         // println fails only when the terminal is gone; nothing useful to do then.
         let _ = self.multi.println(line);
-    }
-}
-
-impl Default for Live {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -124,5 +118,16 @@ impl Display for Live {
             eprintln!("{line}");
         }
         println!("{}", summary.digest);
+    }
+
+    fn failed(&self, failure: &Failure) {
+        // Running spinners go first, so the box is the last thing above the error.
+        for (_, bar) in self.steps.lock().unwrap_or_else(PoisonError::into_inner).drain() {
+            bar.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+        for line in failure.lines() {
+            eprintln!("{line}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! lines, a [`live`] terminal view, [`json`] events), the [`record`] of every step and of the
 //! bytes moved, and the final [`BuildSummary`] (also what `--output-dir` writes).
 
+pub mod failure;
 pub mod json;
 pub mod live;
 pub mod plain;
@@ -15,6 +16,7 @@ use rbuild_builder::executor::{Progress, StepEvent, StepReport};
 use rbuild_cache::registry::TransferProgress;
 use serde::Serialize;
 
+pub use failure::Failure;
 pub use record::{StepLog, StepRecord, TransferTally};
 
 /// `--progress` (BuildKit's names; `json` is BuildKit's `rawjson` idea in rbuild's own schema).
@@ -40,15 +42,20 @@ pub trait Display: Progress + TransferProgress {
     fn warning(&self, text: &str);
     /// The build is done; shows the summary (and puts the digest on stdout).
     fn summary(&self, summary: &BuildSummary);
+    /// The build failed: the failed step and its last output lines (the error chain itself
+    /// goes to stderr after this, from `main`).
+    fn failed(&self, failure: &Failure);
 }
 
-/// The display for `mode`; `tty` needs stderr to be a terminal.
+/// The display for `mode`; `tty` needs stderr to be a terminal. The live view has no colour
+/// with `NO_COLOR` set.
 pub fn display(mode: ProgressMode) -> anyhow::Result<Arc<dyn Display>> {
     let terminal = std::io::stderr().is_terminal();
+    let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     Ok(match mode {
-        ProgressMode::Auto if terminal => Arc::new(live::Live::new()),
+        ProgressMode::Auto if terminal => Arc::new(live::Live::new(colour)),
         ProgressMode::Auto | ProgressMode::Plain => Arc::new(plain::Plain),
-        ProgressMode::Tty if terminal => Arc::new(live::Live::new()),
+        ProgressMode::Tty if terminal => Arc::new(live::Live::new(colour)),
         ProgressMode::Tty => anyhow::bail!("--progress tty needs stderr to be a terminal; use --progress plain"),
         ProgressMode::Json => Arc::new(json::Json),
     })

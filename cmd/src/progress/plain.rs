@@ -7,7 +7,7 @@ use rbuild_builder::executor::{Progress, StepEvent, StepReport};
 use rbuild_cache::oci::Digest;
 use rbuild_cache::registry::{Direction, TransferProgress};
 
-use super::{step_outcome, step_prefix, summary_lines, BuildSummary, Display};
+use super::{step_outcome, step_prefix, summary_lines, BuildSummary, Display, Failure};
 
 /// Plain lines, for logs and pipelines (stderr is not a terminal).
 #[derive(Debug, Clone, Copy, Default)]
@@ -52,5 +52,12 @@ impl Display for Plain {
             eprintln!("{line}");
         }
         println!("{}", summary.digest);
+    }
+
+    /// The output was shown as it came; the box repeats its end next to the error.
+    fn failed(&self, failure: &Failure) {
+        for line in failure.lines() {
+            eprintln!("{line}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! ([`StepLog`], a [`Progress`]) and the bytes moved ([`TransferTally`], a
 //! [`TransferProgress`]), for the summary and `--output-dir`.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -10,6 +11,7 @@ use rbuild_cache::oci::Digest;
 use rbuild_cache::registry::{Direction, TransferProgress};
 use serde::Serialize;
 
+use super::failure::{FailedStep, Tail};
 use super::Display;
 
 /// One finished step, as `--output-dir` reports it.
@@ -31,16 +33,25 @@ pub struct StepRecord {
     pub layer_size: Option<u64>,
 }
 
-/// Forwards step events to a display and keeps a [`StepRecord`] of each finished step.
+/// Forwards step events to a display and keeps a [`StepRecord`] of each finished step, the
+/// last output lines of each running one and the first step that failed.
 pub struct StepLog {
     display: Arc<dyn Display>,
     steps: Mutex<Vec<StepRecord>>,
+    /// Output tails of running steps by (stage, step).
+    tails: Mutex<HashMap<(usize, usize), Tail>>,
+    failed: Mutex<Option<FailedStep>>,
 }
 
 impl StepLog {
     /// A log in front of `display`.
     pub fn new(display: Arc<dyn Display>) -> Self {
-        Self { display, steps: Mutex::new(Vec::new()) }
+        Self { display, steps: Mutex::new(Vec::new()), tails: Mutex::new(HashMap::new()), failed: Mutex::new(None) }
+    }
+
+    /// The first step that failed, with the end of its output.
+    pub fn failed_step(&self) -> Option<FailedStep> {
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The steps recorded so far, in the order they finished.
@@ -55,10 +66,35 @@ impl Progress for StepLog {
     }
 
     fn output(&self, event: &StepEvent<'_>, chunk: &[u8]) {
+        self.tails.lock().unwrap_or_else(PoisonError::into_inner).entry((event.stage, event.step)).or_default().push(chunk);
         self.display.output(event, chunk);
     }
 
+    fn step_failed(&self, event: &StepEvent<'_>, line: usize, error: &dyn std::error::Error) {
+        let tail = self.tails.lock().unwrap_or_else(PoisonError::into_inner).remove(&(event.stage, event.step)).unwrap_or_default();
+        let mut why = error.to_string();
+        let mut cause = error.source();
+        while let Some(c) = cause {
+            why.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        let step = FailedStep {
+            stage: event.stage,
+            stages: event.stages,
+            step: event.step,
+            steps: event.steps,
+            instruction: event.text.to_string(),
+            line,
+            error: why,
+            output: tail.lines(),
+        };
+        // Parallel stages: the first failure is the cause, later ones are its cancellations.
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(step);
+        self.display.step_failed(event, line, error);
+    }
+
     fn step_finished(&self, event: &StepEvent<'_>, report: &StepReport) {
+        self.tails.lock().unwrap_or_else(PoisonError::into_inner).remove(&(event.stage, event.step));
         self.steps.lock().unwrap_or_else(PoisonError::into_inner).push(StepRecord {
             stage: event.stage,
             step: event.step,

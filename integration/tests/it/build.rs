@@ -205,7 +205,9 @@ async fn multi_stage_app_with_commit_suffix_pushes_both_tags_and_runs() {
         String::from_utf8(out.stdout).unwrap()
     };
     git(&["init", "-q"]);
-    git(&["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "x"]);
+    // Everything committed: `--commit-suffix auto` refuses a context with changes.
+    git(&["add", "-A"]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", "x"]);
     git(&["pack-refs", "--all"]);
     make_readable(&context);
     let sha = git(&["rev-parse", "--short=7", "HEAD"]).trim().to_string();

@@ -11,6 +11,9 @@
 //!   cut answers and uploads, flipped bytes, stalls, on manifests, configs, layers, uploads
 //! - `liveness`: a registry that never answers, SIGTERM during a stall, the build child dying
 //!   with its parent (issue 16)
+//! - `diagnostics` (issue 18): TLS/HTTP and CA hints, credential errors before any step, a
+//!   failed RUN's output in every progress mode, exit codes 130/143, `--cache-only` into a new
+//!   cache repository, `--commit-suffix auto` on a dirty tree
 //! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
 //!   commit-suffixed and latest tags, failures
 //! - `differential`: the `testdata/build/diff-*` Dockerfiles built by rbuild and by buildah,
@@ -52,6 +55,7 @@ mod cli;
 mod container;
 mod copy_add;
 mod deploy_profiles;
+mod diagnostics;
 mod differential;
 mod failures;
 mod manifest_rules;

@@ -178,3 +178,54 @@ fn config_dir_precedence(
         want.map(PathBuf::from)
     );
 }
+
+#[rstest]
+#[case::auths(
+    r#"{"auths":{"reg:5000":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
+    "auths entry in"
+)]
+#[case::url_key(
+    r#"{"auths":{"https://reg:5000/v1/":{"username":"a","password":"b"}}}"#,
+    "auths entry in"
+)]
+#[case::helper(
+    r#"{"credHelpers":{"reg:5000":"pass"},"auths":{"reg:5000":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
+    "docker-credential-pass"
+)]
+#[case::store(r#"{"credsStore":"secretservice"}"#, "docker-credential-secretservice")]
+#[case::other_registry(
+    r#"{"auths":{"other:1":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
+    "has no entry for this registry"
+)]
+#[case::empty_entry(r#"{"auths":{"reg:5000":{}}}"#, "has no entry for this registry")]
+fn credential_source_names_the_file_or_helper(#[case] config_json: &str, #[case] want: &str) {
+    let (dir, _) = store_with(config_json, None);
+    let config = AuthConfig {
+        docker_config_dir: Some(dir.path().to_owned()),
+        ..AuthConfig::default()
+    };
+    let source = CredentialSource::find(&config, "reg:5000");
+    let text = source.to_string();
+    assert!(text.contains(want), "{text}");
+    assert_eq!(source.found(), !want.contains("no entry"));
+    if want.contains("auths") || want.contains("no entry") {
+        assert!(
+            text.contains(&dir.path().join("config.json").display().to_string()),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn credential_source_without_a_config_dir_or_with_explicit_credentials() {
+    assert!(!CredentialSource::find(&AuthConfig::default(), "reg:5000").found());
+    let mut config = AuthConfig::default();
+    config.explicit.insert(
+        "reg:5000".into(),
+        Credential::IdentityToken(Secret::new("t")),
+    );
+    assert_eq!(
+        CredentialSource::find(&config, "reg:5000"),
+        CredentialSource::Explicit
+    );
+}

@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: a real registry, independent image tools, busybox for base
 # images, newuidmap/newgidmap for rootless RUN, openssl/htpasswd for the TLS and auth registries,
-# buildah (+ runc) for the differential build test.
-packages=(docker-registry skopeo umoci busybox-static uidmap openssl apache2-utils ca-certificates buildah runc)
+# buildah (+ runc) and Docker's engine (docker.io: dockerd with BuildKit) for the differential
+# build test.
+packages=(docker-registry skopeo umoci busybox-static uidmap openssl apache2-utils ca-certificates buildah runc docker.io)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

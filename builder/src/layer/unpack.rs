@@ -365,7 +365,17 @@ impl Unpacker<'_> {
         }
     }
 
-    /// Owner, mode, xattrs and mtime through an open descriptor.
+    /// A failed chown: `EINVAL` means the ids are outside the user namespace's map, said so
+/// with the ids; anything else is the plain I/O error.
+fn chown_err(op: &'static str, rel: &Path, meta: &Meta, e: rustix::io::Errno) -> UnpackError {
+    if e == rustix::io::Errno::INVAL {
+        let source = OwnershipError::OutsideNamespace { uid: meta.uid, gid: meta.gid };
+        return UnpackError::Owner { path: rel.to_path_buf(), source };
+    }
+    io_err(op, rel, e)
+}
+
+/// Owner, mode, xattrs and mtime through an open descriptor.
     fn set_meta_fd(&self, fd: BorrowedFd<'_>, meta: &Meta, is_dir: bool, rel: &Path) -> Result<(), UnpackError> {
         match &self.opts.ownership {
             OwnershipMode::Chown(maps) => {
@@ -373,7 +383,7 @@ impl Unpacker<'_> {
                     .host_owner(meta.uid, meta.gid)
                     .map_err(|source| UnpackError::Owner { path: rel.to_path_buf(), source })?;
                 rfs::fchown(fd, Some(rfs::Uid::from_raw(u)), Some(rfs::Gid::from_raw(g)))
-                    .map_err(|e| io_err("fchown", rel, e))?;
+                    .map_err(|e| Self::chown_err("fchown", rel, meta, e))?;
                 rfs::fchmod(fd, Mode::from_raw_mode(meta.mode)).map_err(|e| io_err("fchmod", rel, e))?;
             }
             OwnershipMode::Record => {
@@ -405,7 +415,7 @@ impl Unpacker<'_> {
                 .host_owner(meta.uid, meta.gid)
                 .map_err(|source| UnpackError::Owner { path: rel.to_path_buf(), source })?;
             rfs::chownat(dir, name, Some(rfs::Uid::from_raw(u)), Some(rfs::Gid::from_raw(g)), AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| io_err("fchownat", rel, e))?;
+                .map_err(|e| Self::chown_err("fchownat", rel, meta, e))?;
         }
         let path = proc_path(dir, name);
         if !is_link {

@@ -156,6 +156,22 @@ pub(crate) fn take_init_socket() -> io::Result<UnixStream> {
     Ok(UnixStream::from(owned))
 }
 
+/// Give the command the signal state runc gives a container process: every disposition at
+/// its default and an empty mask, and umask 022. The init process inherits `SIGPIPE`
+/// ignored from the Rust runtime; an ignored disposition survives `execve`, so without
+/// this `yes | head` would never end. Call right before `execve`.
+pub(crate) fn reset_process_state() {
+    use nix::sys::signal::{sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: installing SIG_DFL runs no code of ours in a signal handler; the process
+        // is single-threaded (forked from the single-threaded init) and about to exec.
+        let _ = unsafe { sigaction(sig, &default) };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+}
+
 /// The two sides of a `fork`.
 #[derive(Debug)]
 pub(crate) enum Forked {

@@ -30,6 +30,8 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
     if let Some(dir) = &pipes {
         prepared.mounts.push(ExtraMount { source: MountSource::Bind(dir.path().to_path_buf()), target: run_heredoc::PIPES_DIR.into(), readonly: true });
     }
+    let hosts = hosts_dir(ctx)?;
+    prepared.mounts.insert(0, ExtraMount { source: MountSource::Bind(hosts.path().join("hosts")), target: "/etc/hosts".into(), readonly: true });
     let mut env = environment(config, step, ctx, &user);
     env.append(&mut prepared.env);
     let cfg = SandboxConfig {
@@ -42,7 +44,7 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
             NetworkMode::None => sandbox::NetworkMode::None,
             NetworkMode::Default | NetworkMode::Host => sandbox::NetworkMode::Host,
         },
-        hostname: String::new(),
+        hostname: HOSTNAME.into(),
         mounts: std::mem::take(&mut prepared.mounts),
         id_map: ctx.exec.identity.id_map_mode(),
         process_sandbox: ProcessSandbox::Private,
@@ -60,6 +62,22 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
     }
     drop(prepared);
     Ok(StepEffect::Filesystem)
+}
+
+/// The hostname of a RUN, BuildKit's (its executor names every build container so).
+const HOSTNAME: &str = "buildkitsandbox";
+
+/// A directory holding `hosts` as BuildKit writes it for a RUN (loopback names and the
+/// hostname), bound over `/etc/hosts` like BuildKit does instead of the host's file.
+fn hosts_dir(ctx: &StepContext<'_>) -> Result<tempfile::TempDir, InstructionError> {
+    let work = &ctx.exec.work_dir;
+    let dir = tempfile::Builder::new().prefix("hosts-").tempdir_in(work).map_err(InstructionError::io("create", work))?;
+    let file = dir.path().join("hosts");
+    let body = format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    std::fs::write(&file, body).map_err(InstructionError::io("write", &file))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).map_err(InstructionError::io("chmod", &file))?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).map_err(InstructionError::io("chmod", dir.path()))?;
+    Ok(dir)
 }
 
 /// A directory holding the heredoc script `name` (mode 0755), mounted at `/dev/pipes`.

@@ -48,6 +48,12 @@ impl BuildContext {
         self.ignore.as_ref().is_some_and(|i| i.is_excluded(rel))
     }
 
+    /// Whether excluded directory `rel` must still be walked because a later `!` exception
+    /// may re-include something below it.
+    pub fn walk_excluded_dir(&self, rel: &str) -> bool {
+        self.ignore.as_ref().is_some_and(|i| i.walk_decision(rel) == crate::dockerignore::WalkDecision::WalkExcluded)
+    }
+
     /// The context paths a COPY source names, relative to the context, sorted. A source with
     /// wildcards matches like Go's `filepath.Match` per component; `..` cannot leave the context.
     pub fn select(&self, source: &str) -> Result<Vec<String>, ContextError> {

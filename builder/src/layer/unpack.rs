@@ -270,7 +270,12 @@ impl Unpacker<'_> {
             }
             EntryType::Link => {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
-                self.hardlink(&res.dir, &res.name, &target, &rel)
+                self.hardlink(&res.dir, &res.name, &target, &rel)?;
+                // The link's header owner and mode apply to the shared inode, as Docker's and
+                // containerd's tar appliers do (the last header of the inode wins).
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let fd = rfs::openat(&res.dir, res.name.as_os_str(), flags, Mode::empty()).map_err(|e| io_err("openat", &rel, e))?;
+                self.set_meta_fd(fd.as_fd(), &meta, false, &rel)
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let major = entry.header().device_major().ok().flatten().unwrap_or(0);

@@ -33,8 +33,8 @@ use crate::copy_add::FileServer;
 enum Allowed {
     /// Any difference of this field or path.
     Any,
-    /// The path exists only in buildah's image.
-    OnlyInBuildah,
+    /// The path exists only in the reference image.
+    OnlyInReference,
 }
 
 /// A difference from buildah that is expected, and why.
@@ -60,17 +60,60 @@ const EXCEPTIONS: &[Exception] = &[
     },
     // RUN under `--isolation chroot` makes mount points for /dev, /proc, /sys, /run and empty
     // files to bind /etc/hosts, /etc/hostname and /etc/resolv.conf over, and commits them.
-    Exception { what: "/dev", allowed: Allowed::OnlyInBuildah, reason: "buildah chroot mount point" },
-    Exception { what: "/proc", allowed: Allowed::OnlyInBuildah, reason: "buildah chroot mount point" },
-    Exception { what: "/sys", allowed: Allowed::OnlyInBuildah, reason: "buildah chroot mount point" },
-    Exception { what: "/run", allowed: Allowed::OnlyInBuildah, reason: "buildah chroot mount point" },
-    Exception { what: "/etc/hosts", allowed: Allowed::OnlyInBuildah, reason: "buildah chroot bind-mount target" },
-    Exception { what: "/etc/hostname", allowed: Allowed::OnlyInBuildah, reason: "buildah chroot bind-mount target" },
-    Exception { what: "/etc/resolv.conf", allowed: Allowed::OnlyInBuildah, reason: "buildah chroot bind-mount target" },
+    Exception { what: "/dev", allowed: Allowed::OnlyInReference, reason: "buildah chroot mount point" },
+    Exception { what: "/proc", allowed: Allowed::OnlyInReference, reason: "buildah chroot mount point" },
+    Exception { what: "/sys", allowed: Allowed::OnlyInReference, reason: "buildah chroot mount point" },
+    Exception { what: "/run", allowed: Allowed::OnlyInReference, reason: "buildah chroot mount point" },
+    Exception { what: "/etc/hosts", allowed: Allowed::OnlyInReference, reason: "buildah chroot bind-mount target" },
+    Exception { what: "/etc/hostname", allowed: Allowed::OnlyInReference, reason: "buildah chroot bind-mount target" },
+    Exception { what: "/etc/resolv.conf", allowed: Allowed::OnlyInReference, reason: "buildah chroot bind-mount target" },
 ];
 
+/// Differences from Docker 20.10's builder that are its own and not BuildKit's any more.
+const DOCKER_EXCEPTIONS: &[Exception] = &[
+    // runc creates mount points for /dev, /proc, /sys (and files for /etc/hosts,
+    // /etc/resolv.conf) when the root lacks them; BuildKit v0.8 (Docker 20.10) commits these
+    // stubs, BuildKit ≥ v0.10 removes them after the RUN (executor/stubs.go,
+    // MountStubsCleaner), as rbuild does. Allowed only as empty root-owned stubs.
+    Exception {
+        what: "/dev",
+        allowed: Allowed::OnlyInReference,
+        reason: "runc mount stub BuildKit v0.8 commits",
+    },
+    Exception {
+        what: "/proc",
+        allowed: Allowed::OnlyInReference,
+        reason: "runc mount stub BuildKit v0.8 commits",
+    },
+    Exception {
+        what: "/sys",
+        allowed: Allowed::OnlyInReference,
+        reason: "runc mount stub BuildKit v0.8 commits",
+    },
+    Exception {
+        what: "/etc/hosts",
+        allowed: Allowed::OnlyInReference,
+        reason: "runc mount stub BuildKit v0.8 commits",
+    },
+    Exception {
+        what: "/etc/resolv.conf",
+        allowed: Allowed::OnlyInReference,
+        reason: "runc mount stub BuildKit v0.8 commits",
+    },
+];
+
+/// The Docker 20.10 exception that explains `d`: only an empty stub the reference alone has.
+fn docker_exception(d: &Difference) -> Option<&'static Exception> {
+    let stub = d.ours == "None"
+        && (d.theirs.contains("Dir {") || d.theirs.contains("size: 0,"))
+        && d.theirs.contains("owner: (0, 0)");
+    DOCKER_EXCEPTIONS.iter().find(|e| e.what == d.what && stub)
+}
+
 fn buildah_exception(d: &Difference) -> Option<&'static Exception> {
-    EXCEPTIONS.iter().find(|e| e.what == d.what && (matches!(e.allowed, Allowed::Any) || d.ours == "None"))
+    EXCEPTIONS
+        .iter()
+        .find(|e| e.what == d.what && (matches!(e.allowed, Allowed::Any) || d.ours == "None"))
 }
 
 /// Files served over HTTP for `ADD <url>` cases (`${SERVER}` in a case's build args).
@@ -78,18 +121,31 @@ const SERVED: &str = "testdata/diff-served";
 
 #[tokio::test]
 async fn rbuild_builds_what_buildkit_builds() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     let docker = Dockerd::start(h.ctx.registry.addr());
     let server = FileServer::start(&workspace().join(SERVED));
     let root_cache = h.shared.path().join("cache-root");
     std::fs::create_dir(&root_cache).unwrap();
     chown_to("root", &root_cache);
-    let filter: Vec<String> = std::env::var("RBUILD_DIFF_CASES").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default();
-    let cases: Vec<Case> = discover().into_iter().filter(|c| filter.is_empty() || filter.iter().any(|f| c.name.contains(f.as_str()))).collect();
-    let run = Run { h: &h, docker: &docker, server: &server.url, root_cache: &root_cache };
+    let filter: Vec<String> = std::env::var("RBUILD_DIFF_CASES")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let cases: Vec<Case> = discover()
+        .into_iter()
+        .filter(|c| filter.is_empty() || filter.iter().any(|f| c.name.contains(f.as_str())))
+        .collect();
+    let run = Run {
+        h: &h,
+        docker: &docker,
+        server: &server.url,
+        root_cache: &root_cache,
+    };
     let mut failed = Vec::new();
     for case in &cases {
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| run.case(case))).unwrap_or_else(|p| Err(panic_text(&p)));
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| run.case(case)))
+            .unwrap_or_else(|p| Err(panic_text(&p)));
         match result {
             Ok(()) => eprintln!("differential ok: {}", case.name),
             Err(e) => {
@@ -98,14 +154,32 @@ async fn rbuild_builds_what_buildkit_builds() {
             }
         }
     }
-    println!("differential: {} passed, {} failed", cases.len() - failed.len(), failed.len());
-    eprintln!("differential: {} passed, {} failed", cases.len() - failed.len(), failed.len());
-    assert!(failed.is_empty(), "cases differing from BuildKit: {failed:?}");
-    assert!(!filter.is_empty() || cases.len() >= 80, "only {} differential cases", cases.len());
+    println!(
+        "differential: {} passed, {} failed",
+        cases.len() - failed.len(),
+        failed.len()
+    );
+    eprintln!(
+        "differential: {} passed, {} failed",
+        cases.len() - failed.len(),
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "cases differing from BuildKit: {failed:?}"
+    );
+    assert!(
+        !filter.is_empty() || cases.len() >= 80,
+        "only {} differential cases",
+        cases.len()
+    );
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
 
 /// Every `testdata/build/diff-*` directory with a Dockerfile, by name.
@@ -113,7 +187,13 @@ fn discover() -> Vec<Case> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(workspace().join("testdata/build"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("diff-") && p.join("Dockerfile").is_file())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("diff-")
+                && p.join("Dockerfile").is_file()
+        })
         .collect();
     dirs.sort();
     dirs.iter().map(|d| Case::load(d)).collect()
@@ -143,12 +223,21 @@ impl Run<'_> {
         }
         let mut args = vec!["--build-arg".to_string(), self.h.base()];
         for a in &case.build_args {
-            args.extend(["--build-arg".to_string(), a.replace("${SERVER}", self.server)]);
+            args.extend([
+                "--build-arg".to_string(),
+                a.replace("${SERVER}", self.server),
+            ]);
         }
         if let Some(t) = &case.target {
             args.extend(["--target".to_string(), t.clone()]);
         }
-        let rootless = self.rbuild(case, &context, USER, &self.h.shared.path().join("cache"), &args)?;
+        let rootless = self.rbuild(
+            case,
+            &context,
+            USER,
+            &self.h.shared.path().join("cache"),
+            &args,
+        )?;
         let root = self.rbuild(case, &context, "root", self.root_cache, &args)?;
         let mut report = String::new();
         match &case.oracle {
@@ -159,13 +248,19 @@ impl Run<'_> {
                 for (mode, ours) in [("rootless", &rootless), ("root", &root)] {
                     let mut d = compare_configs(&ours.config, &reference.config);
                     d.extend(compare_trees(&ours.tree, &reference.tree));
+                    d.retain(|d| docker_exception(d).is_none());
                     report += &describe(mode, "Docker's BuildKit", &d);
+                    report += &contents(&d, ours, &reference);
                 }
                 cleanup(&reference);
             }
             Oracle::Documented(_) => {
                 for (mode, ours) in [("rootless", &rootless), ("root", &root)] {
-                    report += &describe(mode, "EXPECTED", &check_expected(&case.expected, &ours.tree, &ours.config));
+                    report += &describe(
+                        mode,
+                        "EXPECTED",
+                        &check_expected(&case.expected, &ours.tree, &ours.config),
+                    );
                 }
                 let d = compare_trees(&rootless.tree, &root.tree);
                 report += &describe("rootless", "root", &d);
@@ -183,23 +278,48 @@ impl Run<'_> {
         cleanup(&rootless);
         cleanup(&root);
         let _ = std::fs::remove_dir_all(&context);
-        if report.is_empty() { Ok(()) } else { Err(report) }
+        if report.is_empty() {
+            Ok(())
+        } else {
+            Err(report)
+        }
     }
 
-    fn rbuild(&self, case: &Case, context: &Path, user: &str, cache: &Path, args: &[String]) -> Result<Built, String> {
-        let image = self.h.image(&format!("diff/rbuild-{user}-{}:v1", case.name));
-        let mut all: Vec<&str> = vec!["--context", context.to_str().unwrap(), "--destination", &image];
+    fn rbuild(
+        &self,
+        case: &Case,
+        context: &Path,
+        user: &str,
+        cache: &Path,
+        args: &[String],
+    ) -> Result<Built, String> {
+        let image = self
+            .h
+            .image(&format!("diff/rbuild-{user}-{}:v1", case.name));
+        let mut all: Vec<&str> = vec![
+            "--context",
+            context.to_str().unwrap(),
+            "--destination",
+            &image,
+        ];
         all.extend(args.iter().map(String::as_str));
         let out = self.h.build_as(user, cache, &all);
         if !out.status.success() {
-            return Err(format!("rbuild as {user} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "rbuild as {user} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         Ok(self.fetch(&image))
     }
 
     fn fetch(&self, image: &str) -> Built {
         let rootfs = self.h.unpack(image);
-        Built { config: self.h.config(image), tree: snapshot(&rootfs), rootfs }
+        Built {
+            config: self.h.config(image),
+            tree: snapshot(&rootfs),
+            rootfs,
+        }
     }
 
     /// buildah's image against rbuild's rootless one, buildah's own ways allowed.
@@ -223,8 +343,32 @@ impl Run<'_> {
     }
 }
 
+/// Both versions of the small text files that differ, to read the difference.
+fn contents(differences: &[Difference], ours: &Built, theirs: &Built) -> String {
+    let text = |b: &Built, p: &str| match b.tree.get(p) {
+        Some(Node::File { size, .. }) if *size <= 4096 => {
+            std::fs::read_to_string(b.rootfs.join(&p[1..])).ok()
+        }
+        _ => None,
+    };
+    differences
+        .iter()
+        .filter_map(|d| {
+            Some((
+                d.what.as_str(),
+                text(ours, &d.what)?,
+                text(theirs, &d.what)?,
+            ))
+        })
+        .map(|(p, a, b)| format!("    {p} from rbuild:\n{a}\n    {p} from the reference:\n{b}\n"))
+        .collect()
+}
+
 fn describe(mode: &str, reference: &str, differences: &[Difference]) -> String {
-    differences.iter().map(|d| format!("  rbuild ({mode}) vs {reference}: {d}\n")).collect()
+    differences
+        .iter()
+        .map(|d| format!("  rbuild ({mode}) vs {reference}: {d}\n"))
+        .collect()
 }
 
 /// Removes an unpacked image (`<dir>/bundle/rootfs`) and its layout.
@@ -243,12 +387,31 @@ fn run_image(rootfs: &Path, config: &Value) -> String {
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    let user = config["User"].as_str().filter(|u| !u.is_empty()).unwrap_or("0");
+    let user = config["User"]
+        .as_str()
+        .filter(|u| !u.is_empty())
+        .unwrap_or("0");
     let (uid, gid) = user.split_once(':').unwrap_or((user, user));
-    let workdir = config["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or("/");
-    let env = config["Env"].as_array().into_iter().flatten().filter_map(Value::as_str).filter_map(|kv| kv.split_once('='));
+    let workdir = config["WorkingDir"]
+        .as_str()
+        .filter(|w| !w.is_empty())
+        .unwrap_or("/");
+    let env = config["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|kv| kv.split_once('='));
     let out = Command::new("timeout")
-        .args(["60", "unshare", &format!("--map-user={uid}"), &format!("--map-group={gid}"), "--mount", "--pid", "--fork"])
+        .args([
+            "60",
+            "unshare",
+            &format!("--map-user={uid}"),
+            &format!("--map-group={gid}"),
+            "--mount",
+            "--pid",
+            "--fork",
+        ])
         .arg(format!("--root={}", rootfs.display()))
         .arg(format!("--wd={workdir}"))
         .args(&argv)
@@ -256,6 +419,10 @@ fn run_image(rootfs: &Path, config: &Value) -> String {
         .envs(env)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{argv:?} as {user:?} in the image: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{argv:?} as {user:?} in the image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }

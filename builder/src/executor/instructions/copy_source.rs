@@ -44,6 +44,14 @@ impl SourceRoot<'_> {
             Self::Root { .. } => false,
         }
     }
+
+    /// An ignored directory an exception may re-include something below.
+    fn walk_ignored_dir(&self, rel: &str) -> bool {
+        match self {
+            Self::Context(c) => c.walk_excluded_dir(rel),
+            Self::Root { .. } => false,
+        }
+    }
 }
 
 /// One top-level source after wildcard expansion.
@@ -168,19 +176,29 @@ pub fn walk(root: SourceRoot<'_>, source: &Selected, excludes: &Excludes) -> Res
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
+    // Ignored directories walked for a `!` exception below them, emitted (before the entry)
+    // only when something below them is kept, as BuildKit's fsutil does.
+    let mut pending: Vec<(usize, SelectedFile)> = Vec::new();
     let mut it = walkdir::WalkDir::new(&source.host).min_depth(1).sort_by_file_name().into_iter();
     while let Some(entry) = it.next() {
         let entry = entry.map_err(|e| InstructionError::io("walk", &source.host)(e.into()))?;
         let Ok(below) = entry.path().strip_prefix(&source.host) else { continue };
         let below = below.to_string_lossy().into_owned();
         let rel = join(&source.rel, &below);
-        if excludes.excludes(&below) || root.ignored(&rel) {
+        pending.retain(|(depth, _)| *depth < entry.depth());
+        let file = SelectedFile { host: entry.path().to_path_buf(), rel };
+        if excludes.excludes(&below) || root.ignored(&file.rel) {
             if entry.file_type().is_dir() {
-                it.skip_current_dir();
+                if root.walk_ignored_dir(&file.rel) && !excludes.excludes(&below) {
+                    pending.push((entry.depth(), file));
+                } else {
+                    it.skip_current_dir();
+                }
             }
             continue;
         }
-        out.push(SelectedFile { host: entry.path().to_path_buf(), rel });
+        out.extend(pending.drain(..).map(|(_, dir)| dir));
+        out.push(file);
     }
     Ok(out)
 }
@@ -213,9 +231,15 @@ fn wildcard_matches(root: SourceRoot<'_>, src: &str, base: &str, pattern: &str) 
         Err(RootPathError::NotFound { .. }) | Err(RootPathError::NotADirectory { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(resolve_err(src, e)),
     };
-    let matcher = DockerIgnore::from_patterns([pattern])
+    // Go's filepath.Match, which BuildKit's COPY sources use: `*` never crosses a `/`, and
+    // `**` is just two `*`s (no recursion, unlike .dockerignore).
+    let mut pattern = pattern.to_string();
+    while pattern.contains("**") {
+        pattern = pattern.replace("**", "*");
+    }
+    let matcher = DockerIgnore::from_patterns([pattern.as_str()])
         .map_err(|e| InstructionError::Context(crate::executor::context::ContextError::Pattern { pattern: src.into(), source: e }))?;
-    let depth = if pattern.contains("**") { usize::MAX } else { pattern.split('/').count() };
+    let depth = pattern.split('/').count();
     let mut found = Vec::new();
     let mut it = walkdir::WalkDir::new(&base_host).min_depth(1).max_depth(depth).sort_by_file_name().into_iter();
     while let Some(entry) = it.next() {

@@ -94,8 +94,9 @@ fn pipe_dir(name: &str, body: &str, ctx: &StepContext<'_>) -> Result<tempfile::T
     Ok(dir)
 }
 
-/// The config's ENV, then build args in scope that ENV does not override (Docker's rule),
-/// then proxy args; `PATH` and `HOME` default like Docker's.
+/// The config's ENV, then the build args the plan gave the RUN (an ARG declared after an
+/// ENV of the same name replaces its value, as in BuildKit's build state), then proxy args
+/// ENV does not set; `PATH` and `HOME` default like Docker's.
 fn environment(config: &ImageConfig, step: &Step, ctx: &StepContext<'_>, user: &UserSpec) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = config
         .config
@@ -104,7 +105,13 @@ fn environment(config: &ImageConfig, step: &Step, ctx: &StepContext<'_>, user: &
         .map(|kv| kv.split_once('=').map_or((kv.clone(), String::new()), |(k, v)| (k.into(), v.into())))
         .collect();
     let has = |env: &[(String, String)], k: &str| env.iter().any(|(key, _)| key == k);
-    for (k, v) in step.args.iter().chain(&ctx.plan.proxy_args) {
+    for (k, v) in &step.args {
+        match env.iter_mut().find(|(key, _)| key == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => env.push((k.clone(), v.clone())),
+        }
+    }
+    for (k, v) in &ctx.plan.proxy_args {
         if !has(&env, k) {
             env.push((k.clone(), v.clone()));
         }

@@ -93,7 +93,15 @@ pub fn subid_ranges(contents: &str, name: Option<&str>, id: u32) -> Vec<SubIdRan
             let matches = Some(owner) == name || owner.parse::<u32>().ok() == Some(id);
             (matches && count > 0 && start.checked_add(count).is_some()).then_some(SubIdRange { start, count })
         })
-        .collect()
+        .fold(Vec::new(), |mut kept: Vec<SubIdRange>, r| {
+            // A line repeated or overlapping an earlier one (two writers of the file) would
+            // make the kernel refuse the whole map with EINVAL; the first one counts.
+            let overlaps = |k: &SubIdRange| r.start < k.start + k.count && k.start < r.start + r.count;
+            if !kept.iter().any(overlaps) {
+                kept.push(r);
+            }
+            kept
+        })
 }
 
 /// The map of a caller with subordinate `ranges`: its own id as 0, then every subordinate
@@ -309,6 +317,7 @@ mod tests {
     #[case::empty_range("rb:100000:0\n", Some("rb"), 1000, vec![])]
     #[case::other_user("alice:100000:65536\n", Some("rb"), 1000, vec![])]
     #[case::several("rb:1:10\nalice:5:5\nrb:300000:600000\n", Some("rb"), 1000, vec![(1, 10), (300000, 600000)])]
+    #[case::duplicate("rb:100000:65536\nrb:100000:65536\nrb:150000:10\nrb:165536:5\n", Some("rb"), 1000, vec![(100000, 65536), (165536, 5)])]
     #[case::garbage("rb:x:y\n::\n\nrb", Some("rb"), 1000, vec![])]
     #[case::overflow("rb:4294967295:65536\n", Some("rb"), 1000, vec![])]
     fn subid_lookup(#[case] file: &str, #[case] name: Option<&str>, #[case] id: u32, #[case] want: Vec<(u32, u32)>) {

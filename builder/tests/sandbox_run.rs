@@ -153,6 +153,10 @@ fn text(b: &[u8]) -> String {
 #[case::network_none_has_only_lo(&["--network", "none"], &["/bin/sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; ip route; tail -n +2 /proc/net/route"], 0, "lo\n")]
 #[case::network_none_lo_is_up(&["--network", "none"], &["/bin/sh", "-c", "ip -o link show lo | grep -o 'UP,LOWER_UP'"], 0, "UP,LOWER_UP\n")]
 #[case::stderr_is_separate(&[], &["/bin/sh", "-c", "echo out; echo err >&2"], 0, "out\n")]
+#[case::sigpipe_ends_yes(&[], &["/bin/sh", "-c", "yes | head -c 5"], 0, "y\ny\ny")]
+#[case::signals_default_mask_empty(&[], &["/bin/sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/$$/status"], 0, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n")]
+#[case::umask_022(&[], &["/bin/sh", "-c", "umask"], 0, "0022\n")]
+#[case::only_fds_0_to_2(&[], &["/bin/sh", "-c", "ls /proc/$$/fd"], 0, "0\n1\n2\n")]
 fn run_cases(#[case] args: &[&str], #[case] argv: &[&str], #[case] code: i32, #[case] stdout: &str) {
     let Some(h) = harness(WITH_RANGE) else { return };
     let out = h.run(args, argv);

@@ -170,9 +170,33 @@ pub(crate) fn reset_process_state() {
         // is single-threaded (forked from the single-threaded init) and about to exec.
         let _ = unsafe { sigaction(sig, &default) };
     }
+    reset_realtime_signals();
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
 }
+
+/// The real-time signals (32–64) back to their default with the raw system call: glibc
+/// refuses 32 and 33 (its own), which rbuild's caller may have left ignored.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn reset_realtime_signals() {
+    /// The kernel's `struct sigaction` on x86_64 and aarch64.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
+    for sig in 32..=libc::SIGRTMAX() {
+        // SAFETY: `default` is a valid kernel sigaction (SIG_DFL, no flags, empty mask) that
+        // outlives the call; no old action is read back; the size is the kernel's sigset.
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &default as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>(), 8usize) };
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn reset_realtime_signals() {}
 
 /// Mark every descriptor from `first` on close-on-exec (`close_range` with
 /// `CLOSE_RANGE_CLOEXEC`, Linux ≥ 5.11; else one `fcntl` per entry of `/proc/self/fd`).

@@ -109,7 +109,7 @@ pub fn select(root: SourceRoot<'_>, src: &str, parents: bool, excludes: &Exclude
     let under_pivot = |rel: &str| join(&pivot, rel);
     let found: Vec<(String, String)> = if has_wildcard(&pattern) {
         let base = join(&pivot, literal_prefix(&pattern));
-        let matches = wildcard_matches(root, src, &base, pattern_rest(&pattern))?;
+        let matches = wildcard_matches(root, src, &base, pattern_rest(&pattern), parents)?;
         matches
             .into_iter()
             .filter(|(rel, below_base)| !excludes.excludes(below_base) || is_dir_in(root, rel))
@@ -224,22 +224,23 @@ pub fn selected_context_files(copy: &Copy, context: &BuildContext) -> Result<Vec
 
 /// `(path relative to the root, path relative to base)` of every match of `pattern` below
 /// `base`; a matching directory is not searched further (like fsutil).
-fn wildcard_matches(root: SourceRoot<'_>, src: &str, base: &str, pattern: &str) -> Result<Vec<(String, String)>, InstructionError> {
+fn wildcard_matches(root: SourceRoot<'_>, src: &str, base: &str, pattern: &str, parents: bool) -> Result<Vec<(String, String)>, InstructionError> {
     let dir = RootDir::open(root.dir()).map_err(|e| resolve_err(src, e))?;
     let base_host = match dir.open_dir(Path::new(base), Escape::Clamp, MissingDirs::Fail) {
         Ok((_, host)) => host,
         Err(RootPathError::NotFound { .. }) | Err(RootPathError::NotADirectory { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(resolve_err(src, e)),
     };
-    // Go's filepath.Match, which BuildKit's COPY sources use: `*` never crosses a `/`, and
-    // `**` is just two `*`s (no recursion, unlike .dockerignore).
+    // Plain sources match like Go's filepath.Match (BuildKit's copyWithWildcard): `*` never
+    // crosses a `/` and `**` is just two `*`s. `--parents` sources are include patterns
+    // (patternmatcher), where `**` spans directories.
     let mut pattern = pattern.to_string();
-    while pattern.contains("**") {
+    while !parents && pattern.contains("**") {
         pattern = pattern.replace("**", "*");
     }
     let matcher = DockerIgnore::from_patterns([pattern.as_str()])
         .map_err(|e| InstructionError::Context(crate::executor::context::ContextError::Pattern { pattern: src.into(), source: e }))?;
-    let depth = pattern.split('/').count();
+    let depth = if pattern.contains("**") { usize::MAX } else { pattern.split('/').count() };
     let mut found = Vec::new();
     let mut it = walkdir::WalkDir::new(&base_host).min_depth(1).max_depth(depth).sort_by_file_name().into_iter();
     while let Some(entry) = it.next() {

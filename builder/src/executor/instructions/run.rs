@@ -30,8 +30,15 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
     if let Some(dir) = &pipes {
         prepared.mounts.push(ExtraMount { source: MountSource::Bind(dir.path().to_path_buf()), target: run_heredoc::PIPES_DIR.into(), readonly: true });
     }
-    let hosts = hosts_dir(ctx)?;
-    prepared.mounts.insert(0, ExtraMount { source: MountSource::Bind(hosts.path().join("hosts")), target: "/etc/hosts".into(), readonly: true });
+    let sandbox = ctx.exec.sandbox.get().map_err(|reason| InstructionError::NoIsolation { reason })?;
+    // Container isolation has no mount namespace to bind a file in: it keeps the pod's hosts.
+    let hosts = match sandbox.isolation_mode() {
+        sandbox::IsolationMode::Container => None,
+        _ => Some(hosts_dir(ctx)?),
+    };
+    if let Some(dir) = &hosts {
+        prepared.mounts.insert(0, ExtraMount { source: MountSource::Bind(dir.path().join("hosts")), target: "/etc/hosts".into(), readonly: true });
+    }
     let mut env = environment(config, step, ctx, &user);
     env.append(&mut prepared.env);
     let cfg = SandboxConfig {
@@ -51,7 +58,6 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
         overlay: None,
     };
     let event = ctx.event;
-    let sandbox = ctx.exec.sandbox.get().map_err(|reason| InstructionError::NoIsolation { reason })?;
     let report = sandbox
         .run(&cfg, |_, chunk| ctx.exec.progress.output(&event, chunk), &ctx.exec.cancel)
         .map_err(|source: SandboxError| InstructionError::Sandbox { command: command.clone(), source })?;

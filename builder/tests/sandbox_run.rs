@@ -143,9 +143,9 @@ fn text(b: &[u8]) -> String {
 #[case::signal_is_128_plus_n(&["--shared-pid"], &["/bin/sh", "-c", "kill -KILL $$"], 137, "")]
 #[case::pid_1_is_the_step(&[], &["/bin/sh", "-c", "ps -o pid,comm >/tmp/ps; tr -s ' ' </tmp/ps | sed 's/^ //'"], 0, "PID COMMAND\n1 sh\n2 ps\n")]
 #[case::env(&["--env", "FOO=bar baz"], &["/bin/sh", "-c", "echo \"$FOO\""], 0, "bar baz\n")]
-#[case::user_by_name(&["--user", "app"], &["id"], 0, "uid=1000(app) gid=1000(app) groups=10(wheel),1000(app)\n")]
-#[case::user_by_id(&["--user", "1000"], &["id"], 0, "uid=1000(app) gid=1000(app) groups=10(wheel),1000(app)\n")]
-#[case::user_and_group(&["--user", "app:wheel"], &["id"], 0, "uid=1000(app) gid=10(wheel) groups=10(wheel)\n")]
+#[case::user_by_name(&["--user", "app"], &["id"], 0, "uid=1000(app) gid=1000(app) groups=10(wheel)\n")]
+#[case::user_by_id(&["--user", "1000"], &["id"], 0, "uid=1000(app) gid=1000(app) groups=10(wheel)\n")]
+#[case::user_and_group(&["--user", "app:wheel"], &["id"], 0, "uid=1000(app) gid=10(wheel)\n")]
 #[case::workdir_created(&["--cwd", "/work/dir"], &["/bin/sh", "-c", "pwd"], 0, "/work/dir\n")]
 #[case::exec_form_keeps_words(&[], &["/bin/echo", "a  b", "c"], 0, "a  b c\n")]
 #[case::path_lookup_inside_root(&["--env", "PATH=/bin"], &["echo", "hi"], 0, "hi\n")]
@@ -153,6 +153,10 @@ fn text(b: &[u8]) -> String {
 #[case::network_none_has_only_lo(&["--network", "none"], &["/bin/sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; ip route; tail -n +2 /proc/net/route"], 0, "lo\n")]
 #[case::network_none_lo_is_up(&["--network", "none"], &["/bin/sh", "-c", "ip -o link show lo | grep -o 'UP,LOWER_UP'"], 0, "UP,LOWER_UP\n")]
 #[case::stderr_is_separate(&[], &["/bin/sh", "-c", "echo out; echo err >&2"], 0, "out\n")]
+#[case::sigpipe_ends_yes(&[], &["/bin/sh", "-c", "yes | head -c 5"], 0, "y\ny\ny")]
+#[case::signals_as_under_runc(&[], &["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"], 0, "SigBlk:\t0000000000000000\nSigIgn:\t0000000080000000\n")]
+#[case::umask_022(&[], &["/bin/sh", "-c", "umask"], 0, "0022\n")]
+#[case::only_fds_0_to_2_and_ls_own(&[], &["ls", "/proc/self/fd"], 0, "0\n1\n2\n3\n")]
 fn run_cases(#[case] args: &[&str], #[case] argv: &[&str], #[case] code: i32, #[case] stdout: &str) {
     let Some(h) = harness(WITH_RANGE) else { return };
     let out = h.run(args, argv);

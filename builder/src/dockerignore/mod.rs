@@ -211,6 +211,15 @@ impl DockerIgnore {
         (excluded, ParentMatches(matched))
     }
 
+    /// BuildKit's (fsutil's walker) rule for entering an excluded directory: some `!`
+    /// pattern, as written plus `/`, starts with the directory's path plus `/`. So
+    /// `!dir/keep.txt` re-includes below an excluded `dir`, but `!docs/**/*.md` does not
+    /// reach into an excluded `docs/x`.
+    pub fn exception_under(&self, rel_dir: &str) -> bool {
+        let dir_slash = format!("{}/", clean(rel_dir));
+        self.patterns.iter().any(|p| p.exclusion && format!("{}/", p.text).starts_with(&dir_slash))
+    }
+
     /// Tells a walker whether directory `rel_dir` must be walked or can be skipped whole.
     pub fn walk_decision(&self, rel_dir: &str) -> WalkDecision {
         let Some(decider) = self.last_match(rel_dir) else {

@@ -48,6 +48,12 @@ impl BuildContext {
         self.ignore.as_ref().is_some_and(|i| i.is_excluded(rel))
     }
 
+    /// Whether excluded directory `rel` must still be walked for a `!` exception below it
+    /// (BuildKit's rule, [`DockerIgnore::exception_under`]).
+    pub fn walk_excluded_dir(&self, rel: &str) -> bool {
+        self.ignore.as_ref().is_some_and(|i| i.exception_under(rel))
+    }
+
     /// The context paths a COPY source names, relative to the context, sorted. A source with
     /// wildcards matches like Go's `filepath.Match` per component; `..` cannot leave the context.
     pub fn select(&self, source: &str) -> Result<Vec<String>, ContextError> {

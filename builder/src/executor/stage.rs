@@ -157,6 +157,17 @@ fn base_name(stage: &Stage) -> String {
     }
 }
 
+/// The config of `FROM scratch`: BuildKit's empty image (dockerfile2llb `emptyImage`) has
+/// `WorkingDir` `/` and the default `PATH` (Linux only), not an empty config.
+fn scratch_config(os: &str) -> ImageConfig {
+    let mut config = ImageConfig::default();
+    config.config.working_dir = Some("/".into());
+    if os == "linux" {
+        config.config.env = vec![format!("PATH={}", crate::sandbox::DEFAULT_PATH)];
+    }
+    config
+}
+
 /// The config and layers a stage starts from.
 fn base_state(
     stage: &Stage,
@@ -165,7 +176,7 @@ fn base_state(
 ) -> Result<(ImageConfig, Vec<ImageLayer>), ExecuteError> {
     let base_err = |source| ExecuteError::Base { stage: stage.display_name(), source: Box::new(source) };
     let (config, layers) = match &stage.base {
-        Base::Scratch => (ImageConfig::default(), Vec::new()),
+        Base::Scratch => (scratch_config(&stage.platform.os), Vec::new()),
         Base::Image { reference } => {
             let base = bases.get(reference, &stage.platform).map_err(base_err)?;
             (base.config.clone(), base.layers.clone())
@@ -179,6 +190,10 @@ fn base_state(
     // The base's ONBUILD triggers run as steps of this stage (the plan inserted them); the
     // new image carries only the ONBUILD instructions of its own Dockerfile.
     config.config.on_build.clear();
+    // Docker writes `"WorkingDir": ""` for "not set"; a relative or empty cwd would be refused.
+    if config.config.working_dir.as_deref() == Some("") {
+        config.config.working_dir = None;
+    }
     config.architecture = stage.platform.architecture.clone();
     config.os = stage.platform.os.clone();
     config.variant = stage.platform.variant.clone();

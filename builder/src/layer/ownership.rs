@@ -42,6 +42,9 @@ pub enum OwnershipError {
     /// An id has no mapping.
     #[error("{kind} {id} is not mapped")]
     Unmapped { kind: &'static str, id: u32 },
+    /// `chown` refused the ids: the user namespace the build runs in does not map them.
+    #[error("uid {uid} or gid {gid} is outside this build's user namespace (the ids in /proc/self/uid_map and gid_map); grant the build user a subordinate range in /etc/subuid and /etc/subgid that covers them")]
+    OutsideNamespace { uid: u32, gid: u32 },
 }
 
 /// One contiguous id range: `container..container+len` ↔ `host..host+len`.

@@ -304,7 +304,12 @@ impl Unpacker<'_> {
             }
             EntryType::Link => {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
-                self.hardlink(&res.dir, &res.name, &target, &rel)
+                self.hardlink(&res.dir, &res.name, &target, &rel)?;
+                // The link's header owner and mode apply to the shared inode, as Docker's and
+                // containerd's tar appliers do (the last header of the inode wins).
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let fd = rfs::openat(&res.dir, res.name.as_os_str(), flags, Mode::empty()).map_err(|e| io_err("openat", &rel, e))?;
+                self.set_meta_fd(fd.as_fd(), &meta, false, &rel)
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let major = entry.header().device_major().ok().flatten().unwrap_or(0);
@@ -399,7 +404,17 @@ impl Unpacker<'_> {
         }
     }
 
-    /// Owner, mode, xattrs and mtime through an open descriptor.
+    /// A failed chown: `EINVAL` means the ids are outside the user namespace's map, said so
+/// with the ids; anything else is the plain I/O error.
+fn chown_err(op: &'static str, rel: &Path, meta: &Meta, e: rustix::io::Errno) -> UnpackError {
+    if e == rustix::io::Errno::INVAL {
+        let source = OwnershipError::OutsideNamespace { uid: meta.uid, gid: meta.gid };
+        return UnpackError::Owner { path: rel.to_path_buf(), source };
+    }
+    io_err(op, rel, e)
+}
+
+/// Owner, mode, xattrs and mtime through an open descriptor.
     fn set_meta_fd(&self, fd: BorrowedFd<'_>, meta: &Meta, is_dir: bool, rel: &Path) -> Result<(), UnpackError> {
         match &self.opts.ownership {
             OwnershipMode::Chown(maps) => {
@@ -407,7 +422,7 @@ impl Unpacker<'_> {
                     .host_owner(meta.uid, meta.gid)
                     .map_err(|source| UnpackError::Owner { path: rel.to_path_buf(), source })?;
                 rfs::fchown(fd, Some(rfs::Uid::from_raw(u)), Some(rfs::Gid::from_raw(g)))
-                    .map_err(|e| io_err("fchown", rel, e))?;
+                    .map_err(|e| Self::chown_err("fchown", rel, meta, e))?;
                 rfs::fchmod(fd, Mode::from_raw_mode(meta.mode)).map_err(|e| io_err("fchmod", rel, e))?;
             }
             OwnershipMode::Record => {
@@ -439,7 +454,7 @@ impl Unpacker<'_> {
                 .host_owner(meta.uid, meta.gid)
                 .map_err(|source| UnpackError::Owner { path: rel.to_path_buf(), source })?;
             rfs::chownat(dir, name, Some(rfs::Uid::from_raw(u)), Some(rfs::Gid::from_raw(g)), AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| io_err("fchownat", rel, e))?;
+                .map_err(|e| Self::chown_err("fchownat", rel, meta, e))?;
         }
         let path = proc_path(dir, name);
         if !is_link {

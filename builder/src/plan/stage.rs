@@ -34,9 +34,10 @@ pub struct Stage {
     pub images: BTreeSet<String>,
     /// Whether the target needs this stage; unneeded stages are skipped.
     pub needed: bool,
-    /// ENV at the end of the stage (what a stage built `FROM` this one starts with).
+    /// ENV and ARG values at the end of the stage (what a stage built `FROM` this one
+    /// starts with: BuildKit's build state carries both).
     #[serde(skip)]
-    pub(super) final_env: Vec<(String, String)>,
+    pub(super) final_scope: Scope,
     /// The stage's own ONBUILD triggers (what a stage built `FROM` this one runs first).
     #[serde(skip)]
     pub(super) final_onbuild: Vec<String>,
@@ -123,14 +124,14 @@ impl<'a> Planner<'a> {
         let Some((from_l, rest)) = located.split_first() else { return Ok(()) };
         let Instruction::From(from) = &from_l.instruction else { return Ok(()) };
         let index = self.stages.len();
-        let global_scope = Scope { env: Vec::new(), args: self.global.clone() };
+        let global_scope = Scope { args: self.global.clone(), ..Scope::default() };
         let mut ex = Expander::new(&self.lexer, &global_scope);
         let from = from.expand(&mut ex).map_err(|k| at(from_l.location, k.into()))?;
         let platform = match &from.platform {
             Some(p) => p.parse().map_err(|e: super::PlatformError| at(from_l.location, e.into()))?,
             None => self.request.platform.clone(),
         };
-        let (base, env) = self.base(&from.image, &platform);
+        let (base, inherited_scope) = self.base(&from.image, &platform);
         let mut depends_on = BTreeSet::new();
         if let Base::Stage { index } = base {
             depends_on.insert(index);
@@ -150,7 +151,7 @@ impl<'a> Planner<'a> {
             depends_on,
             images: BTreeSet::new(),
             needed: false,
-            final_env: Vec::new(),
+            final_scope: Scope::default(),
             final_onbuild: Vec::new(),
         };
         let inherited = match &stage.base {
@@ -159,12 +160,12 @@ impl<'a> Planner<'a> {
             Base::Scratch => Vec::new(),
         };
         let triggers = super::onbuild::triggers(&inherited, from_l.location)?;
-        let mut scope = Scope::with_env(env);
+        let mut scope = inherited_scope;
         for l in triggers.iter().chain(rest) {
             let step = self.step(l, &mut scope).map_err(|kind| at(l.location, kind))?;
             stage.steps.push(step);
         }
-        stage.final_env = scope.env;
+        stage.final_scope = scope;
         stage.final_onbuild = rest
             .iter()
             .filter_map(|l| match &l.instruction {
@@ -176,16 +177,20 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    fn base(&self, image: &str, platform: &Platform) -> (Base, Vec<(String, String)>) {
+    /// The base of a stage and the scope it starts with: a stage base passes on its ENV and
+    /// its ARG values (BuildKit's `FROM <stage>` continues that stage's build state, whose
+    /// environment holds both), an image its config's ENV, scratch BuildKit's default PATH.
+    fn base(&self, image: &str, platform: &Platform) -> (Base, Scope) {
         if let Some(&index) = self.stage_names.get(&image.to_ascii_lowercase()) {
-            let env = self.stages.get(index).map(|s| s.final_env.clone()).unwrap_or_default();
-            return (Base::Stage { index }, env);
+            let scope = self.stages.get(index).map(|s| s.final_scope.clone()).unwrap_or_default();
+            return (Base::Stage { index }, scope);
         }
         if image.eq_ignore_ascii_case("scratch") {
-            return (Base::Scratch, Vec::new());
+            let path = if platform.os == "linux" { vec![("PATH".to_string(), crate::sandbox::DEFAULT_PATH.to_string())] } else { Vec::new() };
+            return (Base::Scratch, Scope::with_env(path));
         }
         let env = self.bases.env(image, platform).unwrap_or_default();
-        (Base::Image { reference: image.to_string() }, env)
+        (Base::Image { reference: image.to_string() }, Scope::with_env(env))
     }
 
     fn step(&mut self, l: &Located, scope: &mut Scope) -> Result<Step, PlanErrorKind> {
@@ -201,7 +206,7 @@ impl<'a> Planner<'a> {
                     scope.set_env(kv.key.clone(), kv.value.clone());
                 }
             }
-            Instruction::Run(_) => args = scope.args.clone(),
+            Instruction::Run(_) => args = scope.run_args(),
             _ => {}
         }
         Ok(Step { instruction, location: l.location, original: l.original.clone(), args })
@@ -212,10 +217,19 @@ impl<'a> Planner<'a> {
         let mut resolved = Vec::with_capacity(decls.len());
         let mut args = BTreeMap::new();
         for decl in decls {
+            // BuildKit expands the name too (`ARG ${PREFIX}_NAME=v`).
+            let expanded;
+            let decl = if decl.name.contains('$') {
+                let name = Expander::new(&self.lexer, scope).word(&decl.name, "ARG name")?;
+                expanded = ArgDecl { name, default: decl.default.clone() };
+                &expanded
+            } else {
+                decl
+            };
             let value = self.arg_value(decl, scope)?;
             match &value {
                 Some(v) => {
-                    scope.args.insert(decl.name.clone(), v.clone());
+                    scope.set_arg(decl.name.clone(), v.clone());
                     args.insert(decl.name.clone(), v.clone());
                 }
                 None => {

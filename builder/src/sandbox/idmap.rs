@@ -10,14 +10,21 @@ use serde::{Deserialize, Serialize};
 
 use super::sys::{IdMap, IdMapWriter, IdRange};
 
-/// Ids a full map covers inside the namespace (0–65535), as buildah and podman do.
+/// Ids a conventional full range holds (0–65535); only named in messages and the
+/// nested map's clip of a host root's own `0 0 4294967295` map.
 pub const FULL_RANGE: u32 = 65536;
+
+/// The highest id a user namespace can map: `4294967295` is `(uid_t)-1`, never valid.
+pub const MAX_ID: u32 = u32::MAX - 1;
+
+/// Most lines a kernel id map takes (Linux ≥ 4.15); one is the caller's own id.
+const MAX_MAP_LINES: usize = 340;
 
 /// Errors of id-map planning and writing.
 #[derive(Debug, thiserror::Error)]
 pub enum IdMapError {
-    /// A subordinate range was required but the caller has none (or too small).
-    #[error("no subordinate id range of {FULL_RANGE} ids for uid {uid} in {subuid} and {subgid}; add `USER:100000:65536` to both files (e.g. `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`)")]
+    /// A subordinate range was required but the caller has none.
+    #[error("no subordinate id range for uid {uid} in {subuid} and {subgid}; add `USER:100000:65536` to both files (e.g. `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`)")]
     NoRange { uid: u32, subuid: PathBuf, subgid: PathBuf },
     /// `newuidmap`/`newgidmap` is missing.
     #[error("{tool} not found; install the `uidmap` package")]
@@ -58,7 +65,7 @@ pub enum IdMapMode {
 pub enum IdMapKind {
     /// Only id 0 exists inside (`chown 1000` fails with `EINVAL`).
     Single,
-    /// Ids 0–65535 exist inside.
+    /// Id 0 and the caller's whole subordinate range (ids 1…N) exist inside.
     Range,
     /// No user namespace ([`super::IsolationMode::Chroot`]).
     Host,
@@ -73,16 +80,56 @@ pub struct SubIdRange {
     pub count: u32,
 }
 
-/// Find the first range of at least `min` ids granted to `name` or `id` in a subid file.
-pub fn find_subid_range(contents: &str, name: Option<&str>, id: u32, min: u32) -> Option<SubIdRange> {
-    contents.lines().find_map(|line| {
-        let mut fields = line.trim().split(':');
-        let owner = fields.next()?;
-        let start = fields.next()?.trim().parse::<u32>().ok()?;
-        let count = fields.next()?.trim().parse::<u32>().ok()?;
-        let matches = Some(owner) == name || owner.parse::<u32>().ok() == Some(id);
-        (matches && count >= min && start.checked_add(count).is_some()).then_some(SubIdRange { start, count })
-    })
+/// Every range granted to `name` or `id` in a subid file, in file order (garbage lines and
+/// ranges that would pass the 32-bit limit skipped).
+pub fn subid_ranges(contents: &str, name: Option<&str>, id: u32) -> Vec<SubIdRange> {
+    contents
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.trim().split(':');
+            let owner = fields.next()?;
+            let start = fields.next()?.trim().parse::<u32>().ok()?;
+            let count = fields.next()?.trim().parse::<u32>().ok()?;
+            let matches = Some(owner) == name || owner.parse::<u32>().ok() == Some(id);
+            (matches && count > 0 && start.checked_add(count).is_some()).then_some(SubIdRange { start, count })
+        })
+        .fold(Vec::new(), |mut kept: Vec<SubIdRange>, r| {
+            // A line repeated or overlapping an earlier one (two writers of the file) would
+            // make the kernel refuse the whole map with EINVAL; the first one counts.
+            let overlaps = |k: &SubIdRange| r.start < k.start + k.count && k.start < r.start + r.count;
+            if !kept.iter().any(overlaps) {
+                kept.push(r);
+            }
+            kept
+        })
+}
+
+/// The map of a caller with subordinate `ranges`: its own id as 0, then every subordinate
+/// id, one after the other from 1, up to [`MAX_ID`] and the kernel's line limit. Any range
+/// size works (1 id, 65536, 600000 …); images needing ids beyond get a clear error at
+/// unpack ([`unmapped_ids`]).
+pub fn range_ranges(own: u32, ranges: &[SubIdRange]) -> Vec<IdRange> {
+    let mut out = vec![IdRange { inside: 0, outside: own, count: 1 }];
+    let mut next: u64 = 1;
+    for r in ranges.iter().take(MAX_MAP_LINES - 1) {
+        let room = u64::from(MAX_ID) + 1 - next;
+        let count = u64::from(r.count).min(room);
+        if count == 0 {
+            break;
+        }
+        // Both fit in u32: next ≤ MAX_ID and count ≤ MAX_ID + 1 - next.
+        out.push(IdRange { inside: next as u32, outside: r.start, count: count as u32 });
+        next += count;
+    }
+    out
+}
+
+/// The ids of `wanted` that `ranges` does not map, for an error naming them.
+pub fn unmapped_ids(ranges: &[IdRange], wanted: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    let mut out: Vec<u32> = wanted.into_iter().filter(|id| host_id(ranges, *id).is_none()).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The map decided for one RUN.
@@ -141,26 +188,22 @@ impl IdMapSources {
     }
 
     fn range_map(&self, name: Option<&str>, uid: u32, gid: u32) -> Result<PlannedMap, IdMapError> {
-        let need = FULL_RANGE - 1;
         let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
         let no_range = || IdMapError::NoRange { uid, subuid: self.subuid.clone(), subgid: self.subgid.clone() };
-        let sub_u = find_subid_range(&read(&self.subuid), name, uid, need).ok_or_else(no_range)?;
-        let sub_g = find_subid_range(&read(&self.subgid), name, gid, need).ok_or_else(no_range)?;
+        let sub_u = subid_ranges(&read(&self.subuid), name, uid);
+        let sub_g = subid_ranges(&read(&self.subgid), name, gid);
+        if sub_u.is_empty() || sub_g.is_empty() {
+            return Err(no_range());
+        }
         if self.newuidmap.is_none() {
             return Err(IdMapError::HelperMissing { tool: "newuidmap" });
         }
         if self.newgidmap.is_none() {
             return Err(IdMapError::HelperMissing { tool: "newgidmap" });
         }
-        let ranges = |own: u32, sub: SubIdRange| {
-            vec![
-                IdRange { inside: 0, outside: own, count: 1 },
-                IdRange { inside: 1, outside: sub.start, count: sub.count.min(FULL_RANGE) },
-            ]
-        };
         Ok(PlannedMap {
             kind: IdMapKind::Range,
-            map: IdMap { uids: ranges(uid, sub_u), gids: ranges(gid, sub_g) },
+            map: IdMap { uids: range_ranges(uid, &sub_u), gids: range_ranges(gid, &sub_g) },
             writer: IdMapWriter::Helpers,
         })
     }
@@ -191,7 +234,7 @@ impl IdMapSources {
 }
 
 /// The map a RUN gets from a caller that is uid 0 (real root, or root of rbuild's build
-/// namespace): the ids 0–65535 its own namespace has (`/proc/self/uid_map`, `gid_map`),
+/// namespace): every id its own namespace has (`/proc/self/uid_map`, `gid_map`),
 /// mapped through unchanged. `None` when fewer than 2 ids exist (then the single map is used).
 pub fn nested_map(own_uid_map: &str, own_gid_map: &str) -> Option<PlannedMap> {
     let uids = identity_ranges(own_uid_map);
@@ -201,15 +244,16 @@ pub fn nested_map(own_uid_map: &str, own_gid_map: &str) -> Option<PlannedMap> {
         .then_some(PlannedMap { kind: IdMapKind::Range, map: IdMap { uids, gids }, writer: IdMapWriter::Privileged })
 }
 
-/// The inside ids of a `uid_map` text below [`FULL_RANGE`], as identity ranges, one per
-/// line: the kernel wants each range of a nested map inside a single range of its parent's.
+/// The inside ids of a `uid_map` text (all of them, up to [`MAX_ID`]), as identity ranges,
+/// one per line: the kernel wants each range of a nested map inside a single range of its
+/// parent's.
 fn identity_ranges(map: &str) -> Vec<IdRange> {
     let mut ranges: Vec<IdRange> = map
         .lines()
         .filter_map(|line| {
             let mut f = line.split_whitespace().map(|n| n.parse::<u64>().ok());
             let (Some(Some(inside)), Some(Some(_)), Some(Some(count))) = (f.next(), f.next(), f.next()) else { return None };
-            let end = (inside + count).min(u64::from(FULL_RANGE));
+            let end = (inside + count).min(u64::from(MAX_ID) + 1);
             let (start, count) = (u32::try_from(inside).ok()?, u32::try_from(end.checked_sub(inside)?).ok()?);
             (count > 0).then_some(IdRange { inside: start, outside: start, count })
         })
@@ -266,16 +310,40 @@ mod tests {
     use rstest::rstest;
 
     #[rstest]
-    #[case::by_name("rb:100000:65536\n", Some("rb"), 1000, Some((100000, 65536)))]
-    #[case::by_uid("1000:200000:70000\n", Some("rb"), 1000, Some((200000, 70000)))]
-    #[case::too_small("rb:100000:1000\n", Some("rb"), 1000, None)]
-    #[case::other_user("alice:100000:65536\n", Some("rb"), 1000, None)]
-    #[case::first_big_enough("rb:1:10\nrb:300000:65536\n", Some("rb"), 1000, Some((300000, 65536)))]
-    #[case::garbage("rb:x:y\n::\n\nrb", Some("rb"), 1000, None)]
-    #[case::overflow("rb:4294967295:65536\n", Some("rb"), 1000, None)]
-    fn subid_lookup(#[case] file: &str, #[case] name: Option<&str>, #[case] id: u32, #[case] want: Option<(u32, u32)>) {
-        let got = find_subid_range(file, name, id, FULL_RANGE - 1).map(|r| (r.start, r.count));
+    #[case::by_name("rb:100000:65536\n", Some("rb"), 1000, vec![(100000, 65536)])]
+    #[case::by_uid("1000:200000:70000\n", Some("rb"), 1000, vec![(200000, 70000)])]
+    #[case::small("rb:100000:1000\n", Some("rb"), 1000, vec![(100000, 1000)])]
+    #[case::one_id("rb:100000:1\n", Some("rb"), 1000, vec![(100000, 1)])]
+    #[case::empty_range("rb:100000:0\n", Some("rb"), 1000, vec![])]
+    #[case::other_user("alice:100000:65536\n", Some("rb"), 1000, vec![])]
+    #[case::several("rb:1:10\nalice:5:5\nrb:300000:600000\n", Some("rb"), 1000, vec![(1, 10), (300000, 600000)])]
+    #[case::duplicate("rb:100000:65536\nrb:100000:65536\nrb:150000:10\nrb:165536:5\n", Some("rb"), 1000, vec![(100000, 65536), (165536, 5)])]
+    #[case::garbage("rb:x:y\n::\n\nrb", Some("rb"), 1000, vec![])]
+    #[case::overflow("rb:4294967295:65536\n", Some("rb"), 1000, vec![])]
+    fn subid_lookup(#[case] file: &str, #[case] name: Option<&str>, #[case] id: u32, #[case] want: Vec<(u32, u32)>) {
+        let got: Vec<_> = subid_ranges(file, name, id).iter().map(|r| (r.start, r.count)).collect();
         assert_eq!(got, want);
+    }
+
+    /// The whole range is mapped whatever its size, up to the 32-bit limit.
+    #[rstest]
+    #[case::one_id(vec![(100000, 1)], vec![(0, 1000, 1), (1, 100000, 1)])]
+    #[case::conventional(vec![(100000, 65536)], vec![(0, 1000, 1), (1, 100000, 65536)])]
+    #[case::wide(vec![(300000, 600000)], vec![(0, 1000, 1), (1, 300000, 600000)])]
+    #[case::several(vec![(10, 5), (300000, 600000)], vec![(0, 1000, 1), (1, 10, 5), (6, 300000, 600000)])]
+    #[case::to_the_limit(vec![(1, 4294967294)], vec![(0, 1000, 1), (1, 1, 4294967294)])]
+    #[case::clipped_at_limit(vec![(1, 4000000000), (4000000001, 294967294)], vec![(0, 1000, 1), (1, 1, 4000000000), (4000000001, 4000000001, 294967294)])]
+    fn whole_range_mapped(#[case] sub: Vec<(u32, u32)>, #[case] want: Vec<(u32, u32, u32)>) {
+        let sub: Vec<SubIdRange> = sub.into_iter().map(|(start, count)| SubIdRange { start, count }).collect();
+        let got: Vec<_> = range_ranges(1000, &sub).iter().map(|r| (r.inside, r.outside, r.count)).collect();
+        assert_eq!(got, want);
+        assert!(got.iter().all(|(i, _, c)| u64::from(*i) + u64::from(*c) <= u64::from(MAX_ID) + 1));
+    }
+
+    #[test]
+    fn ids_beyond_the_map_are_named() {
+        let map = range_ranges(1000, &[SubIdRange { start: 100000, count: 65536 }]);
+        assert_eq!(unmapped_ids(&map, [0, 65536, 491327, 65537, 491327]), vec![65537, 491327]);
     }
 
     #[rstest]
@@ -308,8 +376,9 @@ mod tests {
     }
 
     #[rstest]
-    #[case::host_root("0 0 4294967295\n", Some(vec![(0, 65536)]))]
-    #[case::build_namespace("0 1000 1\n1 200000 65536\n", Some(vec![(0, 1), (1, 65535)]))]
+    #[case::host_root("0 0 4294967295\n", Some(vec![(0, 4294967295)]))]
+    #[case::build_namespace("0 1000 1\n1 200000 65536\n", Some(vec![(0, 1), (1, 65536)]))]
+    #[case::wide_build_namespace("0 1000 1\n1 200000 600000\n", Some(vec![(0, 1), (1, 600000)]))]
     #[case::holes("0 1000 1\n5 200000 10\n", Some(vec![(0, 1), (5, 10)]))]
     #[case::only_root("0 1000 1\n", None)]
     #[case::no_root("1 200000 65536\n", None)]

@@ -156,7 +156,10 @@ fn first_process(sys: &dyn Sys, spec: &InitSpec, report: File) -> i32 {
     // Credential changes clear the parent-death signal; set it again right before exec.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let err = match result {
-        Ok(program) => exec(&program, spec),
+        Ok(program) => {
+            linux::reset_process_state();
+            exec(&program, spec)
+        }
         Err(e) => e,
     };
     let _ = reports.report_error(err);

@@ -156,6 +156,68 @@ pub(crate) fn take_init_socket() -> io::Result<UnixStream> {
     Ok(UnixStream::from(owned))
 }
 
+/// Give the command the process state runc gives a container process: every signal
+/// disposition at its default and an empty mask, umask 022, and only descriptors 0–2 open.
+/// The init process inherits `SIGPIPE` ignored from the Rust runtime (an ignored disposition
+/// survives `execve`, so `yes | head` would never end) and whatever descriptors rbuild's own
+/// caller leaked to it. Call right before `execve`.
+pub(crate) fn reset_process_state() {
+    close_on_exec_from(3);
+    use nix::sys::signal::{sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: installing SIG_DFL runs no code of ours in a signal handler; the process
+        // is single-threaded (forked from the single-threaded init) and about to exec.
+        let _ = unsafe { sigaction(sig, &default) };
+    }
+    reset_realtime_signals();
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+}
+
+/// The real-time signals (32–64) as a process under runc finds them, with the raw system
+/// call (glibc refuses 32 and 33, its own): default, except 32 ignored, which runc's init
+/// leaves so (`SigIgn: 0000000080000000` in a RUN under Docker's BuildKit).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn reset_realtime_signals() {
+    /// The kernel's `struct sigaction` on x86_64 and aarch64.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    for sig in 32..=libc::SIGRTMAX() {
+        let default = KernelSigaction { handler: usize::from(sig == 32), flags: 0, restorer: 0, mask: 0 };
+        // SAFETY: `default` is a valid kernel sigaction (SIG_DFL, no flags, empty mask) that
+        // outlives the call; no old action is read back; the size is the kernel's sigset.
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &default as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>(), 8usize) };
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn reset_realtime_signals() {}
+
+/// Mark every descriptor from `first` on close-on-exec (`close_range` with
+/// `CLOSE_RANGE_CLOEXEC`, Linux ≥ 5.11; else one `fcntl` per entry of `/proc/self/fd`).
+/// Close-on-exec rather than closed, so the error pipe still works if `execve` fails.
+fn close_on_exec_from(first: u32) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes descriptor flags here; no memory is passed.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc == 0 {
+        return;
+    }
+    let Ok(entries) = fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<RawFd> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds.into_iter().filter(|fd| *fd >= first as RawFd) {
+        // SAFETY: F_SETFD on a descriptor number touches no memory; a number that was the
+        // directory handle of the listing (now closed) just fails with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
 /// The two sides of a `fork`.
 #[derive(Debug)]
 pub(crate) enum Forked {

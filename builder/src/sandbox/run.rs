@@ -134,6 +134,11 @@ impl Sandbox {
         }
     }
 
+    /// The isolation mode.
+    pub fn isolation_mode(&self) -> IsolationMode {
+        self.isolation
+    }
+
     /// Set the isolation mode.
     pub fn isolation(&mut self, mode: IsolationMode) -> &mut Self {
         self.isolation = mode;

@@ -96,7 +96,9 @@ fn read_optional(path: &Path) -> Result<String, UserError> {
 /// Resolve a Dockerfile `USER` value against `root/etc/passwd` and `root/etc/group`.
 ///
 /// A numeric uid without a passwd entry runs with gid 0, like Docker. Supplementary
-/// groups are the groups that list the user name as a member, plus the primary group.
+/// groups are the groups that list the user name as a member (none with an explicit group),
+/// without the primary group: runc's `GetExecUser` as BuildKit uses it, so `id` shows the
+/// same `groups=` as under BuildKit.
 pub fn resolve_user(root: &Path, spec: &str) -> Result<UserSpec, UserError> {
     let passwd_path = root.join("etc/passwd");
     let group_path = root.join("etc/group");
@@ -119,7 +121,7 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<UserSpec, UserError> {
             (None, Err(_)) => return Err(UserError::UnknownGroup { name: g.to_string(), group: group_path }),
         };
     }
-    let mut groups = vec![gid];
+    let mut groups = Vec::new();
     if group_part.is_none() {
         if let Some(name) = name {
             groups.extend(group_entries(&group).filter(|e| e.members.contains(&name)).map(|e| e.gid));
@@ -139,13 +141,13 @@ mod tests {
     const GROUP: &str = "root:x:0:\nwheel:x:10:app,other\naudio:x:29:app\napp:x:1000:\nnogroup:x:65534:\n";
 
     #[rstest]
-    #[case::root_by_name("root", Ok((0, 0, vec![0])))]
-    #[case::app_by_name("app", Ok((1000, 1000, vec![10, 29, 1000])))]
-    #[case::app_by_uid("1000", Ok((1000, 1000, vec![10, 29, 1000])))]
-    #[case::unknown_uid("4242", Ok((4242, 0, vec![0])))]
-    #[case::explicit_group_name("app:wheel", Ok((1000, 10, vec![10])))]
-    #[case::explicit_gid("app:77", Ok((1000, 77, vec![77])))]
-    #[case::uid_gid("5:6", Ok((5, 6, vec![6])))]
+    #[case::root_by_name("root", Ok((0, 0, vec![])))]
+    #[case::app_by_name("app", Ok((1000, 1000, vec![10, 29])))]
+    #[case::app_by_uid("1000", Ok((1000, 1000, vec![10, 29])))]
+    #[case::unknown_uid("4242", Ok((4242, 0, vec![])))]
+    #[case::explicit_group_name("app:wheel", Ok((1000, 10, vec![])))]
+    #[case::explicit_gid("app:77", Ok((1000, 77, vec![])))]
+    #[case::uid_gid("5:6", Ok((5, 6, vec![])))]
     #[case::unknown_name("ghost", Err("unable to find user ghost"))]
     #[case::unknown_group("app:ghosts", Err("unable to find group ghosts"))]
     fn resolves(#[case] spec: &str, #[case] want: Result<(u32, u32, Vec<u32>), &str>) {

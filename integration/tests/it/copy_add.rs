@@ -60,13 +60,13 @@ async fn hostile_archives_are_contained_or_refused() {
 }
 
 /// Python's `http.server` on 127.0.0.1 (port chosen by the OS), killed on drop.
-struct FileServer {
+pub(crate) struct FileServer {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl FileServer {
-    fn start(dir: &Path) -> Self {
+    pub(crate) fn start(dir: &Path) -> Self {
         let mut child = Command::new("python3")
             .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0", "--directory"])
             .arg(dir)

@@ -16,8 +16,9 @@
 //!   cache repository, `--commit-suffix auto` on a dirty tree
 //! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
 //!   commit-suffixed and latest tags, failures
-//! - `differential`: the `testdata/build/diff-*` Dockerfiles built by rbuild and by buildah,
-//!   rootfs and config compared, the image's command run
+//! - `differential`: the `testdata/build/diff-*` cases built by rbuild (rootless and root) and
+//!   by Docker's BuildKit builder (buildah as a second opinion), rootfs and config compared
+//! - `wide_range`: a 600000-id subordinate range, layers owned by uid 491327
 //! - `outputs`: `--output-dir`, Kaniko's digest files, `--progress json`, `--no-push` +
 //!   `--tar-path`, `--push-retry`, `--target`, `--platform`, checked against the registry
 //! - `cache`: the registry layer cache: hits and misses per changed input, no layer download
@@ -73,3 +74,4 @@ mod root_devices;
 mod run_steps;
 mod support;
 mod uploads;
+mod wide_range;

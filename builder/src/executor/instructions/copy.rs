@@ -15,7 +15,6 @@ use super::add::{self, AddError, Checksum};
 use super::copy_source::{self, Excludes, Selected, SourceRoot};
 use super::{absolute, InstructionError, StepContext, StepEffect};
 use crate::dockerfile::instruction::Copy;
-use crate::executor::context::has_wildcard;
 use crate::image::ImageConfig;
 use crate::layer::ownership::{OwnerRecord, OWNER_XATTR};
 use crate::layer::root_path::{Escape, MissingDirs, RootDir};
@@ -39,7 +38,9 @@ pub(super) fn copy(c: &Copy, keyword: &'static str, config: &ImageConfig, ctx: &
     let checksum = check_remote(c, is_add)?;
     let attrs = attrs(c, ctx)?;
     let dest = absolute(&c.dest, config);
-    let many = c.sources.len() > 1 || c.sources.iter().any(|s| has_wildcard(s) && !add::is_url(s));
+    // A wildcard that matches one entry copies it to `dest` as named (BuildKit's
+    // copyWithWildcard); several matches, like several sources, need a directory.
+    let many = c.sources.len() > 1;
     let dest_is_dir = c.dest.ends_with('/') || c.dest == "." || c.dest.ends_with("/.") || many || c.parents;
     let root = RootDir::open(ctx.rootfs).map_err(|source| InstructionError::Resolve { path: dest.clone(), source })?;
     let image_root; // keeps an unpacked `--from` image alive while copying
@@ -60,8 +61,10 @@ pub(super) fn copy(c: &Copy, keyword: &'static str, config: &ImageConfig, ctx: &
         } else if is_add && add::is_url(src) {
             copier.download(src, checksum.as_ref(), &dest, dest_is_dir)?;
         } else {
-            for selected in copy_source::select(source_root, src, c.parents, &excludes)? {
-                copier.selected(source_root, &selected, &excludes, &dest, dest_is_dir, is_add)?;
+            let selected = copy_source::select(source_root, src, c.parents, &excludes)?;
+            let into_dir = dest_is_dir || selected.len() > 1;
+            for selected in selected {
+                copier.selected(source_root, &selected, &excludes, &dest, into_dir, is_add)?;
             }
         }
     }
@@ -282,7 +285,12 @@ impl Copier<'_> {
     fn tree(&mut self, root: SourceRoot<'_>, sel: &Selected, excludes: &Excludes, dest: &str, meta: &fs::Metadata) -> Result<(), InstructionError> {
         let dest_host = self.resolve(if dest.is_empty() { "/" } else { dest })?;
         if !dest_host.exists() {
-            self.entry(&sel.host, meta, &dest_host)?;
+            // BuildKit's --chmod applies to what is copied, not to the destination directory
+            // it creates for a directory source.
+            let chmod = self.attrs.chmod.take();
+            let made = self.entry(&sel.host, meta, &dest_host);
+            self.attrs.chmod = chmod;
+            made?;
         }
         // Files hard-linked to each other in the source stay linked (fsutil's inode map).
         let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();

@@ -44,6 +44,14 @@ impl SourceRoot<'_> {
             Self::Root { .. } => false,
         }
     }
+
+    /// An ignored directory an exception may re-include something below.
+    fn walk_ignored_dir(&self, rel: &str) -> bool {
+        match self {
+            Self::Context(c) => c.walk_excluded_dir(rel),
+            Self::Root { .. } => false,
+        }
+    }
 }
 
 /// One top-level source after wildcard expansion.
@@ -101,7 +109,7 @@ pub fn select(root: SourceRoot<'_>, src: &str, parents: bool, excludes: &Exclude
     let under_pivot = |rel: &str| join(&pivot, rel);
     let found: Vec<(String, String)> = if has_wildcard(&pattern) {
         let base = join(&pivot, literal_prefix(&pattern));
-        let matches = wildcard_matches(root, src, &base, pattern_rest(&pattern))?;
+        let matches = wildcard_matches(root, src, &base, pattern_rest(&pattern), parents)?;
         matches
             .into_iter()
             .filter(|(rel, below_base)| !excludes.excludes(below_base) || is_dir_in(root, rel))
@@ -168,19 +176,29 @@ pub fn walk(root: SourceRoot<'_>, source: &Selected, excludes: &Excludes) -> Res
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
+    // Ignored directories walked for a `!` exception below them, emitted (before the entry)
+    // only when something below them is kept, as BuildKit's fsutil does.
+    let mut pending: Vec<(usize, SelectedFile)> = Vec::new();
     let mut it = walkdir::WalkDir::new(&source.host).min_depth(1).sort_by_file_name().into_iter();
     while let Some(entry) = it.next() {
         let entry = entry.map_err(|e| InstructionError::io("walk", &source.host)(e.into()))?;
         let Ok(below) = entry.path().strip_prefix(&source.host) else { continue };
         let below = below.to_string_lossy().into_owned();
         let rel = join(&source.rel, &below);
-        if excludes.excludes(&below) || root.ignored(&rel) {
+        pending.retain(|(depth, _)| *depth < entry.depth());
+        let file = SelectedFile { host: entry.path().to_path_buf(), rel };
+        if excludes.excludes(&below) || root.ignored(&file.rel) {
             if entry.file_type().is_dir() {
-                it.skip_current_dir();
+                if root.walk_ignored_dir(&file.rel) && !excludes.excludes(&below) {
+                    pending.push((entry.depth(), file));
+                } else {
+                    it.skip_current_dir();
+                }
             }
             continue;
         }
-        out.push(SelectedFile { host: entry.path().to_path_buf(), rel });
+        out.extend(pending.drain(..).map(|(_, dir)| dir));
+        out.push(file);
     }
     Ok(out)
 }
@@ -206,14 +224,21 @@ pub fn selected_context_files(copy: &Copy, context: &BuildContext) -> Result<Vec
 
 /// `(path relative to the root, path relative to base)` of every match of `pattern` below
 /// `base`; a matching directory is not searched further (like fsutil).
-fn wildcard_matches(root: SourceRoot<'_>, src: &str, base: &str, pattern: &str) -> Result<Vec<(String, String)>, InstructionError> {
+fn wildcard_matches(root: SourceRoot<'_>, src: &str, base: &str, pattern: &str, parents: bool) -> Result<Vec<(String, String)>, InstructionError> {
     let dir = RootDir::open(root.dir()).map_err(|e| resolve_err(src, e))?;
     let base_host = match dir.open_dir(Path::new(base), Escape::Clamp, MissingDirs::Fail) {
         Ok((_, host)) => host,
         Err(RootPathError::NotFound { .. }) | Err(RootPathError::NotADirectory { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(resolve_err(src, e)),
     };
-    let matcher = DockerIgnore::from_patterns([pattern])
+    // Plain sources match like Go's filepath.Match (BuildKit's copyWithWildcard): `*` never
+    // crosses a `/` and `**` is just two `*`s. `--parents` sources are include patterns
+    // (patternmatcher), where `**` spans directories.
+    let mut pattern = pattern.to_string();
+    while !parents && pattern.contains("**") {
+        pattern = pattern.replace("**", "*");
+    }
+    let matcher = DockerIgnore::from_patterns([pattern.as_str()])
         .map_err(|e| InstructionError::Context(crate::executor::context::ContextError::Pattern { pattern: src.into(), source: e }))?;
     let depth = if pattern.contains("**") { usize::MAX } else { pattern.split('/').count() };
     let mut found = Vec::new();

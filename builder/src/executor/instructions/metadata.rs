@@ -22,7 +22,7 @@ pub(super) fn apply(instruction: &Instruction, config: &mut ImageConfig, previou
         }
         Instruction::User { user } => c.user = Some(user.clone()),
         Instruction::Expose { ports } => {
-            c.exposed_ports.extend(ports.iter().map(|p| (port_key(p), Empty {})));
+            c.exposed_ports.extend(ports.iter().flat_map(|p| port_keys(p)).map(|k| (k, Empty {})));
         }
         Instruction::Volume { paths } => c.volumes.extend(paths.iter().map(|p| (p.clone(), Empty {}))),
         Instruction::Stopsignal { signal } => c.stop_signal = Some(signal.clone()),
@@ -55,10 +55,17 @@ fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
 }
 
 /// `80` → `80/tcp`; protocols lower-cased.
-fn port_key(port: &str) -> String {
-    match port.split_once('/') {
-        Some((p, proto)) => format!("{p}/{}", proto.to_ascii_lowercase()),
-        None => format!("{port}/tcp"),
+/// `port[/proto]` as config keys; a range `8000-8002` is one key per port, as BuildKit's
+/// nat.ParsePortSpecs gives (a malformed range is kept as written).
+fn port_keys(port: &str) -> Vec<String> {
+    let (p, proto) = match port.split_once('/') {
+        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
+        None => (port, "tcp".to_string()),
+    };
+    let range = p.split_once('-').and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)));
+    match range {
+        Some((first, last)) if first <= last => (first..=last).map(|n| format!("{n}/{proto}")).collect(),
+        _ => vec![format!("{p}/{proto}")],
     }
 }
 
@@ -85,14 +92,17 @@ fn healthcheck(h: &Healthcheck) -> image::Healthcheck {
 
 #[cfg(test)]
 mod tests {
-    use super::{port_key, set_env};
+    use super::{port_keys, set_env};
 
     #[rstest::rstest]
-    #[case("80", "80/tcp")]
-    #[case("53/UDP", "53/udp")]
-    #[case("8080/tcp", "8080/tcp")]
-    fn ports(#[case] input: &str, #[case] want: &str) {
-        assert_eq!(port_key(input), want);
+    #[case("80", &["80/tcp"])]
+    #[case("53/UDP", &["53/udp"])]
+    #[case("8080/tcp", &["8080/tcp"])]
+    #[case("8000-8002", &["8000/tcp", "8001/tcp", "8002/tcp"])]
+    #[case("7-8/udp", &["7/udp", "8/udp"])]
+    #[case("9-1", &["9-1/tcp"])]
+    fn ports(#[case] input: &str, #[case] want: &[&str]) {
+        assert_eq!(port_keys(input), want);
     }
 
     #[test]

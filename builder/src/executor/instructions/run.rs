@@ -30,6 +30,15 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
     if let Some(dir) = &pipes {
         prepared.mounts.push(ExtraMount { source: MountSource::Bind(dir.path().to_path_buf()), target: run_heredoc::PIPES_DIR.into(), readonly: true });
     }
+    let sandbox = ctx.exec.sandbox.get().map_err(|reason| InstructionError::NoIsolation { reason })?;
+    // Container isolation has no mount namespace to bind a file in: it keeps the pod's hosts.
+    let hosts = match sandbox.isolation_mode() {
+        sandbox::IsolationMode::Container => None,
+        _ => Some(hosts_dir(ctx)?),
+    };
+    if let Some(dir) = &hosts {
+        prepared.mounts.insert(0, ExtraMount { source: MountSource::Bind(dir.path().join("hosts")), target: "/etc/hosts".into(), readonly: true });
+    }
     let mut env = environment(config, step, ctx, &user);
     env.append(&mut prepared.env);
     let sandbox = ctx.exec.sandbox.get().map_err(|reason| InstructionError::NoIsolation { reason })?;
@@ -44,7 +53,7 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
             NetworkMode::None => sandbox::NetworkMode::None,
             NetworkMode::Default | NetworkMode::Host => sandbox::NetworkMode::Host,
         },
-        hostname: String::new(),
+        hostname: HOSTNAME.into(),
         mounts: std::mem::take(&mut prepared.mounts),
         id_map: ctx.exec.identity.id_map_mode(),
         process_sandbox: ProcessSandbox::Private,
@@ -64,6 +73,22 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
     Ok(StepEffect::Filesystem)
 }
 
+/// The hostname of a RUN, BuildKit's (its executor names every build container so).
+const HOSTNAME: &str = "buildkitsandbox";
+
+/// A directory holding `hosts` as BuildKit writes it for a RUN (loopback names and the
+/// hostname), bound over `/etc/hosts` like BuildKit does instead of the host's file.
+fn hosts_dir(ctx: &StepContext<'_>) -> Result<tempfile::TempDir, InstructionError> {
+    let work = &ctx.exec.work_dir;
+    let dir = tempfile::Builder::new().prefix("hosts-").tempdir_in(work).map_err(InstructionError::io("create", work))?;
+    let file = dir.path().join("hosts");
+    let body = format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    std::fs::write(&file, body).map_err(InstructionError::io("write", &file))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).map_err(InstructionError::io("chmod", &file))?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).map_err(InstructionError::io("chmod", dir.path()))?;
+    Ok(dir)
+}
+
 /// A directory holding the heredoc script `name` (mode 0755), mounted at `/dev/pipes`.
 fn pipe_dir(name: &str, body: &str, ctx: &StepContext<'_>) -> Result<tempfile::TempDir, InstructionError> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
@@ -78,8 +103,9 @@ fn pipe_dir(name: &str, body: &str, ctx: &StepContext<'_>) -> Result<tempfile::T
     Ok(dir)
 }
 
-/// The config's ENV, then build args in scope that ENV does not override (Docker's rule),
-/// then proxy args; `PATH` and `HOME` default like Docker's.
+/// The config's ENV, then the build args the plan gave the RUN (an ARG declared after an
+/// ENV of the same name replaces its value, as in BuildKit's build state), then proxy args
+/// ENV does not set; `PATH` and `HOME` default like Docker's.
 fn environment(config: &ImageConfig, step: &Step, ctx: &StepContext<'_>, user: &UserSpec) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = config
         .config
@@ -88,7 +114,13 @@ fn environment(config: &ImageConfig, step: &Step, ctx: &StepContext<'_>, user: &
         .map(|kv| kv.split_once('=').map_or((kv.clone(), String::new()), |(k, v)| (k.into(), v.into())))
         .collect();
     let has = |env: &[(String, String)], k: &str| env.iter().any(|(key, _)| key == k);
-    for (k, v) in step.args.iter().chain(&ctx.plan.proxy_args) {
+    for (k, v) in &step.args {
+        match env.iter_mut().find(|(key, _)| key == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => env.push((k.clone(), v.clone())),
+        }
+    }
+    for (k, v) in &ctx.plan.proxy_args {
         if !has(&env, k) {
             env.push((k.clone(), v.clone()));
         }

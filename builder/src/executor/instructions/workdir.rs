@@ -7,9 +7,25 @@ use crate::image::ImageConfig;
 use crate::layer::root_path::{Escape, MissingDirs, RootDir};
 use crate::sandbox::resolve_user;
 
+/// `path` cleaned lexically like Go's `path.Join` in BuildKit's WORKDIR: `.` dropped, `..`
+/// removes the component before it (never above `/`), no trailing slash.
+fn clean(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 /// Makes `path` (relative to the current WORKDIR) the working directory and creates it.
 pub(super) fn workdir(path: &str, config: &mut ImageConfig, ctx: &StepContext<'_>) -> Result<StepEffect, InstructionError> {
-    let target = absolute(path, config);
+    let target = clean(&absolute(path, config));
     let resolve = |source| InstructionError::Resolve { path: target.clone(), source };
     let root = RootDir::open(ctx.rootfs).map_err(resolve)?;
     let host = root.resolve_host_path(Path::new(&target), Escape::Clamp, MissingDirs::Create).map_err(resolve)?;
@@ -25,4 +41,16 @@ pub(super) fn workdir(path: &str, config: &mut ImageConfig, ctx: &StepContext<'_
     }
     config.config.working_dir = Some(target);
     Ok(StepEffect::Filesystem)
+}
+
+#[cfg(test)]
+mod tests {
+    #[rstest::rstest]
+    #[case("/a/b/c/d/../e", "/a/b/c/e")]
+    #[case("/a/./b/", "/a/b")]
+    #[case("/../x", "/x")]
+    #[case("/", "/")]
+    fn cleans_like_path_join(#[case] input: &str, #[case] want: &str) {
+        assert_eq!(super::clean(input), want);
+    }
 }

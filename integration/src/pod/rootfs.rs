@@ -78,6 +78,8 @@ pub fn build(root: &Path, rbuild: &Path, id_shift: u32) {
     install(root, rbuild, "usr/local/bin/rbuild", 0o755);
     install(root, Path::new("/usr/bin/newuidmap"), "usr/bin/newuidmap", 0o755);
     install(root, Path::new("/usr/bin/newgidmap"), "usr/bin/newgidmap", 0o755);
+    // The Dockerfile installs git: `--commit-suffix auto` asks it whether the tree is clean.
+    install_git(root);
     std::fs::copy("/etc/ssl/certs/ca-certificates.crt", root.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
     for (path, text) in ETC {
         std::fs::write(root.join(path), text).unwrap();
@@ -95,7 +97,7 @@ pub fn build(root: &Path, rbuild: &Path, id_shift: u32) {
 /// A tools image for the pipeline's other steps (Argo's `git_image`, `test_image`): busybox
 /// and git (`/usr/bin/git`, its helpers as links to it in `/usr/lib/git-core`), `/etc/passwd`.
 pub fn build_tools(root: &Path, id_shift: u32) {
-    for d in ["bin", "usr/bin", "usr/lib/git-core", "etc", "proc", "dev", "sys", "tmp", "root", "home/rbuild"] {
+    for d in ["bin", "usr/bin", "etc", "proc", "dev", "sys", "tmp", "root", "home/rbuild"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
@@ -103,14 +105,21 @@ pub fn build_tools(root: &Path, id_shift: u32) {
     for applet in ["sh", "id", "cat", "ls", "echo", "env", "test", "tee", "rm", "mkdir", "make", "grep"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
-    install(root, Path::new("/usr/bin/git"), "usr/bin/git", 0o755);
-    for helper in ["git", "git-upload-pack", "git-receive-pack"] {
-        std::os::unix::fs::symlink("../../bin/git", root.join("usr/lib/git-core").join(helper)).unwrap();
-    }
+    install_git(root);
     for (path, text) in &ETC[..3] {
         std::fs::write(root.join(path), text).unwrap();
     }
     shift_owners(root, id_shift);
+}
+
+/// Installs the host's git as `/usr/bin/git`, its helpers as links to it in
+/// `/usr/lib/git-core`.
+fn install_git(root: &Path) {
+    std::fs::create_dir_all(root.join("usr/lib/git-core")).unwrap();
+    install(root, Path::new("/usr/bin/git"), "usr/bin/git", 0o755);
+    for helper in ["git", "git-upload-pack", "git-receive-pack"] {
+        std::os::unix::fs::symlink("../../bin/git", root.join("usr/lib/git-core").join(helper)).unwrap();
+    }
 }
 
 /// Adds `shift` to the owner of every file under `root` (no-op for 0).

@@ -16,13 +16,17 @@ fn generate(instructions: usize) -> String {
     let mut stage = 0;
     while n < instructions {
         if n % 200 == 2 {
-            out.push_str(&format!("FROM ${{BASE}} AS stage{stage}\nARG VERSION\nENV APP_HOME=/app/{stage} PATH=/usr/local/bin:/usr/bin\n"));
+            out.push_str(&format!(
+                "FROM ${{BASE}} AS stage{stage}\nARG VERSION\nENV APP_HOME=/app/{stage} PATH=/usr/local/bin:/usr/bin\n"
+            ));
             stage += 1;
             n += 3;
             continue;
         }
         let line = match n % 10 {
-            0 => format!("RUN apt-get update \\\n    && apt-get install -y pkg{n} \\\n    && rm -rf /var/lib/apt/lists/*\n"),
+            0 => format!(
+                "RUN apt-get update \\\n    && apt-get install -y pkg{n} \\\n    && rm -rf /var/lib/apt/lists/*\n"
+            ),
             1 => format!("COPY --chown=1000:1000 src/file{n}.txt $APP_HOME/file{n}.txt\n"),
             2 => format!("ENV VAR_{n}=\"value ${{VERSION}} {n}\"\n"),
             3 => format!("LABEL com.example.step{n}=\"${{VERSION}}-{n}\"\n"),
@@ -81,10 +85,8 @@ fn main() {
     let peer_text = text.replace("RUN <<EOF\nset -e\necho step", "RUN set -e; echo step").replace("\nEOF\n", "\n");
     let peer_parsed = dockerfile_parser::Dockerfile::parse(&peer_text).expect("dockerfile-parser parses the peer text");
     println!("dockerfile-parser instructions: {}", peer_parsed.instructions.len());
-    let peer = report(
-        "dockerfile-parser 0.9 parse",
-        measure(runs, || drop(dockerfile_parser::Dockerfile::parse(&peer_text))),
-    );
+    let peer =
+        report("dockerfile-parser 0.9 parse", measure(runs, || drop(dockerfile_parser::Dockerfile::parse(&peer_text))));
     let same = report("rbuild parse (peer's text)", measure(runs, || drop(dockerfile::parse(&peer_text))));
     println!("ratio parse rbuild/dockerfile-parser (same text): {:.2}", ms(same) / ms(peer));
     println!("ratio parse+plan rbuild/dockerfile-parser parse: {:.2}", ms(plan) / ms(peer));

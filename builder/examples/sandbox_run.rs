@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rbuild_builder::sandbox::{
-    cancel_on_signals, resolve_user, IsolationMode, sandbox_init_main, ExtraMount, IdMapMode, MountSource, NetworkMode, OverlaySpec, ProcessSandbox, Sandbox,
-    SandboxConfig, Stream, UserSpec, INIT_ARG,
+    cancel_on_signals, resolve_user, sandbox_init_main, ExtraMount, IdMapMode, IsolationMode, MountSource, NetworkMode,
+    OverlaySpec, ProcessSandbox, Sandbox, SandboxConfig, Stream, UserSpec, INIT_ARG,
 };
 
 fn main() -> ExitCode {
@@ -60,7 +60,11 @@ fn run() -> Result<i32, Box<dyn Error>> {
                 let v = val()?;
                 let parts: Vec<&str> = v.split(':').collect();
                 let (src, dst) = (parts.first().ok_or("--mount SRC:DST")?, parts.get(1).ok_or("--mount SRC:DST")?);
-                mounts.push(ExtraMount { source: MountSource::Bind(src.into()), target: dst.into(), readonly: parts.get(2) == Some(&"ro") });
+                mounts.push(ExtraMount {
+                    source: MountSource::Bind(src.into()),
+                    target: dst.into(),
+                    readonly: parts.get(2) == Some(&"ro"),
+                });
             }
             "--overlay" => {
                 let v = val()?;
@@ -84,7 +88,20 @@ fn run() -> Result<i32, Box<dyn Error>> {
         Some(spec) => resolve_user(overlay.as_ref().map_or(&rootfs, |o: &OverlaySpec| &o.lower[0]), &spec)?,
         None => UserSpec::root(),
     };
-    let cfg = SandboxConfig { rootfs, argv, env, cwd, user, network, hostname: "rbuild".into(), mounts, id_map, process_sandbox, overlay, emulation: None };
+    let cfg = SandboxConfig {
+        rootfs,
+        argv,
+        env,
+        cwd,
+        user,
+        network,
+        hostname: "rbuild".into(),
+        mounts,
+        id_map,
+        process_sandbox,
+        overlay,
+        emulation: None,
+    };
     let cancel = cancel_on_signals()?;
     let out = Sandbox::new().isolation(isolation).run(
         &cfg,
@@ -99,7 +116,15 @@ fn run() -> Result<i32, Box<dyn Error>> {
     if let Some(path) = report {
         let placeholders: Vec<String> = out.placeholders.iter().map(|p| p.display().to_string()).collect();
         let hint = out.id_map_hint().unwrap_or("");
-        std::fs::write(path, format!("id_map={:?}\nplaceholders={}\nnotes={:?}\nhint={hint}\n", out.id_map, placeholders.join(","), out.notes))?;
+        std::fs::write(
+            path,
+            format!(
+                "id_map={:?}\nplaceholders={}\nnotes={:?}\nhint={hint}\n",
+                out.id_map,
+                placeholders.join(","),
+                out.notes
+            ),
+        )?;
     }
     Ok(out.status.code())
 }

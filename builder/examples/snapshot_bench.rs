@@ -44,7 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let out = std::io::BufWriter::new(std::fs::File::create(arg(3)?)?);
             let desc = if arg(4)? == "gzip-serial" {
                 // The sink is written on the pipeline's compressor thread, as before.
-                let gz = flate2::GzBuilder::new().operating_system(255).write(out, flate2::Compression::new(level as u32));
+                let gz =
+                    flate2::GzBuilder::new().operating_system(255).write(out, flate2::Compression::new(level as u32));
                 let (mut desc, gz) = write_layer(gz, dir, &entries, &opts)?;
                 desc.size = gz.finish()?.into_inner().map_err(|e| e.into_error())?.metadata()?.len();
                 desc
@@ -64,12 +65,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "index" => {
             let n = native::write_index(Path::new(arg(2)?), Path::new(arg(3)?))?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
-            println!("{{\"mode\":\"index\",\"entries\":{n},\"ms\":{ms:.1},\"peak_rss_mb\":{:.1}}}", peak_rss_kb() as f64 / 1024.0);
+            println!(
+                "{{\"mode\":\"index\",\"entries\":{n},\"ms\":{ms:.1},\"peak_rss_mb\":{:.1}}}",
+                peak_rss_kb() as f64 / 1024.0
+            );
         }
         "diff" => {
             let d = native::diff(Path::new(arg(2)?), Path::new(arg(3)?))?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
-            println!("{{\"mode\":\"diff\",\"changed\":{},\"ms\":{ms:.1},\"peak_rss_mb\":{:.1}}}", d.entries.len(), peak_rss_kb() as f64 / 1024.0);
+            println!(
+                "{{\"mode\":\"diff\",\"changed\":{},\"ms\":{ms:.1},\"peak_rss_mb\":{:.1}}}",
+                d.entries.len(),
+                peak_rss_kb() as f64 / 1024.0
+            );
         }
         "upper" => {
             let entries = rbuild_builder::layer::snapshot::overlay::upper_changes(Path::new(arg(2)?))?;

@@ -62,7 +62,12 @@ pub fn load_plan(path: &Path, request: &PlanRequest, bases: &dyn BaseImages) -> 
 
 /// Parses and plans Dockerfile text; `file` names it in errors.
 #[expect(clippy::result_large_err, reason = "one error per build, carrying the quoted line; boxing buys nothing")]
-pub fn plan_source(file: &Path, text: &str, request: &PlanRequest, bases: &dyn BaseImages) -> Result<Plan, DockerfileError> {
+pub fn plan_source(
+    file: &Path,
+    text: &str,
+    request: &PlanRequest,
+    bases: &dyn BaseImages,
+) -> Result<Plan, DockerfileError> {
     let df = dockerfile::parse(text).map_err(|e| DockerfileError {
         file: file.to_path_buf(),
         line: e.line,

@@ -1,9 +1,9 @@
 //! rbuild's build pipeline: Dockerfile frontend → plan → executor → layers → image.
 
 pub mod dockerfile;
-pub mod frontend;
 pub mod dockerignore;
 pub mod executor;
+pub mod frontend;
 pub mod image;
 pub mod layer;
 pub mod plan;

@@ -5,9 +5,7 @@ mod common;
 use common::{corpus, Tally};
 use std::path::{Path, PathBuf};
 
-use rbuild_builder::dockerignore::{
-    ignore_file_for, read_patterns, DockerIgnore, ParentMatches, WalkDecision,
-};
+use rbuild_builder::dockerignore::{ignore_file_for, read_patterns, DockerIgnore, ParentMatches, WalkDecision};
 use rstest::rstest;
 
 /// Evaluates one `cases.tsv` row; `Err` describes a mismatch.
@@ -24,9 +22,7 @@ fn check_case(row: &str) -> Result<(), String> {
     if got_text == *expected {
         Ok(())
     } else {
-        Err(format!(
-            "{id}: {path:?} with {patterns:?} → {got:?}, want {expected}"
-        ))
+        Err(format!("{id}: {path:?} with {patterns:?} → {got:?}, want {expected}"))
     }
 }
 
@@ -51,19 +47,12 @@ fn dockerignore_tables() {
         return;
     };
     type RowCheck = fn(&str) -> Result<(), String>;
-    let tables: [(&str, RowCheck, usize); 2] = [
-        ("cases.tsv", check_case, 77),
-        ("ignorefile-lines.tsv", check_line, 21),
-    ];
+    let tables: [(&str, RowCheck, usize); 2] =
+        [("cases.tsv", check_case, 77), ("ignorefile-lines.tsv", check_line, 21)];
     let mut tally = Tally::default();
     for (file, check, rows) in tables {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        let results: Vec<_> = text
-            .lines()
-            .skip(1)
-            .filter(|l| !l.is_empty())
-            .map(check)
-            .collect();
+        let results: Vec<_> = text.lines().skip(1).filter(|l| !l.is_empty()).map(check).collect();
         assert_eq!(results.len(), rows, "{file}: row count");
         for result in results {
             tally.record(file, result);
@@ -111,10 +100,7 @@ fn walk_decisions(#[case] patterns: &str, #[case] dir: &str, #[case] want: WalkD
     // A skipped directory must really have nothing re-included below it.
     if want == WalkDecision::SkipSubtree {
         for child in ["x", "README.md", "docker/web", "web/x.go", "b/x", "x.whl"] {
-            assert!(
-                ignore.is_excluded(&format!("{dir}/{child}")),
-                "{dir}/{child}"
-            );
+            assert!(ignore.is_excluded(&format!("{dir}/{child}")), "{dir}/{child}");
         }
     }
 }
@@ -123,19 +109,13 @@ fn walk_decisions(#[case] patterns: &str, #[case] dir: &str, #[case] want: WalkD
 #[test]
 fn patterns_are_normalised() {
     let ignore = DockerIgnore::parse("# c\n/a/./b/\n\n ! ./keep \n").unwrap();
-    let shown: Vec<(String, usize)> = ignore
-        .patterns()
-        .iter()
-        .map(|p| (p.to_string(), p.line()))
-        .collect();
+    let shown: Vec<(String, usize)> = ignore.patterns().iter().map(|p| (p.to_string(), p.line())).collect();
     assert_eq!(shown, [("a/b".to_owned(), 2), ("!keep".to_owned(), 4)]);
     assert!(ignore.has_exclusions());
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("dockerignore")
-        .join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dockerignore").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("ctx/sub")).unwrap();
     dir
@@ -148,11 +128,7 @@ fn scratch(name: &str) -> PathBuf {
 #[case::specific_only(&["ctx/Dockerfile.dockerignore"], "ctx/Dockerfile", Some("ctx/Dockerfile.dockerignore"))]
 #[case::other_name_ignored(&["ctx/sub/Dockerfile.dockerignore"], "ctx/sub/app.Dockerfile", None)]
 #[case::none(&[], "ctx/Dockerfile", None)]
-fn ignore_file_precedence(
-    #[case] files: &[&str],
-    #[case] dockerfile: &str,
-    #[case] want: Option<&str>,
-) {
+fn ignore_file_precedence(#[case] files: &[&str], #[case] dockerfile: &str, #[case] want: Option<&str>) {
     let name = format!("{}-{dockerfile}", files.join("+")).replace('/', "_");
     let root = scratch(&name);
     for file in files {
@@ -167,10 +143,8 @@ fn ignore_file_precedence(
 use proptest::prelude::*;
 
 fn segment() -> impl Strategy<Value = String> {
-    prop::sample::select(vec![
-        "a", "b", "ab", "*", "**", "?", "[ab]", "[^a]", "\\*", ".", "..", "x.go", "한", "[", "]",
-    ])
-    .prop_map(str::to_owned)
+    prop::sample::select(vec!["a", "b", "ab", "*", "**", "?", "[ab]", "[^a]", "\\*", ".", "..", "x.go", "한", "[", "]"])
+        .prop_map(str::to_owned)
 }
 
 fn path_like() -> impl Strategy<Value = String> {

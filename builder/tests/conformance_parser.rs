@@ -44,20 +44,13 @@ fn line_diff(want: &str, got: &str) -> String {
     let (w, g): (Vec<_>, Vec<_>) = (want.lines().collect(), got.lines().collect());
     let mut out = String::new();
     for i in 0..w.len().max(g.len()) {
-        let (a, b) = (
-            w.get(i).copied().unwrap_or("<none>"),
-            g.get(i).copied().unwrap_or("<none>"),
-        );
+        let (a, b) = (w.get(i).copied().unwrap_or("<none>"), g.get(i).copied().unwrap_or("<none>"));
         if a != b {
             out.push_str(&format!("  line {}:\n    want {a}\n    got  {b}\n", i + 1));
         }
     }
     if out.is_empty() {
-        out = format!(
-            "  trailing difference: want {} bytes, got {}",
-            want.len(),
-            got.len()
-        );
+        out = format!("  trailing difference: want {} bytes, got {}", want.len(), got.len());
     }
     out
 }
@@ -96,45 +89,25 @@ fn check_json(df: &Dockerfile, expected: &Value) -> Result<(), String> {
     if df.escape.to_string() != want_escape {
         errs.push(format!("escape: want {want_escape:?}, got {:?}", df.escape));
     }
-    let want_warnings: Vec<&str> = expected["warnings"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let want_warnings: Vec<&str> =
+        expected["warnings"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let got_warnings: Vec<&str> = df.warnings.iter().map(|w| w.message.as_str()).collect();
     if want_warnings != got_warnings {
-        errs.push(format!(
-            "warnings: want {want_warnings:?}, got {got_warnings:?}"
-        ));
+        errs.push(format!("warnings: want {want_warnings:?}, got {got_warnings:?}"));
     }
     let first = df.instructions.first().map_or(0, |n| n.location.start_line);
     let last = df.instructions.last().map_or(0, |n| n.location.end_line);
     if expected["start_line"] != json!(first) || expected["end_line"] != json!(last) {
-        errs.push(format!(
-            "root lines: want {}-{}, got {first}-{last}",
-            expected["start_line"], expected["end_line"]
-        ));
+        errs.push(format!("root lines: want {}-{}, got {first}-{last}", expected["start_line"], expected["end_line"]));
     }
     let empty = Vec::new();
     let want = expected["instructions"].as_array().unwrap_or(&empty);
     if want.len() != df.instructions.len() {
-        errs.push(format!(
-            "instruction count: want {}, got {}",
-            want.len(),
-            df.instructions.len()
-        ));
+        errs.push(format!("instruction count: want {}, got {}", want.len(), df.instructions.len()));
     }
     for (i, (w, node)) in want.iter().zip(&df.instructions).enumerate() {
         let got = node_json(node, true);
-        for key in [
-            "cmd",
-            "flags",
-            "args",
-            "json_form",
-            "heredocs",
-            "start_line",
-            "end_line",
-            "original",
-        ] {
+        for key in ["cmd", "flags", "args", "json_form", "heredocs", "start_line", "end_line", "original"] {
             if w.get(key) != got.get(key) {
                 errs.push(format!(
                     "instruction {i} ({}), {key}:\n    want {}\n    got  {}",
@@ -158,10 +131,7 @@ fn buildkit_testfiles_dump_as_expected() {
     let mut tally = Tally::default();
     for case in subdirs(&root.join("parser/testfiles")) {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        tally.record(
-            &name,
-            check_dump(&case.join("Dockerfile"), &case.join("result")).map(|_| ()),
-        );
+        tally.record(&name, check_dump(&case.join("Dockerfile"), &case.join("result")).map(|_| ()));
     }
     tally.finish("parser conformance", "testfiles", 33);
 }
@@ -174,9 +144,7 @@ fn buildkit_negative_testfiles_are_rejected() {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let result = match parse(&read(&case.join("Dockerfile"))) {
             Ok(df) => Err(format!("parsed without error:\n{}", dump(&df))),
-            Err(e) if e.line == 0 || e.column == 0 => {
-                Err(format!("error position not 1-based: {e}"))
-            }
+            Err(e) if e.line == 0 || e.column == 0 => Err(format!("error position not 1-based: {e}")),
             Err(_) => Ok(()),
         };
         tally.record(&name, result);
@@ -191,11 +159,8 @@ fn buildkit_testfile_line_numbers() {
     let result = parse(&read(&root.join("parser/testfile-line/Dockerfile")))
         .map_err(|e| format!("parse error: {e}"))
         .and_then(|df| {
-            let got: Vec<(usize, usize)> = df
-                .instructions
-                .iter()
-                .map(|n| (n.location.start_line, n.location.end_line))
-                .collect();
+            let got: Vec<(usize, usize)> =
+                df.instructions.iter().map(|n| (n.location.start_line, n.location.end_line)).collect();
             let want = vec![(5, 5), (11, 12), (17, 31)];
             if got == want {
                 Ok(())
@@ -212,10 +177,7 @@ fn generated_json_matches() {
     let Some(root) = corpus("") else { return };
     let mut tally = Tally::default();
     let dir = root.join("parser/generated-json");
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     for file in files {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
@@ -225,9 +187,8 @@ fn generated_json_matches() {
             root.join("parser/testfiles").join(&name).join("Dockerfile")
         };
         let expected: Value = serde_json::from_str(&read(&file)).unwrap();
-        let result = parse(&read(&input))
-            .map_err(|e| format!("parse error: {e}"))
-            .and_then(|df| check_json(&df, &expected));
+        let result =
+            parse(&read(&input)).map_err(|e| format!("parse error: {e}")).and_then(|df| check_json(&df, &expected));
         tally.record(&name, result);
     }
     tally.finish("parser conformance", "generated-json", 34);
@@ -245,8 +206,8 @@ fn real_world_dockerfiles_match() {
                 case.file_name().unwrap().to_string_lossy()
             );
             let expected: Value = serde_json::from_str(&read(&case.join("parse.json"))).unwrap();
-            let result = check_dump(&case.join("Dockerfile"), &case.join("result"))
-                .and_then(|df| check_json(&df, &expected));
+            let result =
+                check_dump(&case.join("Dockerfile"), &case.join("result")).and_then(|df| check_json(&df, &expected));
             tally.record(&name, result);
         }
     }

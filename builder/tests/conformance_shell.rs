@@ -7,22 +7,14 @@ use common::{corpus, Tally};
 use rbuild_builder::dockerfile::shell::ShellLexer;
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 #[test]
 fn env_var_test() {
     let Some(dir) = corpus("shell") else { return };
     let text = std::fs::read_to_string(dir.join("envVarTest")).unwrap();
-    let env = pairs(&[
-        ("PWD", "/home"),
-        ("SHELL", "bash"),
-        ("KOREAN", "한국어"),
-        ("NULL", ""),
-    ]);
+    let env = pairs(&[("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]);
     let lexer = ShellLexer::new('\\');
     let mut tally = Tally::default();
     for (index, line) in text.lines().enumerate() {
@@ -30,9 +22,7 @@ fn env_var_test() {
             continue;
         }
         let fields: Vec<&str> = line.split('|').map(str::trim).collect();
-        let [platform, input, expected] = fields[..] else {
-            panic!("line {}: expected 3 fields: {line:?}", index + 1)
-        };
+        let [platform, input, expected] = fields[..] else { panic!("line {}: expected 3 fields: {line:?}", index + 1) };
         match platform {
             "A" | "U" => {}
             "W" => continue,
@@ -118,26 +108,10 @@ use rstest::rstest;
 #[case("${FOO%%.*}", "FOO=app.tar.gz", Ok("app"))]
 #[case("${FOO%하*}", "FOO=한국어하세요", Ok("한국어"))]
 // / and // : first / every match, `*` greedy
-#[case(
-    "${FOO/$N/.} - ${FOO//$N/.}",
-    r"FOO=/foo*/*/*.txt;N=\*/",
-    Ok("/foo.*/*.txt - /foo..*.txt")
-)]
-#[case(
-    "${FOO/$N/} - ${FOO//$N/}",
-    "FOO=/tmp/tmp/bar.txt;N=/tmp",
-    Ok("/tmp/bar.txt - /bar.txt")
-)]
-#[case(
-    "${FOO/$N/$R} - ${FOO//$N/$R}",
-    "FOO=/a/foo/b/c.txt;N=/?/;R=/",
-    Ok("/foo/b/c.txt - /foo/c.txt")
-)]
-#[case(
-    "${FOO/$N/$R}",
-    "FOO=http://google.de;N=http://;R=https://",
-    Ok("https://google.de")
-)]
+#[case("${FOO/$N/.} - ${FOO//$N/.}", r"FOO=/foo*/*/*.txt;N=\*/", Ok("/foo.*/*.txt - /foo..*.txt"))]
+#[case("${FOO/$N/} - ${FOO//$N/}", "FOO=/tmp/tmp/bar.txt;N=/tmp", Ok("/tmp/bar.txt - /bar.txt"))]
+#[case("${FOO/$N/$R} - ${FOO//$N/$R}", "FOO=/a/foo/b/c.txt;N=/?/;R=/", Ok("/foo/b/c.txt - /foo/c.txt"))]
+#[case("${FOO/$N/$R}", "FOO=http://google.de;N=http://;R=https://", Ok("https://google.de"))]
 #[case(r"${FOO//\//\/}", "FOO=/tmp/foo.txt", Ok(r"\/tmp\/foo.txt"))]
 #[case("${FOO/$BAR/ww}", "FOO=xxyy;BAR=", Ok("wwxxyy"))]
 #[case("${FOO///}", "FOO=xxyy", Ok("xxyy"))]
@@ -168,11 +142,7 @@ use rstest::rstest;
 // case-sensitive names, positional parameters never set even if present in env
 #[case("$foo-${FOO}", "FOO=up;foo=low", Ok("low-up"))]
 #[case("$1${1:-d}", "1=one", Ok("d"))]
-fn pattern_and_modifier_cases(
-    #[case] input: &str,
-    #[case] env: &str,
-    #[case] want: Result<&str, ()>,
-) {
+fn pattern_and_modifier_cases(#[case] input: &str, #[case] env: &str, #[case] want: Result<&str, ()>) {
     let env = parse_env(env);
     let got = ShellLexer::new('\\').expand_word(input, &env);
     match want {
@@ -202,24 +172,11 @@ fn parse_env(env: &str) -> Vec<(String, String)> {
 #[case("${FOO/$N/$R}", "FOO=f;N=n;R=r", &["FOO", "N", "R"], &[])]
 #[case("'$QUOTED' \"$DQ\"", "DQ=1", &["DQ"], &[])]
 #[case("$1 $@ ${#} $0", "", &[], &[])]
-fn used_and_unset(
-    #[case] input: &str,
-    #[case] env: &str,
-    #[case] used: &[&str],
-    #[case] unset: &[&str],
-) {
+fn used_and_unset(#[case] input: &str, #[case] env: &str, #[case] used: &[&str], #[case] unset: &[&str]) {
     let env = parse_env(env);
     let got = ShellLexer::new('\\').expand_word(input, &env).unwrap();
-    assert_eq!(
-        got.used.iter().map(String::as_str).collect::<Vec<_>>(),
-        used,
-        "{input}"
-    );
-    assert_eq!(
-        got.unset.iter().map(String::as_str).collect::<Vec<_>>(),
-        unset,
-        "{input}"
-    );
+    assert_eq!(got.used.iter().map(String::as_str).collect::<Vec<_>>(), used, "{input}");
+    assert_eq!(got.unset.iter().map(String::as_str).collect::<Vec<_>>(), unset, "{input}");
 }
 
 /// With `# escape=` `` ` `` the backtick escapes and `\` is an ordinary character.

@@ -54,7 +54,8 @@ struct Case {
     want: Result<&'static [(&'static str, Want)], &'static str>,
 }
 
-const HELLO_TAR: &[(&str, TarEntry)] = &[("app/hello.txt", TarEntry::File("hello")), ("app/bin/run", TarEntry::File("#!/bin/sh"))];
+const HELLO_TAR: &[(&str, TarEntry)] =
+    &[("app/hello.txt", TarEntry::File("hello")), ("app/bin/run", TarEntry::File("#!/bin/sh"))];
 
 const CASES: &[Case] = &[
     Case {
@@ -380,15 +381,21 @@ fn check_tree(root: &Path, wants: &[(&str, Want)]) -> Result<(), String> {
             (_, Err(_)) => return Err(format!("{path} is missing")),
             (Want::Dir, Ok(m)) => m.is_dir(),
             (Want::Exists, Ok(m)) => m.is_file(),
-            (Want::Link(t), Ok(m)) => m.file_type().is_symlink() && std::fs::read_link(&p).is_ok_and(|l| l == Path::new(t)),
+            (Want::Link(t), Ok(m)) => {
+                m.file_type().is_symlink() && std::fs::read_link(&p).is_ok_and(|l| l == Path::new(t))
+            }
             (Want::File(c), Ok(m)) => m.is_file() && std::fs::read_to_string(&p).is_ok_and(|s| s == *c),
             (Want::Mode(c, mode), Ok(m)) => {
                 m.is_file() && std::fs::read_to_string(&p).is_ok_and(|s| s == *c) && intended_mode(&p, m) == *mode
             }
         };
         if !ok {
-            let seen = meta.map(|m| format!("{:?} mode {:o}", m.file_type(), intended_mode(&p, &m))).unwrap_or_default();
-            return Err(format!("{path}: not as expected (found {seen}, content {:?})", std::fs::read_to_string(&p).ok()));
+            let seen =
+                meta.map(|m| format!("{:?} mode {:o}", m.file_type(), intended_mode(&p, &m))).unwrap_or_default();
+            return Err(format!(
+                "{path}: not as expected (found {seen}, content {:?})",
+                std::fs::read_to_string(&p).ok()
+            ));
         }
     }
     Ok(())

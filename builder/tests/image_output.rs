@@ -8,7 +8,9 @@ use std::process::Command;
 
 use layer_support::{assert_same_tree, rich_tree, Compare};
 use rbuild_builder::image::archive::write_docker_archive_file;
-use rbuild_builder::image::{assemble, write_oci_layout, AssembledImage, Healthcheck, History, ImageConfig, ImageLayer};
+use rbuild_builder::image::{
+    assemble, write_oci_layout, AssembledImage, Healthcheck, History, ImageConfig, ImageLayer,
+};
 use rbuild_builder::layer::snapshot::native::all_entries;
 use rbuild_builder::layer::{write_layer, Compression, LayerOptions, ManifestFormat, MtimePolicy};
 
@@ -23,14 +25,23 @@ fn run(cmd: &mut Command) -> String {
 }
 
 fn config() -> ImageConfig {
-    let mut c = ImageConfig { architecture: "amd64".into(), os: "linux".into(), created: Some(rbuild_builder::image::rfc3339_utc(0)), ..Default::default() };
+    let mut c = ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        created: Some(rbuild_builder::image::rfc3339_utc(0)),
+        ..Default::default()
+    };
     c.config.env = vec!["PATH=/usr/bin:/bin".into(), "A=1".into()];
     c.config.cmd = Some(vec!["/bin/tool".into()]);
     c.config.working_dir = Some("/home/user".into());
     c.config.user = Some("1000:1000".into());
     c.config.labels = [("z".to_string(), "last".to_string()), ("a".to_string(), "first".to_string())].into();
     c.config.exposed_ports = [("8080/tcp".to_string(), Default::default())].into();
-    c.config.healthcheck = Some(Healthcheck { test: vec!["CMD".into(), "true".into()], interval: Some(30_000_000_000), ..Default::default() });
+    c.config.healthcheck = Some(Healthcheck {
+        test: vec!["CMD".into(), "true".into()],
+        interval: Some(30_000_000_000),
+        ..Default::default()
+    });
     c.config.on_build = vec!["RUN echo child".into()];
     c.config.shell = Some(vec!["/bin/sh".into(), "-c".into()]);
     c.config.stop_signal = Some("SIGTERM".into());
@@ -64,7 +75,8 @@ fn config_and_manifest_are_canonical() {
     let b = build(t.path(), &src, ManifestFormat::Docker, Compression::Gzip { level: 6 });
     assert_eq!(a.manifest.digest(), b.manifest.digest());
     let cfg = String::from_utf8(a.config_json.clone()).unwrap();
-    for key in ["\"Healthcheck\"", "\"OnBuild\"", "\"Shell\"", "\"StopSignal\"", "\"diff_ids\"", "\"empty_layer\":true"] {
+    for key in ["\"Healthcheck\"", "\"OnBuild\"", "\"Shell\"", "\"StopSignal\"", "\"diff_ids\"", "\"empty_layer\":true"]
+    {
         assert!(cfg.contains(key), "{key} missing in {cfg}");
     }
     assert!(cfg.find("\"a\":\"first\"") < cfg.find("\"z\":\"last\""), "labels sorted");
@@ -148,7 +160,10 @@ fn docker_archive_copies_through_skopeo() {
     // containers/image reports docker-archive layers by their uncompressed digest.
     assert_eq!(v["Layers"][0], img.layers[0].descriptor.diff_id.to_string());
     let copy = t.path().join("copy");
-    run(Command::new("skopeo").arg("copy").arg(format!("docker-archive:{}", archive.display())).arg(format!("oci:{}:v1", copy.display())));
+    run(Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(format!("oci:{}:v1", copy.display())));
     let bundle = t.path().join("bundle");
     umoci_unpack(&copy, "v1", &bundle, false);
     assert_same_tree(&src, &bundle.join("rootfs"), Compare::Full);

@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use flate2::read::GzDecoder;
 use rbuild_builder::layer::compress::ChunkWriter;
 use rbuild_builder::layer::snapshot::native::all_entries;
-use rbuild_builder::layer::{write_layer, write_stream, Compression, GzipOptions, LayerDescriptor, LayerOptions, TarWriteError, GZIP_BLOCK};
+use rbuild_builder::layer::{
+    write_layer, write_stream, Compression, GzipOptions, LayerDescriptor, LayerOptions, TarWriteError, GZIP_BLOCK,
+};
 use sha2::{Digest, Sha256};
 
 fn sha(bytes: &[u8]) -> String {
@@ -29,7 +31,9 @@ fn random(n: usize, seed: u64) -> Vec<u8> {
 
 /// Word salad: compressible, but not one repeated line.
 fn text(n: usize) -> Vec<u8> {
-    const WORDS: [&str; 12] = ["layer", "tar", "gzip", "block ", "rootless", "image\n", "the ", "of ", "digest", "zstd", "builder ", "cache, "];
+    const WORDS: [&str; 12] = [
+        "layer", "tar", "gzip", "block ", "rootless", "image\n", "the ", "of ", "digest", "zstd", "builder ", "cache, ",
+    ];
     let picks = random(n, 7);
     let mut out = Vec::with_capacity(n + 16);
     for p in picks {
@@ -105,7 +109,10 @@ fn round_trips_with_identical_bytes_for_any_worker_count() {
             dec.read_to_end(&mut back).unwrap();
             assert!(back == *data, "{name} (store={store_incompressible}): flate2 read different bytes");
             assert!(dec.into_inner().is_empty(), "{name}: bytes after the gzip member");
-            assert!(system_gunzip(&blob) == *data, "{name} (store={store_incompressible}): gzip -dc read different bytes");
+            assert!(
+                system_gunzip(&blob) == *data,
+                "{name} (store={store_incompressible}): gzip -dc read different bytes"
+            );
         }
     }
 }
@@ -136,7 +143,8 @@ fn tar_of_real_programs_gives_identical_bytes_for_any_worker_count() {
     // bytes per worker count (its output depended on the block the worker had compressed
     // before); synthetic text and random data did not show it.
     let t = tempfile::tempdir().unwrap();
-    let mut programs: Vec<_> = std::fs::read_dir("/usr/bin").unwrap().filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    let mut programs: Vec<_> =
+        std::fs::read_dir("/usr/bin").unwrap().filter_map(|e| e.ok()).map(|e| e.path()).collect();
     programs.sort();
     for p in programs.iter().filter(|p| p.is_file()).take(400) {
         let mut head = Vec::new();

@@ -121,7 +121,12 @@ fn real_overlay_upper_reproduces_merged_view() {
         std::fs::create_dir(d(n)).unwrap();
     }
     rich_tree(&d("lower"));
-    let opts = format!("lowerdir={},upperdir={},workdir={},userxattr", d("lower").display(), d("upper").display(), d("work").display());
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        d("lower").display(),
+        d("upper").display(),
+        d("work").display()
+    );
     let ok = Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(d("merged")).status();
     if !ok.is_ok_and(|s| s.success()) {
         eprintln!("skipping: cannot mount overlayfs here");

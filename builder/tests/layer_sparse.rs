@@ -16,15 +16,8 @@ const MIB: usize = 1024 * 1024;
 fn corpus() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/sparse/make.sh");
-    let out = Command::new(script)
-        .arg(dir.path())
-        .output()
-        .expect("run make.sh (needs GNU tar)");
-    assert!(
-        out.status.success(),
-        "make.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(script).arg(dir.path()).output().expect("run make.sh (needs GNU tar)");
+    assert!(out.status.success(), "make.sh: {}", String::from_utf8_lossy(&out.stderr));
     let path = dir.path().to_path_buf();
     (dir, path)
 }
@@ -64,9 +57,7 @@ fn gnu_tar_sparse_files_unpack_to_their_real_name_and_content(
     let archive = std::fs::read(corpus.join(name)).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let root = RootDir::open(tmp.path()).unwrap();
-    let opts = UnpackOptions {
-        ownership: OwnershipMode::Chown(IdMaps::default()),
-    };
+    let opts = UnpackOptions { ownership: OwnershipMode::Chown(IdMaps::default()) };
     if as_layer {
         unpack_layer(&root, Codec::None, archive.as_slice(), &opts).unwrap();
     } else {
@@ -78,26 +69,13 @@ fn gnu_tar_sparse_files_unpack_to_their_real_name_and_content(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    assert_eq!(
-        names,
-        ["hole.bin", "sparse.bin"],
-        "no GNUSparseFile.* directory, nothing else"
-    );
-    assert_eq!(
-        std::fs::read(tmp.path().join("dir/sparse.bin")).unwrap(),
-        expected_sparse()
-    );
-    assert_eq!(
-        std::fs::read(tmp.path().join("dir/hole.bin")).unwrap(),
-        vec![0u8; MIB]
-    );
+    assert_eq!(names, ["hole.bin", "sparse.bin"], "no GNUSparseFile.* directory, nothing else");
+    assert_eq!(std::fs::read(tmp.path().join("dir/sparse.bin")).unwrap(), expected_sparse());
+    assert_eq!(std::fs::read(tmp.path().join("dir/hole.bin")).unwrap(), vec![0u8; MIB]);
     if keeps_holes && holes_supported(tmp.path()) {
         for file in ["dir/sparse.bin", "dir/hole.bin"] {
             let used = std::fs::metadata(tmp.path().join(file)).unwrap().blocks() * 512;
-            assert!(
-                used < MIB as u64,
-                "{file} uses {used} bytes: holes were filled"
-            );
+            assert!(used < MIB as u64, "{file} uses {used} bytes: holes were filled");
         }
     }
 }
@@ -121,9 +99,7 @@ fn damaged_sparse_entries_are_refused(#[case] truncate: bool) {
     }
     let tmp = tempfile::tempdir().unwrap();
     let root = RootDir::open(tmp.path()).unwrap();
-    let opts = UnpackOptions {
-        ownership: OwnershipMode::Chown(IdMaps::default()),
-    };
+    let opts = UnpackOptions { ownership: OwnershipMode::Chown(IdMaps::default()) };
     let err = unpack_archive(&root, archive.as_slice(), &opts).unwrap_err();
     let mut msg = err.to_string();
     let mut src = std::error::Error::source(&err);

@@ -7,11 +7,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use layer_support::{header, list_tree, raw_tar, Raw};
-use tar::EntryType;
 use rbuild_builder::layer::ownership::{IdMaps, OWNER_XATTR};
 use rbuild_builder::layer::root_path::RootDir;
 use rbuild_builder::layer::unpack::{unpack_layer, OwnershipMode, UnpackOptions};
 use rbuild_builder::layer::Codec;
+use tar::EntryType;
 
 fn chown_opts() -> UnpackOptions {
     UnpackOptions { ownership: OwnershipMode::Chown(IdMaps::default()) }
@@ -61,15 +61,22 @@ fn apply(root: &Path, tar: &[u8]) -> Result<(), String> {
 #[case::symlink_then_overwrite_target(&[Raw::Symlink("f", "../sentinel/target"), Raw::File("f", b"overwritten")], "")]
 fn hostile_archives_stay_inside(#[case] entries: &[Raw<'_>], #[case] want: &str) {
     let s = scene();
-    let entries: Vec<Raw<'_>> = entries.iter().map(|e| match e {
-        Raw::File(n, d) if n.starts_with("/SENTINEL") => Raw::File(Box::leak(n.replace("/SENTINEL", s.sentinel.to_str().unwrap()).into_boxed_str()), d),
-        Raw::Hardlink(n, t) if t.starts_with("/SENTINEL") => Raw::Hardlink(n, Box::leak(t.replace("/SENTINEL", s.sentinel.to_str().unwrap()).into_boxed_str())),
-        Raw::Dir(n) => Raw::Dir(n),
-        Raw::File(n, d) => Raw::File(n, d),
-        Raw::Symlink(n, t) => Raw::Symlink(n, t),
-        Raw::Hardlink(n, t) => Raw::Hardlink(n, t),
-        Raw::Char(n, a, b) => Raw::Char(n, *a, *b),
-    }).collect();
+    let entries: Vec<Raw<'_>> = entries
+        .iter()
+        .map(|e| match e {
+            Raw::File(n, d) if n.starts_with("/SENTINEL") => {
+                Raw::File(Box::leak(n.replace("/SENTINEL", s.sentinel.to_str().unwrap()).into_boxed_str()), d)
+            }
+            Raw::Hardlink(n, t) if t.starts_with("/SENTINEL") => {
+                Raw::Hardlink(n, Box::leak(t.replace("/SENTINEL", s.sentinel.to_str().unwrap()).into_boxed_str()))
+            }
+            Raw::Dir(n) => Raw::Dir(n),
+            Raw::File(n, d) => Raw::File(n, d),
+            Raw::Symlink(n, t) => Raw::Symlink(n, t),
+            Raw::Hardlink(n, t) => Raw::Hardlink(n, t),
+            Raw::Char(n, a, b) => Raw::Char(n, *a, *b),
+        })
+        .collect();
     let result = apply(&s.root, &raw_tar(&entries));
     if want.is_empty() {
         result.unwrap();
@@ -95,16 +102,33 @@ fn absolute_symlinks_are_rerooted() {
 #[test]
 fn whiteouts_and_opaque_dirs_apply_to_lower_layers_only() {
     let s = scene();
-    apply(&s.root, &raw_tar(&[
-        Raw::Dir("a/"), Raw::File("a/b", b"1"), Raw::File("a/c", b"1"),
-        Raw::Dir("d/"), Raw::File("d/e", b"1"), Raw::Dir("d/sub/"), Raw::File("f", b"1"),
-        Raw::Dir("g/"), Raw::File("g/h", b"1"),
-    ])).unwrap();
-    apply(&s.root, &raw_tar(&[
-        Raw::File(".wh.f", b""), Raw::File("a/.wh.b", b""),
-        Raw::File("d/new", b"2"), Raw::File("d/.wh..wh..opq", b""),
-        Raw::File(".wh.g", b""), Raw::File(".wh.missing", b""),
-    ])).unwrap();
+    apply(
+        &s.root,
+        &raw_tar(&[
+            Raw::Dir("a/"),
+            Raw::File("a/b", b"1"),
+            Raw::File("a/c", b"1"),
+            Raw::Dir("d/"),
+            Raw::File("d/e", b"1"),
+            Raw::Dir("d/sub/"),
+            Raw::File("f", b"1"),
+            Raw::Dir("g/"),
+            Raw::File("g/h", b"1"),
+        ]),
+    )
+    .unwrap();
+    apply(
+        &s.root,
+        &raw_tar(&[
+            Raw::File(".wh.f", b""),
+            Raw::File("a/.wh.b", b""),
+            Raw::File("d/new", b"2"),
+            Raw::File("d/.wh..wh..opq", b""),
+            Raw::File(".wh.g", b""),
+            Raw::File(".wh.missing", b""),
+        ]),
+    )
+    .unwrap();
     let got: Vec<String> = list_tree(&s.root).iter().map(|p| p.display().to_string()).collect();
     assert_eq!(got, ["a", "a/c", "d", "d/new"]);
 }
@@ -171,7 +195,8 @@ fn forged_rbuild_xattrs_are_dropped() {
     let s = scene();
     let mut b = tar::Builder::new(Vec::new());
     let h = header("f", EntryType::Regular, 0o644, 0);
-    b.append_pax_extensions([("SCHILY.xattr.user.rbuild.device", &b"c:1:3"[..]), ("SCHILY.xattr.user.ok", &b"1"[..])]).unwrap();
+    b.append_pax_extensions([("SCHILY.xattr.user.rbuild.device", &b"c:1:3"[..]), ("SCHILY.xattr.user.ok", &b"1"[..])])
+        .unwrap();
     b.append(&h, std::io::empty()).unwrap();
     apply(&s.root, &b.into_inner().unwrap()).unwrap();
     let f = s.root.join("f");
@@ -222,7 +247,10 @@ fn rootless_single_id_records_devices_and_owners() {
     assert!(std::fs::symlink_metadata(&dev).unwrap().is_file());
     assert_eq!(xattr::get(&dev, "user.rbuild.device").unwrap().unwrap(), b"c:1:3");
     let entries = rbuild_builder::layer::snapshot::native::all_entries(&s.root).unwrap();
-    let lo = rbuild_builder::layer::LayerOptions { compression: rbuild_builder::layer::Compression::None, ..Default::default() };
+    let lo = rbuild_builder::layer::LayerOptions {
+        compression: rbuild_builder::layer::Compression::None,
+        ..Default::default()
+    };
     let (_, blob) = rbuild_builder::layer::write_layer(Vec::new(), &s.root, &entries, &lo).unwrap();
     let mut seen = Vec::new();
     for e in tar::Archive::new(blob.as_slice()).entries().unwrap() {
@@ -230,10 +258,13 @@ fn rootless_single_id_records_devices_and_owners() {
         let h = e.header();
         seen.push((e.path().unwrap().display().to_string(), h.entry_type(), h.uid().unwrap(), h.mode().unwrap()));
     }
-    assert_eq!(seen, vec![
-        ("dev/".to_string(), EntryType::Directory, 0, 0o755),
-        ("dev/null".to_string(), EntryType::Char, 0, 0o666),
-        ("f".to_string(), EntryType::Regular, 1000, 0o640),
-        ("fifo".to_string(), EntryType::Fifo, 0, 0o600),
-    ]);
+    assert_eq!(
+        seen,
+        vec![
+            ("dev/".to_string(), EntryType::Directory, 0, 0o755),
+            ("dev/null".to_string(), EntryType::Char, 0, 0o666),
+            ("f".to_string(), EntryType::Regular, 1000, 0o640),
+            ("fifo".to_string(), EntryType::Fifo, 0, 0o600),
+        ]
+    );
 }

@@ -20,30 +20,13 @@ fn image(dir: &Path) -> AssembledImage {
     let src = dir.join("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("file"), vec![b'x'; 100_000]).unwrap();
-    let opts = LayerOptions {
-        compression: Compression::Gzip { level: 6 },
-        format: ManifestFormat::Oci,
-        ..Default::default()
-    };
+    let opts =
+        LayerOptions { compression: Compression::Gzip { level: 6 }, format: ManifestFormat::Oci, ..Default::default() };
     let blob = dir.join("layer.blob");
-    let (descriptor, _) = write_layer(
-        std::fs::File::create(&blob).unwrap(),
-        &src,
-        &all_entries(&src).unwrap(),
-        &opts,
-    )
-    .unwrap();
-    let config = ImageConfig {
-        architecture: "amd64".into(),
-        os: "linux".into(),
-        ..Default::default()
-    };
-    assemble(
-        &config,
-        vec![ImageLayer { descriptor, blob }],
-        ManifestFormat::Oci,
-    )
-    .unwrap()
+    let (descriptor, _) =
+        write_layer(std::fs::File::create(&blob).unwrap(), &src, &all_entries(&src).unwrap(), &opts).unwrap();
+    let config = ImageConfig { architecture: "amd64".into(), os: "linux".into(), ..Default::default() };
+    assemble(&config, vec![ImageLayer { descriptor, blob }], ManifestFormat::Oci).unwrap()
 }
 
 fn flip(path: &Path, at: usize) {
@@ -56,28 +39,20 @@ fn flip(path: &Path, at: usize) {
 fn unpack(layer: &ImageLayer, diff_id: &oci_spec::image::Digest) -> Result<(), String> {
     let tmp = tempfile::tempdir().unwrap();
     let root = RootDir::open(tmp.path()).unwrap();
-    let opts = UnpackOptions {
-        ownership: OwnershipMode::Chown(IdMaps::default()),
-    };
+    let opts = UnpackOptions { ownership: OwnershipMode::Chown(IdMaps::default()) };
     let d = &layer.descriptor;
-    unpack_verified(
-        &root,
-        &layer.blob,
-        (d.codec, d.digest.digest(), diff_id),
-        &opts,
-        &Exclusions::none(),
-    )
-    .map(|_| ())
-    .map_err(|e| {
-        let mut s = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(c) = src {
-            s.push_str(": ");
-            s.push_str(&c.to_string());
-            src = c.source();
-        }
-        s
-    })
+    unpack_verified(&root, &layer.blob, (d.codec, d.digest.digest(), diff_id), &opts, &Exclusions::none())
+        .map(|_| ())
+        .map_err(|e| {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(c) = src {
+                s.push_str(": ");
+                s.push_str(&c.to_string());
+                src = c.source();
+            }
+            s
+        })
 }
 
 #[test]
@@ -89,17 +64,11 @@ fn a_good_layer_unpacks_and_damage_or_a_wrong_diff_id_is_refused() {
     // A base whose config lists another diff_id.
     let wrong: oci_spec::image::Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
     let err = unpack(layer, &wrong).unwrap_err();
-    assert!(
-        err.contains("diff_id") && err.contains("does not match"),
-        "{err}"
-    );
+    assert!(err.contains("diff_id") && err.contains("does not match"), "{err}");
     // A bit flipped in the stored blob (inside the gzip stream, past its header).
     flip(&layer.blob, 40);
     let err = unpack(layer, layer.descriptor.diff_id.digest()).unwrap_err();
-    assert!(
-        err.contains("does not match") || err.contains("corrupt") || err.contains("invalid"),
-        "{err}"
-    );
+    assert!(err.contains("does not match") || err.contains("corrupt") || err.contains("invalid"), "{err}");
 }
 
 #[rstest::rstest]
@@ -118,28 +87,16 @@ fn outputs_are_verified_copies(#[case] layout: bool) {
     };
     write(&img).unwrap();
     if layout {
-        let placed = out
-            .join("blobs/sha256")
-            .join(img.layers[0].descriptor.digest.hex());
-        assert_eq!(
-            std::fs::read(&placed).unwrap(),
-            std::fs::read(&img.layers[0].blob).unwrap()
-        );
-        assert_eq!(
-            std::fs::metadata(&placed).unwrap().nlink(),
-            1,
-            "the output must not be a hard link into the store"
-        );
+        let placed = out.join("blobs/sha256").join(img.layers[0].descriptor.digest.hex());
+        assert_eq!(std::fs::read(&placed).unwrap(), std::fs::read(&img.layers[0].blob).unwrap());
+        assert_eq!(std::fs::metadata(&placed).unwrap().nlink(), 1, "the output must not be a hard link into the store");
         std::fs::remove_dir_all(&out).unwrap();
     } else {
         std::fs::remove_file(&out).unwrap();
     }
     flip(&img.layers[0].blob, 1000);
     let err = write(&img).unwrap_err();
-    let msg = format!(
-        "{err}: {:?}",
-        std::error::Error::source(&err).map(ToString::to_string)
-    );
+    let msg = format!("{err}: {:?}", std::error::Error::source(&err).map(ToString::to_string));
     assert!(msg.contains("does not match its digest"), "{msg}");
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
@@ -147,18 +104,10 @@ fn outputs_are_verified_copies(#[case] layout: bool) {
         .filter(|n| n.to_string_lossy().contains("out"))
         .collect();
     if !layout {
-        assert!(
-            leftovers.is_empty(),
-            "a partial archive was left: {leftovers:?}"
-        );
+        assert!(leftovers.is_empty(), "a partial archive was left: {leftovers:?}");
     } else {
-        let blobs: Vec<_> = std::fs::read_dir(out.join("blobs/sha256"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert!(
-            blobs.is_empty(),
-            "a damaged or partial blob was placed: {blobs:?}"
-        );
+        let blobs: Vec<_> =
+            std::fs::read_dir(out.join("blobs/sha256")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(blobs.is_empty(), "a damaged or partial blob was placed: {blobs:?}");
     }
 }

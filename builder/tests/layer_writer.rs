@@ -98,7 +98,12 @@ fn same_inputs_same_digest_and_epoch_clamps_mtimes() {
     assert_eq!(a, b);
     let (c1, _) = write(t.path(), &clamp);
     for p in list_tree(t.path()) {
-        let _ = rustix::fs::utimensat(rustix::fs::CWD, t.path().join(p), &filetime_secs(1_700_000_000), rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+        let _ = rustix::fs::utimensat(
+            rustix::fs::CWD,
+            t.path().join(p),
+            &filetime_secs(1_700_000_000),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        );
     }
     let (a2, _) = write(t.path(), &keep);
     let (c2, _) = write(t.path(), &clamp);
@@ -141,14 +146,25 @@ fn recorded_owners_devices_and_xattrs_reach_the_layer() {
             }
         }
         let dev = h.device_major().unwrap().map(|m| (m, h.device_minor().unwrap().unwrap_or(0)));
-        seen.push((e.path().unwrap().display().to_string(), h.entry_type().as_byte() as char, h.uid().unwrap(), h.gid().unwrap(), h.mode().unwrap(), dev.filter(|_| h.entry_type().is_character_special()), x));
+        seen.push((
+            e.path().unwrap().display().to_string(),
+            h.entry_type().as_byte() as char,
+            h.uid().unwrap(),
+            h.gid().unwrap(),
+            h.mode().unwrap(),
+            dev.filter(|_| h.entry_type().is_character_special()),
+            x,
+        ));
     }
-    assert_eq!(seen, vec![
-        ("capped".into(), '0', 0, 0, 0o755, None, vec!["SCHILY.xattr.security.capability=CAP".to_string()]),
-        ("chmodded".into(), '0', 33, 44, 0o700, None, vec![]),
-        ("dev".into(), '3', 0, 0, 0o666, Some((1, 3)), vec![]),
-        ("kept".into(), '0', 33, 44, 0o4755, None, vec![]),
-    ]);
+    assert_eq!(
+        seen,
+        vec![
+            ("capped".into(), '0', 0, 0, 0o755, None, vec!["SCHILY.xattr.security.capability=CAP".to_string()]),
+            ("chmodded".into(), '0', 33, 44, 0o700, None, vec![]),
+            ("dev".into(), '3', 0, 0, 0o666, Some((1, 3)), vec![]),
+            ("kept".into(), '0', 33, 44, 0o4755, None, vec![]),
+        ]
+    );
 }
 
 #[test]

@@ -22,10 +22,7 @@ struct Case {
 
 fn case(name: String, dockerfile: &Path, json: &Path) -> Case {
     let expected: Value = serde_json::from_str(&fs::read_to_string(json).unwrap()).unwrap();
-    let list = expected["instructions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let list = expected["instructions"].as_array().cloned().unwrap_or_default();
     Case {
         name,
         source: fs::read_to_string(dockerfile).unwrap(),
@@ -37,10 +34,8 @@ fn case(name: String, dockerfile: &Path, json: &Path) -> Case {
 
 fn cases(root: &Path) -> Vec<Case> {
     let mut out = Vec::new();
-    let mut jsons: Vec<_> = fs::read_dir(root.join("parser/generated-json"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut jsons: Vec<_> =
+        fs::read_dir(root.join("parser/generated-json")).unwrap().map(|e| e.unwrap().path()).collect();
     jsons.sort();
     for json in jsons {
         let name = json.file_stem().unwrap().to_string_lossy().into_owned();
@@ -51,23 +46,13 @@ fn cases(root: &Path) -> Vec<Case> {
         };
         out.push(case(name, &df, &json));
     }
-    let mut repos: Vec<_> = fs::read_dir(root.join("real-world"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut repos: Vec<_> = fs::read_dir(root.join("real-world")).unwrap().map(|e| e.unwrap().path()).collect();
     repos.sort();
     for repo in repos.into_iter().filter(|p| p.is_dir()) {
-        let mut dirs: Vec<_> = fs::read_dir(&repo)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.is_dir())
-            .collect();
+        let mut dirs: Vec<_> = fs::read_dir(&repo).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
         dirs.sort();
         for dir in dirs {
-            let name = format!(
-                "real-world/{}",
-                dir.strip_prefix(root.join("real-world")).unwrap().display()
-            );
+            let name = format!("real-world/{}", dir.strip_prefix(root.join("real-world")).unwrap().display());
             out.push(case(name, &dir.join("Dockerfile"), &dir.join("parse.json")));
         }
     }
@@ -95,29 +80,17 @@ impl Score {
 #[ignore = "measurement, run with --ignored --nocapture"]
 fn measure_dockerfile_parser_crate() {
     let root = corpus_root();
-    let (mut all, mut heredoc, mut backtick) =
-        (Score::default(), Score::default(), Score::default());
+    let (mut all, mut heredoc, mut backtick) = (Score::default(), Score::default(), Score::default());
     let (mut typed, mut misc) = (0usize, 0usize);
     for c in cases(&root) {
         let parsed = Theirs::parse(&c.source);
         if let Err(e) = &parsed {
-            eprintln!(
-                "  {}: {}",
-                c.name,
-                e.to_string()
-                    .lines()
-                    .take(4)
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            );
+            eprintln!("  {}: {}", c.name, e.to_string().lines().take(4).collect::<Vec<_>>().join(" | "));
         }
         let theirs = parsed.ok();
         let count = theirs.as_ref().map(|d| d.instructions.len());
         if count.is_some_and(|n| n != c.instructions) {
-            eprintln!(
-                "  {}: expected {} instructions, dockerfile-parser {count:?}",
-                c.name, c.instructions
-            );
+            eprintln!("  {}: expected {} instructions, dockerfile-parser {count:?}", c.name, c.instructions);
         }
         for i in theirs.iter().flat_map(|d| &d.instructions) {
             match i {
@@ -135,14 +108,9 @@ fn measure_dockerfile_parser_crate() {
     }
     let mut rejected = 0;
     let negative = root.join("parser/testfiles-negative");
-    let negatives: Vec<_> = fs::read_dir(&negative)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let negatives: Vec<_> = fs::read_dir(&negative).unwrap().map(|e| e.unwrap().path()).collect();
     for dir in &negatives {
-        rejected += usize::from(
-            Theirs::parse(&fs::read_to_string(dir.join("Dockerfile")).unwrap()).is_err(),
-        );
+        rejected += usize::from(Theirs::parse(&fs::read_to_string(dir.join("Dockerfile")).unwrap()).is_err());
     }
     println!("dockerfile-parser 0.9 on the corpus:");
     println!("  all:      {all:?}");
@@ -167,9 +135,5 @@ fn measure_our_parser_speed() {
         std::hint::black_box(parse(std::hint::black_box(&source)).unwrap());
         best = best.min(start.elapsed());
     }
-    println!(
-        "parsed {} instructions ({} bytes): fastest of 200 runs {best:?}",
-        df.instructions.len(),
-        source.len()
-    );
+    println!("parsed {} instructions ({} bytes): fastest of 200 runs {best:?}", df.instructions.len(), source.len());
 }

@@ -73,11 +73,7 @@ fn token_soup() -> impl Strategy<Value = String> {
 
 /// Every (start, end, column) of a node and the nodes nested in it.
 fn locations(node: &Node, out: &mut Vec<(usize, usize, usize)>) {
-    out.push((
-        node.location.start_line,
-        node.location.end_line,
-        node.location.column,
-    ));
+    out.push((node.location.start_line, node.location.end_line, node.location.column));
     for arg in &node.args {
         if let Arg::Nested(child) = arg {
             locations(child, out);
@@ -97,10 +93,7 @@ fn check(source: &str) -> Result<(), TestCaseError> {
             let mut locs = Vec::new();
             df.instructions.iter().for_each(|n| locations(n, &mut locs));
             for (start, end, column) in locs {
-                prop_assert!(
-                    1 <= start && start <= end && end <= line_count,
-                    "{start}-{end} of {line_count}"
-                );
+                prop_assert!(1 <= start && start <= end && end <= line_count, "{start}-{end} of {line_count}");
                 prop_assert!(column >= 1);
             }
             for w in &df.warnings {
@@ -109,11 +102,7 @@ fn check(source: &str) -> Result<(), TestCaseError> {
         }
         Err(e) => {
             prop_assert!(e.line >= 1 && e.column >= 1);
-            prop_assert!(
-                e.line <= line_count.max(1),
-                "error line {} of {line_count}",
-                e.line
-            );
+            prop_assert!(e.line <= line_count.max(1), "error line {} of {line_count}", e.line);
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 mod common;
 
 use rbuild_builder::frontend::plan_source;
-use rbuild_builder::plan::{BaseImages, Platform, PlanRequest};
+use rbuild_builder::plan::{BaseImages, PlanRequest, Platform};
 use serde_json::Value;
 use std::path::Path;
 
@@ -248,13 +248,27 @@ fn plan_cases() {
 /// (name, Dockerfile, target, expected message part, line, column)
 type ErrorCase = (&'static str, &'static str, Option<&'static str>, &'static str, usize, usize);
 const ERRORS: &[ErrorCase] = &[
-    ("unknown instruction with suggestion", "FROM scratch\nFRM x\n", None, "unknown instruction: FRM (did you mean FROM?)", 2, 1),
+    (
+        "unknown instruction with suggestion",
+        "FROM scratch\nFRM x\n",
+        None,
+        "unknown instruction: FRM (did you mean FROM?)",
+        2,
+        1,
+    ),
     ("instruction before FROM", "ENV A=1\nFROM scratch\n", None, "no build stage in current context", 1, 1),
     ("no FROM at all", "ARG A=1\n", None, "no FROM instruction", 0, 0),
     ("duplicate stage name", "FROM scratch AS a\nFROM scratch AS A\n", None, "duplicate stage name \"a\"", 2, 1),
     ("unknown target", "FROM scratch AS a\n", Some("b"), "target stage \"b\" could not be found", 0, 0),
     ("stage index out of range", "FROM scratch\nCOPY --from=4 / /\n", None, "invalid stage index 4", 2, 1),
-    ("cycle", "FROM scratch AS a\nCOPY --from=b / /\nFROM scratch AS b\nCOPY --from=a / /\n", None, "circular dependency", 1, 1),
+    (
+        "cycle",
+        "FROM scratch AS a\nCOPY --from=b / /\nFROM scratch AS b\nCOPY --from=a / /\n",
+        None,
+        "circular dependency",
+        1,
+        1,
+    ),
     ("self reference", "FROM scratch AS a\nCOPY --from=a / /\n", None, "circular dependency", 1, 1),
     ("unknown flag", "FROM scratch\nCOPY --frm=a / /\n", None, "unknown flag: --frm", 2, 1),
     ("flag without value", "FROM scratch\nCOPY --from / /\n", None, "missing a value on flag: --from", 2, 1),
@@ -262,15 +276,71 @@ const ERRORS: &[ErrorCase] = &[
     ("COPY with one argument", "FROM scratch\nCOPY a\n", None, "COPY requires at least two arguments", 2, 1),
     ("bad stage name", "FROM scratch AS 1abc\n", None, "invalid name for build stage", 1, 1),
     ("FROM with two words", "FROM scratch foo\n", None, "FROM requires either one argument", 1, 1),
-    ("SHELL not JSON", "FROM scratch\nSHELL /bin/bash -c\n", None, "SHELL requires the arguments to be in JSON form", 2, 1),
+    (
+        "SHELL not JSON",
+        "FROM scratch\nSHELL /bin/bash -c\n",
+        None,
+        "SHELL requires the arguments to be in JSON form",
+        2,
+        1,
+    ),
     ("ONBUILD FROM", "FROM scratch\nONBUILD FROM x\n", None, "FROM isn't allowed as an ONBUILD trigger", 2, 1),
-    ("HEALTHCHECK NONE with args", "FROM scratch\nHEALTHCHECK NONE x\n", None, "HEALTHCHECK NONE takes no arguments", 2, 1),
-    ("HEALTHCHECK bad type", "FROM scratch\nHEALTHCHECK CONNECT TCP 7000\n", None, "unknown type \"CONNECT\" in HEALTHCHECK", 2, 1),
-    ("HEALTHCHECK tiny interval", "FROM scratch\nHEALTHCHECK --interval=1us CMD true\n", None, "--interval cannot be less than 1ms", 2, 1),
-    ("bad mount type", "FROM scratch\nRUN --mount=type=nfs,target=/x true\n", None, "unsupported mount type \"nfs\"", 2, 1),
-    ("cache mount without target", "FROM scratch\nRUN --mount=type=cache true\n", None, "mount type cache requires a target", 2, 1),
-    ("tmpfs mount without target", "FROM scratch\nRUN --mount=type=tmpfs true\n", None, "mount type tmpfs requires a target", 2, 1),
-    ("bad network", "FROM scratch\nRUN --network=bridge true\n", None, "invalid value \"bridge\" for flag --network", 2, 1),
+    (
+        "HEALTHCHECK NONE with args",
+        "FROM scratch\nHEALTHCHECK NONE x\n",
+        None,
+        "HEALTHCHECK NONE takes no arguments",
+        2,
+        1,
+    ),
+    (
+        "HEALTHCHECK bad type",
+        "FROM scratch\nHEALTHCHECK CONNECT TCP 7000\n",
+        None,
+        "unknown type \"CONNECT\" in HEALTHCHECK",
+        2,
+        1,
+    ),
+    (
+        "HEALTHCHECK tiny interval",
+        "FROM scratch\nHEALTHCHECK --interval=1us CMD true\n",
+        None,
+        "--interval cannot be less than 1ms",
+        2,
+        1,
+    ),
+    (
+        "bad mount type",
+        "FROM scratch\nRUN --mount=type=nfs,target=/x true\n",
+        None,
+        "unsupported mount type \"nfs\"",
+        2,
+        1,
+    ),
+    (
+        "cache mount without target",
+        "FROM scratch\nRUN --mount=type=cache true\n",
+        None,
+        "mount type cache requires a target",
+        2,
+        1,
+    ),
+    (
+        "tmpfs mount without target",
+        "FROM scratch\nRUN --mount=type=tmpfs true\n",
+        None,
+        "mount type tmpfs requires a target",
+        2,
+        1,
+    ),
+    (
+        "bad network",
+        "FROM scratch\nRUN --network=bridge true\n",
+        None,
+        "invalid value \"bridge\" for flag --network",
+        2,
+        1,
+    ),
     ("bad platform", "FROM --platform=linux scratch\n", None, "invalid platform \"linux\"", 1, 1),
     ("bad substitution", "FROM scratch\nWORKDIR ${}\n", None, "failed to expand WORKDIR", 2, 1),
     ("empty base after expansion", "ARG B\nFROM $B\n", None, "base name can not be an empty string", 2, 1),
@@ -285,7 +355,11 @@ fn plan_errors_name_file_line_and_column() {
             Ok(_) => failures.push(format!("{name}: planned without error")),
             Err(e) => {
                 let msg = e.to_string();
-                let prefix = if *line == 0 { "ctx/Dockerfile: ".to_string() } else { format!("ctx/Dockerfile:{line}:{column}: ") };
+                let prefix = if *line == 0 {
+                    "ctx/Dockerfile: ".to_string()
+                } else {
+                    format!("ctx/Dockerfile:{line}:{column}: ")
+                };
                 if !msg.contains(want) || !msg.starts_with(&prefix) {
                     failures.push(format!("{name}: got {msg:?}, want prefix {prefix:?} and {want:?}"));
                 }
@@ -332,7 +406,9 @@ fn real_world_dockerfiles_plan() {
     assert!(files.len() >= 22, "found only {} real-world Dockerfiles", files.len());
     let failures: Vec<String> = files
         .iter()
-        .filter_map(|f| rbuild_builder::frontend::load_plan(f, &PlanRequest::host(), &Bases).err().map(|e| e.to_string()))
+        .filter_map(|f| {
+            rbuild_builder::frontend::load_plan(f, &PlanRequest::host(), &Bases).err().map(|e| e.to_string())
+        })
         .collect();
     assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), files.len(), failures.join("\n"));
 }

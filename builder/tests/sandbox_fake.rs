@@ -14,8 +14,8 @@ use rbuild_builder::sandbox::fake::{Call, FakeSys};
 use rbuild_builder::sandbox::mounts::{enter_user, prepare_root, secure_join, switch_root};
 use rbuild_builder::sandbox::sys::{IdMap, IdMapWriter, IdRange, MountCall, NodeKind, Sys};
 use rbuild_builder::sandbox::{
-    enter_namespaces, hint_for, ExtraMount, MountSource, namespace_flags, ExitStatus, IdMapKind, IdMapMode, IsolationMode, NetworkMode, OverlaySpec,
-    ProcessSandbox, SandboxConfig, SetupError, SetupNote, SetupStep, UserSpec,
+    enter_namespaces, hint_for, namespace_flags, ExitStatus, ExtraMount, IdMapKind, IdMapMode, IsolationMode,
+    MountSource, NetworkMode, OverlaySpec, ProcessSandbox, SandboxConfig, SetupError, SetupNote, SetupStep, UserSpec,
 };
 use rstest::rstest;
 
@@ -37,11 +37,19 @@ fn config() -> SandboxConfig {
 }
 
 fn spec(config: SandboxConfig, id_map: IdMapKind) -> InitSpec {
-    InitSpec { config, isolation: IsolationMode::UserNs, id_map, host_files: vec![(PathBuf::from("/etc/resolv.conf"), PathBuf::from("/etc/resolv.conf"))] }
+    InitSpec {
+        config,
+        isolation: IsolationMode::UserNs,
+        id_map,
+        host_files: vec![(PathBuf::from("/etc/resolv.conf"), PathBuf::from("/etc/resolv.conf"))],
+    }
 }
 
 fn single_map() -> IdMap {
-    IdMap { uids: vec![IdRange { inside: 0, outside: 1000, count: 1 }], gids: vec![IdRange { inside: 0, outside: 1000, count: 1 }] }
+    IdMap {
+        uids: vec![IdRange { inside: 0, outside: 1000, count: 1 }],
+        gids: vec![IdRange { inside: 0, outside: 1000, count: 1 }],
+    }
 }
 
 /// A child thread entering namespaces on `sys`, after the parent end sent it a single-map spec.
@@ -69,7 +77,8 @@ fn handshake_orders_user_namespace_id_map_then_other_namespaces() {
     sys.write_id_map(42, &single_map(), IdMapWriter::Direct).unwrap();
     parent.id_map_written().unwrap();
     child.join().unwrap().unwrap();
-    let others = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    let others =
+        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
     assert_eq!(
         sys.calls(),
         vec![
@@ -121,7 +130,10 @@ fn failed_id_map_stops_the_child() {
 fn child_reports_arrive_in_order() {
     let (p, c) = UnixStream::pair().unwrap();
     let msgs = vec![
-        ChildMsg::Prepared { placeholders: vec![Placeholder { path: "/proc".into(), kind: NodeKind::Dir }], notes: vec![] },
+        ChildMsg::Prepared {
+            placeholders: vec![Placeholder { path: "/proc".into(), kind: NodeKind::Dir }],
+            notes: vec![],
+        },
         ChildMsg::Started { pid: 7 },
         ChildMsg::Exited(ExitStatus::Signaled(9)),
     ];
@@ -184,7 +196,12 @@ fn prepare_root_mounts_in_order_and_records_placeholders() {
     let tail: Vec<_> = mounts[mounts.len() - 2..].to_vec();
     assert_eq!(tail, vec![(None, p("/r/sys"), s("/sys")), (None, p("/r/etc/resolv.conf"), s("/etc/resolv.conf"))]);
     let placeholders: Vec<_> = prepared.placeholders.iter().map(|p| (p.path.display().to_string(), p.kind)).collect();
-    let want = [("/proc", NodeKind::Dir), ("/dev", NodeKind::Dir), ("/sys", NodeKind::Dir), ("/etc/resolv.conf", NodeKind::File)];
+    let want = [
+        ("/proc", NodeKind::Dir),
+        ("/dev", NodeKind::Dir),
+        ("/sys", NodeKind::Dir),
+        ("/etc/resolv.conf", NodeKind::File),
+    ];
     assert_eq!(placeholders, want.map(|(a, b)| (a.to_string(), b)).to_vec());
     assert!(sys.calls().contains(&Call::CreateNode(p("/r/w"), NodeKind::Dir)), "cwd is created");
 }
@@ -198,7 +215,10 @@ fn overlay_is_mounted_over_the_root_with_userxattr_top_layer_first() {
         Call::Mount(m) if m.fstype.as_deref() == Some("overlay") => Some((m.target, m.data)),
         _ => None,
     });
-    assert_eq!(overlay, Some((PathBuf::from("/r"), Some("lowerdir=/l/top:/l/base,upperdir=/u,workdir=/wk,userxattr".into()))));
+    assert_eq!(
+        overlay,
+        Some((PathBuf::from("/r"), Some("lowerdir=/l/top:/l/base,upperdir=/u,workdir=/wk,userxattr".into())))
+    );
 }
 
 /// `RUN --mount`s come after the host files: binds (read-only remounted when asked) and
@@ -226,14 +246,24 @@ fn run_mounts_bind_and_tmpfs_on_placeholders() {
 #[test]
 fn shared_pid_namespace_binds_host_proc() {
     let sys = FakeSys::new();
-    prepare_root(&sys, &spec(SandboxConfig { process_sandbox: ProcessSandbox::SharedPidNs, ..config() }, IdMapKind::Range)).unwrap();
+    prepare_root(
+        &sys,
+        &spec(SandboxConfig { process_sandbox: ProcessSandbox::SharedPidNs, ..config() }, IdMapKind::Range),
+    )
+    .unwrap();
     let proc_mount = mounts_of(&sys.calls()).into_iter().find(|m| m.1 == Path::new("/r/proc"));
     assert_eq!(proc_mount, Some((None, PathBuf::from("/r/proc"), Some("/proc".into()))));
 }
 
 #[test]
 fn refused_sys_bind_is_skipped_with_a_note() {
-    let sys_bind = MountCall { source: Some("/sys".into()), target: "/r/sys".into(), fstype: None, flags: MsFlags::MS_BIND | MsFlags::MS_REC, data: None };
+    let sys_bind = MountCall {
+        source: Some("/sys".into()),
+        target: "/r/sys".into(),
+        fstype: None,
+        flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+        data: None,
+    };
     let sys = FakeSys::new().failing_on(Call::Mount(sys_bind));
     let prepared = prepare_root(&sys, &spec(config(), IdMapKind::Range)).unwrap();
     assert_eq!(prepared.notes, vec![SetupNote::SysSkipped { errno: nix::Error::EPERM as i32 }]);

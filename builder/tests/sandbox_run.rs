@@ -224,7 +224,10 @@ fn listing(dir: &Path) -> Vec<String> {
 fn placeholders_are_removed_and_reported() {
     let Some(h) = harness(WITH_RANGE) else { return };
     let before = listing(&h.root());
-    let out = h.run(&["--report", &h.report()], &["/bin/sh", "-c", "test -c /dev/null && test -r /proc/self/status && cat /etc/hosts >/dev/null"]);
+    let out = h.run(
+        &["--report", &h.report()],
+        &["/bin/sh", "-c", "test -c /dev/null && test -r /proc/self/status && cat /etc/hosts >/dev/null"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(listing(&h.root()), before);
     let report = fs::read_to_string(h.report()).unwrap();
@@ -274,7 +277,10 @@ fn overlay_upper_dir_is_the_diff() {
         lchown(d.join(sub), Some(h.uid), None).unwrap();
     }
     let spec = format!("{}:{}:{}", h.root().display(), d.join("upper").display(), d.join("work").display());
-    let out = h.command(&["--overlay", &spec], &d.join("merged"), &["/bin/sh", "-c", "echo hi > /new && rm /bin/ls"]).output().unwrap();
+    let out = h
+        .command(&["--overlay", &spec], &d.join("merged"), &["/bin/sh", "-c", "echo hi > /new && rm /bin/ls"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(fs::read_to_string(d.join("upper/new")).unwrap(), "hi\n");
     let whiteout = fs::symlink_metadata(d.join("upper/bin/ls")).unwrap();
@@ -303,7 +309,12 @@ fn sigterm_mid_run_leaves_nothing_behind() {
     let mounts_before = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let root_before = listing(&h.root());
     let script = format!("echo ready; sleep {marker}; echo not-killed");
-    let mut child = h.command(&[], &h.root(), &["/bin/sh", "-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = h
+        .command(&[], &h.root(), &["/bin/sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
@@ -338,13 +349,25 @@ fn sigterm_mid_run_leaves_nothing_behind() {
 fn probe_reports_capabilities(#[case] user: &'static str, #[case] range: &str) {
     let Some(h) = harness(user) else { return };
     let probe_dirs = || -> Vec<PathBuf> {
-        let ours = |p: &PathBuf| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("rbuild-probe-")) && fs::metadata(p).is_ok_and(|m| m.uid() == h.uid);
+        let ours = |p: &PathBuf| {
+            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("rbuild-probe-"))
+                && fs::metadata(p).is_ok_and(|m| m.uid() == h.uid)
+        };
         fs::read_dir("/tmp").unwrap().filter_map(|e| Some(e.ok()?.path())).filter(ours).collect()
     };
     let before = probe_dirs();
-    let out = Command::new("setpriv").args(["--reuid", user, "--regid", user, "--init-groups"]).arg(&h.bin).arg("--probe").output().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid", user, "--regid", user, "--init-groups"])
+        .arg(&h.bin)
+        .arg("--probe")
+        .output()
+        .unwrap();
     let caps = text(&out.stdout);
-    assert!(caps.contains("user_namespaces: true") && caps.contains("overlay_in_userns: true") && caps.contains(range), "{caps} {}", text(&out.stderr));
+    assert!(
+        caps.contains("user_namespaces: true") && caps.contains("overlay_in_userns: true") && caps.contains(range),
+        "{caps} {}",
+        text(&out.stderr)
+    );
     assert_eq!(probe_dirs(), before, "the probe removes its temp dirs");
 }
 
@@ -354,7 +377,12 @@ fn probe_reports_capabilities(#[case] user: &'static str, #[case] range: &str) {
 fn chroot_isolation_as_real_root() {
     let Some(h) = harness(WITH_RANGE) else { return };
     let before = listing(&h.root());
-    let out = Command::new(&h.bin).args(["--chroot", "--report", &h.report()]).arg(h.root()).args(["--", "/bin/sh", "-c", "cat /proc/self/uid_map | tr -s ' '; echo $$"]).output().unwrap();
+    let out = Command::new(&h.bin)
+        .args(["--chroot", "--report", &h.report()])
+        .arg(h.root())
+        .args(["--", "/bin/sh", "-c", "cat /proc/self/uid_map | tr -s ' '; echo $$"])
+        .output()
+        .unwrap();
     assert_eq!(text(&out.stdout), " 0 0 4294967295\n1\n", "{}", text(&out.stderr));
     assert!(fs::read_to_string(h.report()).unwrap().contains("id_map=Host"));
     assert_eq!(listing(&h.root()), before);

@@ -6,14 +6,11 @@ use rbuild_builder::dockerfile::shell::{LexOptions, ShellLexer};
 /// Words built mostly from the characters the lexer treats specially, plus arbitrary text.
 fn word() -> impl Strategy<Value = String> {
     let special = prop::sample::select(vec![
-        "$", "{", "}", ":", "-", "+", "?", "=", "#", "%", "/", "*", "\\", "`", "'", "\"", " ", "A",
-        "PWD", "1", "@", "[", "]", ".", "한", "\n", "$$", "${", "${A", "${A:", "${A#", "${A/",
+        "$", "{", "}", ":", "-", "+", "?", "=", "#", "%", "/", "*", "\\", "`", "'", "\"", " ", "A", "PWD", "1", "@",
+        "[", "]", ".", "한", "\n", "$$", "${", "${A", "${A:", "${A#", "${A/",
     ]);
-    prop::collection::vec(
-        prop_oneof![4 => special.prop_map(str::to_owned), 1 => any::<String>()],
-        0..24,
-    )
-    .prop_map(|parts| parts.concat())
+    prop::collection::vec(prop_oneof![4 => special.prop_map(str::to_owned), 1 => any::<String>()], 0..24)
+        .prop_map(|parts| parts.concat())
 }
 
 fn env() -> Vec<(String, String)> {

@@ -16,10 +16,7 @@ use rbuild_builder::layer::Codec;
 fn seeds() -> Vec<Vec<u8>> {
     let dir = tempfile::tempdir().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/sparse/make.sh");
-    let made = std::process::Command::new(script)
-        .arg(dir.path())
-        .status()
-        .is_ok_and(|s| s.success());
+    let made = std::process::Command::new(script).arg(dir.path()).status().is_ok_and(|s| s.success());
     let mut seeds = Vec::new();
     if made {
         for name in ["pax-0.0.tar", "pax-0.1.tar", "pax-1.0.tar", "gnu.tar"] {
@@ -52,28 +49,13 @@ fn check(bytes: &[u8]) {
     std::fs::create_dir_all(&root).unwrap();
     std::fs::create_dir_all(&sentinel).unwrap();
     std::fs::write(sentinel.join("keep"), b"keep").unwrap();
-    let opts = UnpackOptions {
-        ownership: OwnershipMode::Record,
-    };
+    let opts = UnpackOptions { ownership: OwnershipMode::Record };
     let dir = RootDir::open(&root).unwrap();
     let _ = unpack_archive(&dir, bytes, &opts);
-    let _ = unpack_layer(
-        &dir,
-        Codec::None,
-        bytes,
-        &UnpackOptions {
-            ownership: OwnershipMode::Chown(IdMaps::default()),
-        },
-    );
-    let left: Vec<_> = std::fs::read_dir(&sentinel)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(
-        left,
-        vec![std::ffi::OsString::from("keep")],
-        "something was written beside the root"
-    );
+    let _ =
+        unpack_layer(&dir, Codec::None, bytes, &UnpackOptions { ownership: OwnershipMode::Chown(IdMaps::default()) });
+    let left: Vec<_> = std::fs::read_dir(&sentinel).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("keep")], "something was written beside the root");
     assert_eq!(std::fs::read(sentinel.join("keep")).unwrap(), b"keep");
 }
 
@@ -82,21 +64,15 @@ fn check(bytes: &[u8]) {
 fn arbitrary_archives_never_panic_or_escape() {
     use proptest::test_runner::{Config, TestRunner};
     let seeds = seeds();
-    let config = Config {
-        cases: 96,
-        failure_persistence: None,
-        ..Config::default()
-    };
+    let config = Config { cases: 96, failure_persistence: None, ..Config::default() };
     TestRunner::new(config.clone())
         .run(&proptest::collection::vec(any::<u8>(), 0..4096), |bytes| {
             check(&bytes);
             Ok(())
         })
         .unwrap();
-    let edits = (
-        any::<prop::sample::Index>(),
-        proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..24),
-    );
+    let edits =
+        (any::<prop::sample::Index>(), proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..24));
     TestRunner::new(config)
         .run(&edits, |(seed, edits)| {
             let mut bytes = seed.get(&seeds).clone();

@@ -63,11 +63,7 @@ struct Item {
 }
 
 /// Prunes `cache_dir` by `policy`, as of `now`.
-pub fn prune(
-    cache_dir: &Path,
-    policy: PrunePolicy,
-    now: SystemTime,
-) -> Result<LocalPruneReport, CacheDirError> {
+pub fn prune(cache_dir: &Path, policy: PrunePolicy, now: SystemTime) -> Result<LocalPruneReport, CacheDirError> {
     let mut items = Vec::new();
     for sub in ["store/blobs", "entries", "pushed"] {
         files_under(&cache_dir.join(sub), &mut items)?;
@@ -77,18 +73,8 @@ pub fn prune(
             let mut inner = Vec::new();
             files_under(&dir, &mut inner)?;
             // Its files say when it was last used (listing the directory touches its own times).
-            let used = inner
-                .iter()
-                .map(|i| i.used)
-                .max()
-                .or_else(|| last_use(&dir))
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            items.push(Item {
-                bytes: inner.iter().map(|i| i.bytes).sum(),
-                path: dir,
-                used,
-                is_dir: true,
-            });
+            let used = inner.iter().map(|i| i.used).max().or_else(|| last_use(&dir)).unwrap_or(SystemTime::UNIX_EPOCH);
+            items.push(Item { bytes: inner.iter().map(|i| i.bytes).sum(), path: dir, used, is_dir: true });
         }
     }
     // Least recently used first.
@@ -96,9 +82,7 @@ pub fn prune(
     let mut total: u64 = items.iter().map(|i| i.bytes).sum();
     let mut report = LocalPruneReport::default();
     for item in items {
-        let old = policy
-            .older_than
-            .is_some_and(|d| now.duration_since(item.used).is_ok_and(|age| age > d));
+        let old = policy.older_than.is_some_and(|d| now.duration_since(item.used).is_ok_and(|age| age > d));
         let over = policy.max_size.is_some_and(|max| total > max);
         if old || over {
             remove(&item)?;
@@ -115,18 +99,11 @@ pub fn prune(
 }
 
 fn remove(item: &Item) -> Result<(), CacheDirError> {
-    let result = if item.is_dir {
-        std::fs::remove_dir_all(&item.path)
-    } else {
-        std::fs::remove_file(&item.path)
-    };
+    let result = if item.is_dir { std::fs::remove_dir_all(&item.path) } else { std::fs::remove_file(&item.path) };
     match result {
         // Removed meanwhile (another prune): nothing left to do.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other.map_err(|source| CacheDirError::Remove {
-            path: item.path.clone(),
-            source,
-        }),
+        other => other.map_err(|source| CacheDirError::Remove { path: item.path.clone(), source }),
     }
 }
 
@@ -135,10 +112,7 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>, CacheDirError> {
     match std::fs::read_dir(dir) {
         Ok(entries) => Ok(entries.filter_map(Result::ok).map(|e| e.path()).collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(source) => Err(CacheDirError::Read {
-            path: dir.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(CacheDirError::Read { path: dir.to_path_buf(), source }),
     }
 }
 
@@ -152,12 +126,7 @@ fn files_under(dir: &Path, out: &mut Vec<Item>) -> Result<(), CacheDirError> {
             files_under(&path, out)?;
         } else {
             let used = last_use(&path).unwrap_or(SystemTime::UNIX_EPOCH);
-            out.push(Item {
-                path,
-                bytes: meta.len(),
-                used,
-                is_dir: false,
-            });
+            out.push(Item { path, bytes: meta.len(), used, is_dir: false });
         }
     }
     Ok(())
@@ -165,10 +134,7 @@ fn files_under(dir: &Path, out: &mut Vec<Item>) -> Result<(), CacheDirError> {
 
 fn last_use(path: &Path) -> Option<SystemTime> {
     let meta = std::fs::symlink_metadata(path).ok()?;
-    [meta.accessed().ok(), meta.modified().ok()]
-        .into_iter()
-        .flatten()
-        .max()
+    [meta.accessed().ok(), meta.modified().ok()].into_iter().flatten().max()
 }
 
 #[cfg(test)]
@@ -184,24 +150,13 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, vec![b'x'; *bytes]).unwrap();
             let when = now - DAY * u32::try_from(*days).unwrap();
-            let times = std::fs::FileTimes::new()
-                .set_accessed(when)
-                .set_modified(when);
-            std::fs::File::options()
-                .write(true)
-                .open(&p)
-                .unwrap()
-                .set_times(times)
-                .unwrap();
+            let times = std::fs::FileTimes::new().set_accessed(when).set_modified(when);
+            std::fs::File::options().write(true).open(&p).unwrap().set_times(times).unwrap();
         }
     }
 
     fn present(root: &Path, paths: &[&str]) -> Vec<String> {
-        paths
-            .iter()
-            .filter(|p| root.join(p).exists())
-            .map(|p| p.to_string())
-            .collect()
+        paths.iter().filter(|p| root.join(p).exists()).map(|p| p.to_string()).collect()
     }
 
     const FILES: &[(&str, usize, u64)] = &[
@@ -228,16 +183,9 @@ mod tests {
         let now = SystemTime::now();
         layout(dir.path(), now, FILES);
         let report = prune(dir.path(), policy, now).unwrap();
-        let all: Vec<&str> = FILES
-            .iter()
-            .map(|f| f.0)
-            .filter(|p| !p.starts_with("build-"))
-            .collect();
+        let all: Vec<&str> = FILES.iter().map(|f| f.0).filter(|p| !p.starts_with("build-")).collect();
         assert_eq!(present(dir.path(), &all), kept);
-        assert_eq!(
-            (report.removed, report.removed_bytes),
-            (removed, removed_bytes)
-        );
+        assert_eq!((report.removed, report.removed_bytes), (removed, removed_bytes));
         assert_eq!(report.kept, kept.len());
         // Work directories of builds are never touched.
         assert!(dir.path().join("build-123/stage-0/file").exists());
@@ -247,10 +195,7 @@ mod tests {
     fn a_missing_cache_dir_prunes_nothing() {
         let report = prune(
             Path::new("/nonexistent/rbuild-cache"),
-            PrunePolicy {
-                older_than: Some(DAY),
-                max_size: Some(0),
-            },
+            PrunePolicy { older_than: Some(DAY), max_size: Some(0) },
             SystemTime::now(),
         )
         .unwrap();

@@ -33,9 +33,7 @@ pub enum IndexError {
     #[error("the existing manifest is not a valid image index")]
     Parse(#[source] serde_json::Error),
     /// Two new images for the same platform.
-    #[error(
-        "two images given for platform {platform}: {first} and {second}; give one per platform"
-    )]
+    #[error("two images given for platform {platform}: {first} and {second}; give one per platform")]
     Duplicate {
         /// The platform.
         platform: String,
@@ -78,11 +76,7 @@ pub struct EntryPlatform {
     /// Operating system (`linux`).
     pub os: String,
     /// OS version (Windows images).
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
     /// Variant (`v7`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,10 +86,8 @@ pub struct EntryPlatform {
 impl EntryPlatform {
     /// Read the platform from an image config (`architecture`, `os`, `os.version`, `variant`).
     pub fn from_config(config_json: &[u8], digest: &Digest) -> Result<Self, IndexError> {
-        serde_json::from_slice(config_json).map_err(|source| IndexError::ConfigPlatform {
-            digest: digest.to_string(),
-            source,
-        })
+        serde_json::from_slice(config_json)
+            .map_err(|source| IndexError::ConfigPlatform { digest: digest.to_string(), source })
     }
 
     /// The normalised platform (`linux/arm64`), for comparisons and messages.
@@ -124,21 +116,9 @@ impl Entry {
         match &self.platform {
             Some(p) => {
                 let t = p.target();
-                (
-                    false,
-                    t.os,
-                    t.architecture,
-                    t.variant.unwrap_or_default(),
-                    p.os_version.clone().unwrap_or_default(),
-                )
+                (false, t.os, t.architecture, t.variant.unwrap_or_default(), p.os_version.clone().unwrap_or_default())
             }
-            None => (
-                true,
-                String::new(),
-                String::new(),
-                String::new(),
-                self.digest.clone(),
-            ),
+            None => (true, String::new(), String::new(), String::new(), self.digest.clone()),
         }
     }
 }
@@ -167,9 +147,7 @@ impl IndexBuilder {
     /// Start from an existing index (for `append`): its entries are kept unless replaced.
     pub fn from_existing(bytes: &[u8]) -> Result<Self, IndexError> {
         let doc: Document = serde_json::from_slice(bytes).map_err(IndexError::Parse)?;
-        Ok(Self {
-            entries: doc.manifests,
-        })
+        Ok(Self { entries: doc.manifests })
     }
 
     /// Add the images, each replacing the entry of its platform; two new images of one
@@ -195,9 +173,7 @@ impl IndexBuilder {
     pub fn upsert(&mut self, image: &PlatformImage) {
         let wanted = image.platform.target();
         self.entries.retain(|e| {
-            e.platform
-                .as_ref()
-                .is_none_or(|p| p.target() != wanted || p.os_version != image.platform.os_version)
+            e.platform.as_ref().is_none_or(|p| p.target() != wanted || p.os_version != image.platform.os_version)
         });
         self.entries.push(Entry {
             media_type: image.media_type.clone(),
@@ -210,12 +186,8 @@ impl IndexBuilder {
 
     /// The platforms present, normalised and sorted.
     pub fn platforms(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .entries
-            .iter()
-            .filter_map(|e| e.platform.as_ref())
-            .map(|p| p.target().to_string())
-            .collect();
+        let mut out: Vec<String> =
+            self.entries.iter().filter_map(|e| e.platform.as_ref()).map(|p| p.target().to_string()).collect();
         out.sort();
         out.dedup();
         out
@@ -224,11 +196,7 @@ impl IndexBuilder {
     /// Fail unless every platform of `required` has an entry.
     pub fn require(&self, required: &[TargetPlatform]) -> Result<(), IndexError> {
         let present = self.platforms();
-        let missing: Vec<String> = required
-            .iter()
-            .map(ToString::to_string)
-            .filter(|p| !present.contains(p))
-            .collect();
+        let missing: Vec<String> = required.iter().map(ToString::to_string).filter(|p| !present.contains(p)).collect();
         if missing.is_empty() {
             Ok(())
         } else {
@@ -247,11 +215,7 @@ impl IndexBuilder {
         } else {
             (OCI_INDEX, ManifestKind::OciIndex)
         };
-        let doc = Document {
-            schema_version: 2,
-            media_type: media_type.to_owned(),
-            manifests: entries,
-        };
+        let doc = Document { schema_version: 2, media_type: media_type.to_owned(), manifests: entries };
         // Invariant: the document holds only strings, numbers and maps, which always serialise.
         let bytes = serde_json::to_vec(&doc).unwrap_or_default();
         RawManifest::new(bytes, kind)
@@ -260,10 +224,7 @@ impl IndexBuilder {
 
 /// The platform images `reference` names: the entries of an index (those with a platform),
 /// or one image with the platform of its config.
-pub async fn images_of(
-    client: &RegistryClient,
-    reference: &Reference,
-) -> Result<Vec<PlatformImage>, IndexError> {
+pub async fn images_of(client: &RegistryClient, reference: &Reference) -> Result<Vec<PlatformImage>, IndexError> {
     let raw = client.get_raw_manifest(reference).await?;
     match raw.parse(reference)? {
         Manifest::Index(_) => {
@@ -273,12 +234,7 @@ pub async fn images_of(
                 .into_iter()
                 .filter_map(|e| {
                     let digest = e.digest.parse().ok()?;
-                    Some(PlatformImage {
-                        digest,
-                        size: e.size,
-                        media_type: e.media_type,
-                        platform: e.platform?,
-                    })
+                    Some(PlatformImage { digest, size: e.size, media_type: e.media_type, platform: e.platform? })
                 })
                 .collect())
         }
@@ -302,9 +258,7 @@ mod tests {
     use super::*;
 
     fn image(hex: char, arch: &str, variant: Option<&str>) -> PlatformImage {
-        let digest: Digest = format!("sha256:{}", hex.to_string().repeat(64))
-            .parse()
-            .unwrap();
+        let digest: Digest = format!("sha256:{}", hex.to_string().repeat(64)).parse().unwrap();
         PlatformImage {
             digest,
             size: 100,
@@ -320,10 +274,7 @@ mod tests {
 
     fn digests(raw: &RawManifest) -> Vec<char> {
         let doc: Document = serde_json::from_slice(&raw.bytes).unwrap();
-        doc.manifests
-            .iter()
-            .map(|e| e.digest.chars().nth(7).unwrap())
-            .collect()
+        doc.manifests.iter().map(|e| e.digest.chars().nth(7).unwrap()).collect()
     }
 
     /// Whatever order the images come in, the index bytes are the same.
@@ -332,20 +283,9 @@ mod tests {
     #[case(&['c', 'a', 'b'])]
     #[case(&['b', 'c', 'a'])]
     fn sorted_by_platform_whatever_the_order(#[case] order: &[char]) {
-        let all = [
-            image('a', "amd64", None),
-            image('b', "arm64", None),
-            image('c', "arm", Some("v7")),
-        ];
-        let images: Vec<PlatformImage> = order
-            .iter()
-            .map(|h| {
-                all.iter()
-                    .find(|i| i.digest.digest().starts_with(*h))
-                    .unwrap()
-                    .clone()
-            })
-            .collect();
+        let all = [image('a', "amd64", None), image('b', "arm64", None), image('c', "arm", Some("v7"))];
+        let images: Vec<PlatformImage> =
+            order.iter().map(|h| all.iter().find(|i| i.digest.digest().starts_with(*h)).unwrap().clone()).collect();
         let mut builder = IndexBuilder::new();
         builder.upsert_all(&images).unwrap();
         let raw = builder.finish();
@@ -356,9 +296,7 @@ mod tests {
     #[test]
     fn append_replaces_same_platform_and_keeps_others() {
         let mut first = IndexBuilder::new();
-        first
-            .upsert_all(&[image('a', "amd64", None), image('b', "arm64", None)])
-            .unwrap();
+        first.upsert_all(&[image('a', "amd64", None), image('b', "arm64", None)]).unwrap();
         let existing = first.finish();
         let mut next = IndexBuilder::from_existing(&existing.bytes).unwrap();
         next.upsert_all(&[image('d', "arm64", Some("v8"))]).unwrap();
@@ -367,9 +305,8 @@ mod tests {
 
     #[test]
     fn two_images_of_one_platform_are_an_error() {
-        let err = IndexBuilder::new()
-            .upsert_all(&[image('a', "arm64", None), image('b', "aarch64", None)])
-            .unwrap_err();
+        let err =
+            IndexBuilder::new().upsert_all(&[image('a', "arm64", None), image('b', "aarch64", None)]).unwrap_err();
         assert!(err.to_string().contains("linux/arm64"), "{err}");
     }
 
@@ -377,15 +314,9 @@ mod tests {
     fn require_names_the_missing_platforms() {
         let mut b = IndexBuilder::new();
         b.upsert(&image('a', "amd64", None));
-        let required: Vec<TargetPlatform> = ["linux/amd64", "linux/arm64"]
-            .iter()
-            .map(|p| p.parse().unwrap())
-            .collect();
+        let required: Vec<TargetPlatform> = ["linux/amd64", "linux/arm64"].iter().map(|p| p.parse().unwrap()).collect();
         let err = b.require(&required).unwrap_err().to_string();
-        assert!(
-            err.contains("lacks platform(s) linux/arm64: it has linux/amd64"),
-            "{err}"
-        );
+        assert!(err.contains("lacks platform(s) linux/arm64: it has linux/amd64"), "{err}");
         b.upsert(&image('b', "arm64", None));
         b.require(&required).unwrap();
     }
@@ -407,11 +338,8 @@ mod tests {
     #[test]
     fn platform_from_config() {
         let d: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
-        let p = EntryPlatform::from_config(
-            br#"{"architecture":"arm","os":"linux","variant":"v7","config":{}}"#,
-            &d,
-        )
-        .unwrap();
+        let p = EntryPlatform::from_config(br#"{"architecture":"arm","os":"linux","variant":"v7","config":{}}"#, &d)
+            .unwrap();
         assert_eq!(p.target().to_string(), "linux/arm/v7");
         assert!(EntryPlatform::from_config(br#"{"os":"linux"}"#, &d).is_err());
     }

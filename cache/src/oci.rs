@@ -1,9 +1,8 @@
 //! The OCI types the workspace shares, re-exported from `oci-spec` in one place.
 
 pub use oci_spec::image::{
-    Arch, Descriptor, DescriptorBuilder, Digest, DigestAlgorithm, ImageConfiguration, ImageIndex,
-    ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, Os, Platform,
-    PlatformBuilder, Sha256Digest,
+    Arch, Descriptor, DescriptorBuilder, Digest, DigestAlgorithm, ImageConfiguration, ImageIndex, ImageIndexBuilder,
+    ImageManifest, ImageManifestBuilder, MediaType, Os, Platform, PlatformBuilder, Sha256Digest,
 };
 
 /// Docker schema2 manifest media type (`application/vnd.docker.distribution.manifest.v2+json`).

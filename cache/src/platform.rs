@@ -44,11 +44,7 @@ impl TargetPlatform {
             ("i386" | "i686" | "x86", v) => ("386", v),
             (other, v) => (other, v),
         };
-        Self {
-            os: os.to_ascii_lowercase(),
-            architecture: architecture.to_owned(),
-            variant,
-        }
+        Self { os: os.to_ascii_lowercase(), architecture: architecture.to_owned(), variant }
     }
 
     /// The automatic build args for this platform with `prefix` (`TARGET` or `BUILD`):
@@ -69,11 +65,7 @@ impl TargetPlatform {
 
     /// Convert (and normalise) an OCI platform.
     pub fn from_oci(platform: &crate::oci::Platform) -> Self {
-        Self::new(
-            &platform.os().to_string(),
-            &platform.architecture().to_string(),
-            platform.variant().as_deref(),
-        )
+        Self::new(&platform.os().to_string(), &platform.architecture().to_string(), platform.variant().as_deref())
     }
 
     /// Whether an index entry's platform satisfies this one. Variants must agree when both
@@ -90,10 +82,7 @@ impl TargetPlatform {
 
     /// Pick the manifest for this platform from an index (the first match, in index order).
     pub fn select<'a>(&self, index: &'a ImageIndex) -> Option<&'a Descriptor> {
-        index
-            .manifests()
-            .iter()
-            .find(|m| m.platform().as_ref().is_some_and(|p| self.matches(p)))
+        index.manifests().iter().find(|m| m.platform().as_ref().is_some_and(|p| self.matches(p)))
     }
 }
 
@@ -104,12 +93,8 @@ impl FromStr for TargetPlatform {
         let parts: Vec<&str> = input.split('/').collect();
         match parts.as_slice() {
             [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Self::new(os, arch, None)),
-            [os, arch, variant] if !os.is_empty() && !arch.is_empty() => {
-                Ok(Self::new(os, arch, Some(variant)))
-            }
-            _ => Err(PlatformError::Invalid {
-                input: input.to_owned(),
-            }),
+            [os, arch, variant] if !os.is_empty() && !arch.is_empty() => Ok(Self::new(os, arch, Some(variant))),
+            _ => Err(PlatformError::Invalid { input: input.to_owned() }),
         }
     }
 }

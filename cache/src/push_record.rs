@@ -42,12 +42,8 @@ impl PushRecord {
     /// sharing the state interleave whole lines). Failures are logged, not returned.
     pub fn add<'a>(&self, repository: &Reference, digests: impl IntoIterator<Item = &'a Digest>) {
         let known = self.known(repository);
-        let text: String = digests
-            .into_iter()
-            .map(ToString::to_string)
-            .filter(|d| !known.contains(d))
-            .map(|d| d + "\n")
-            .collect();
+        let text: String =
+            digests.into_iter().map(ToString::to_string).filter(|d| !known.contains(d)).map(|d| d + "\n").collect();
         if text.is_empty() {
             return;
         }

@@ -54,12 +54,7 @@ impl Reference {
         tag: Option<String>,
         digest: Option<Digest>,
     ) -> Self {
-        Self {
-            registry: registry.into(),
-            repository: repository.into(),
-            tag,
-            digest,
-        }
+        Self { registry: registry.into(), repository: repository.into(), tag, digest }
     }
 
     /// Registry name as written (`docker.io`, `localhost:5000`).
@@ -102,28 +97,17 @@ impl Reference {
 
     /// The same repository with another tag (and no digest).
     pub fn with_tag(&self, tag: impl Into<String>) -> Self {
-        Self {
-            tag: Some(tag.into()),
-            digest: None,
-            ..self.clone()
-        }
+        Self { tag: Some(tag.into()), digest: None, ..self.clone() }
     }
 
     /// The same repository pinned to `digest` (the tag is dropped).
     pub fn with_digest(&self, digest: Digest) -> Self {
-        Self {
-            tag: None,
-            digest: Some(digest),
-            ..self.clone()
-        }
+        Self { tag: None, digest: Some(digest), ..self.clone() }
     }
 
     /// Another repository of the same registry.
     pub fn with_repository(&self, repository: impl Into<String>) -> Self {
-        Self {
-            repository: repository.into(),
-            ..self.clone()
-        }
+        Self { repository: repository.into(), ..self.clone() }
     }
 }
 
@@ -136,11 +120,14 @@ impl FromStr for Reference {
         let invalid = |reason| ReferenceError::Invalid { input: input.to_owned(), reason };
         let (name_tag, digest) = match input.split_once('@') {
             Some((n, d)) => {
-                let digest = Digest::from_str(d).map_err(|source| ReferenceError::Digest { input: input.to_owned(), source })?;
+                let digest =
+                    Digest::from_str(d).map_err(|source| ReferenceError::Digest { input: input.to_owned(), source })?;
                 // Registries serve the SHA-2 family only; oci-spec also accepts other names.
                 if !matches!(
                     digest.algorithm(),
-                    crate::oci::DigestAlgorithm::Sha256 | crate::oci::DigestAlgorithm::Sha384 | crate::oci::DigestAlgorithm::Sha512
+                    crate::oci::DigestAlgorithm::Sha256
+                        | crate::oci::DigestAlgorithm::Sha384
+                        | crate::oci::DigestAlgorithm::Sha512
                 ) {
                     return Err(invalid("the digest algorithm is not sha256, sha384 or sha512"));
                 }
@@ -167,13 +154,16 @@ impl FromStr for Reference {
             return Err(invalid("invalid registry host"));
         }
         if path.is_empty() || !path.split('/').all(valid_path_component) {
-            return Err(invalid("repository path components are lowercase [a-z0-9] separated by '.', '_', '__' or '-'"));
+            return Err(invalid(
+                "repository path components are lowercase [a-z0-9] separated by '.', '_', '__' or '-'",
+            ));
         }
         if name.len() > 255 {
             return Err(invalid("the name is longer than 255 characters"));
         }
         let registry = if domain == "index.docker.io" { DOCKER_HUB } else { domain };
-        let repository = if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path.to_owned() };
+        let repository =
+            if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path.to_owned() };
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_owned()),
             (None, None) => Some("latest".to_owned()),
@@ -200,7 +190,10 @@ fn valid_domain(domain: &str) -> bool {
         None => (domain, None),
     };
     let label_ok = |l: &str| {
-        !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
     };
     !host.is_empty()
         && host.split('.').all(label_ok)
@@ -258,36 +251,12 @@ mod tests {
     #[case("busybox", "docker.io", "library/busybox", Some("latest"), false)]
     #[case("busybox:1.36", "docker.io", "library/busybox", Some("1.36"), false)]
     #[case("user/app", "docker.io", "user/app", Some("latest"), false)]
-    #[case(
-        "docker.io/busybox",
-        "docker.io",
-        "library/busybox",
-        Some("latest"),
-        false
-    )]
-    #[case(
-        "index.docker.io/library/busybox",
-        "docker.io",
-        "library/busybox",
-        Some("latest"),
-        false
-    )]
+    #[case("docker.io/busybox", "docker.io", "library/busybox", Some("latest"), false)]
+    #[case("index.docker.io/library/busybox", "docker.io", "library/busybox", Some("latest"), false)]
     #[case("localhost/app", "localhost", "app", Some("latest"), false)]
     #[case("localhost:5000/app:v1", "localhost:5000", "app", Some("v1"), false)]
-    #[case(
-        "127.0.0.1:41234/a/b/c:t",
-        "127.0.0.1:41234",
-        "a/b/c",
-        Some("t"),
-        false
-    )]
-    #[case(
-        "reg.example.com/team/app",
-        "reg.example.com",
-        "team/app",
-        Some("latest"),
-        false
-    )]
+    #[case("127.0.0.1:41234/a/b/c:t", "127.0.0.1:41234", "a/b/c", Some("t"), false)]
+    #[case("reg.example.com/team/app", "reg.example.com", "team/app", Some("latest"), false)]
     #[case(&format!("busybox@{D}"), "docker.io", "library/busybox", None, true)]
     #[case(&format!("r.io:443/x:v2@{D}"), "r.io:443", "x", Some("v2"), true)]
     #[case("ghcr.io/org/my-app__x.y:1.0-rc_1", "ghcr.io", "org/my-app__x.y", Some("1.0-rc_1"), false)]

@@ -93,9 +93,13 @@ pub enum Lookup {
     Hit(Box<CacheEntry>),
     Miss,
     /// Present but older than the TTL.
-    Expired { written: i64 },
+    Expired {
+        written: i64,
+    },
     /// Present but unusable (and so rebuilt and overwritten).
-    Corrupt { reason: String },
+    Corrupt {
+        reason: String,
+    },
 }
 
 /// What `prune` did.
@@ -171,11 +175,7 @@ impl RemoteCache {
     /// Looks up every key at once (at most [`CONCURRENT_LOOKUPS`] in flight); the answers are
     /// in the order of `keys`. A registry error for one key is that key's `Err`.
     pub async fn lookup_all(&self, keys: &[CacheKey], now: i64) -> Vec<Result<Lookup, RegistryError>> {
-        futures_util::stream::iter(keys)
-            .map(|k| self.lookup(k, now))
-            .buffered(CONCURRENT_LOOKUPS)
-            .collect()
-            .await
+        futures_util::stream::iter(keys).map(|k| self.lookup(k, now)).buffered(CONCURRENT_LOOKUPS).collect().await
     }
 
     /// Looks up one key: hit, miss, expired or corrupt. A usable local copy answers first.
@@ -236,7 +236,11 @@ impl RemoteCache {
                 };
                 match self.client.fetch_config(&resolved).await {
                     Ok(b) => b,
-                    Err(e @ (RegistryError::Status { status: 404, .. } | RegistryError::DigestMismatch { .. } | RegistryError::InvalidResponse { .. })) => {
+                    Err(
+                        e @ (RegistryError::Status { status: 404, .. }
+                        | RegistryError::DigestMismatch { .. }
+                        | RegistryError::InvalidResponse { .. }),
+                    ) => {
                         return Ok(Some((raw, Err(format!("entry config: {e}")))));
                     }
                     Err(e) => return Err(e),
@@ -302,7 +306,10 @@ impl RemoteCache {
         let mut stale: Vec<Digest> = Vec::new();
         for read in reads {
             match read?.map(|(_, entry)| entry) {
-                Some(Ok(entry)) if u64::try_from(now.saturating_sub(entry.meta.written)).is_ok_and(|a| a > older_than.as_secs()) => {
+                Some(Ok(entry))
+                    if u64::try_from(now.saturating_sub(entry.meta.written))
+                        .is_ok_and(|a| a > older_than.as_secs()) =>
+                {
                     if !stale.contains(&entry.manifest) {
                         stale.push(entry.manifest);
                     }
@@ -410,7 +417,13 @@ impl LocalEntries {
             entry_from(&raw, &image, &config)
         });
         match usable(entry, key, now, ttl) {
-            Ok(entry) if entry.layer.as_ref().is_none_or(|l| self.store.contains(l.digest()) || self.pushed.contains(&l.digest().to_string())) => Some(entry),
+            Ok(entry)
+                if entry.layer.as_ref().is_none_or(|l| {
+                    self.store.contains(l.digest()) || self.pushed.contains(&l.digest().to_string())
+                }) =>
+            {
+                Some(entry)
+            }
             Ok(_) | Err(Lookup::Expired { .. }) => None,
             Err(answer) => {
                 tracing::warn!(path = %path.display(), ?answer, "deleting a corrupt local cache entry");
@@ -472,8 +485,15 @@ mod tests {
     #[case::matching(Some("eyJtZXRhIjoxfQ=="), Some(Ok(META.to_vec())))]
     #[case::other_bytes(Some("eyJtZXRhIjoyfQ=="), Some(Err("does not match its digest")))]
     #[case::not_base64(Some("{not base64"), Some(Err("not base64")))]
-    fn embedded_config_must_be_the_blob_its_digest_names(#[case] data: Option<&str>, #[case] want: Option<Result<Vec<u8>, &str>>) {
-        let mut d = Descriptor::new(crate::oci::MediaType::Other(ENTRY_CONFIG_MEDIA_TYPE.into()), META.len() as u64, sha256_digest(META));
+    fn embedded_config_must_be_the_blob_its_digest_names(
+        #[case] data: Option<&str>,
+        #[case] want: Option<Result<Vec<u8>, &str>>,
+    ) {
+        let mut d = Descriptor::new(
+            crate::oci::MediaType::Other(ENTRY_CONFIG_MEDIA_TYPE.into()),
+            META.len() as u64,
+            sha256_digest(META),
+        );
         d.set_data(data.map(str::to_owned));
         match (embedded_config(&d), want) {
             (None, None) => {}
@@ -513,7 +533,11 @@ mod tests {
     #[case::other_key(Local::OtherKey, false, false)]
     #[case::garbage(Local::Garbage, false, false)]
     #[case::bad_data(Local::BadData, false, false)]
-    fn local_entries_count_only_when_usable_and_their_layer_is_here_or_pushed(#[case] how: Local, #[case] hit: bool, #[case] kept: bool) {
+    fn local_entries_count_only_when_usable_and_their_layer_is_here_or_pushed(
+        #[case] how: Local,
+        #[case] hit: bool,
+        #[case] kept: bool,
+    ) {
         let tmp = tempfile::tempdir().unwrap();
         let store = BlobStore::open(tmp.path().join("store")).unwrap();
         let pushed = BTreeSet::from([sha256_digest(b"pushed").to_string()]);
@@ -524,9 +548,15 @@ mod tests {
         let layer_blob = store.put_bytes(b"layer").unwrap();
         let layer = match how {
             Local::NoLayer => None,
-            Local::LayerMissing => Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, 3, sha256_digest(b"elsewhere"))),
-            Local::LayerPushed => Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, 3, sha256_digest(b"pushed"))),
-            _ => Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, layer_blob.size, layer_blob.digest.clone())),
+            Local::LayerMissing => {
+                Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, 3, sha256_digest(b"elsewhere")))
+            }
+            Local::LayerPushed => {
+                Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, 3, sha256_digest(b"pushed")))
+            }
+            _ => {
+                Some(Descriptor::new(crate::oci::MediaType::ImageLayerGzip, layer_blob.size, layer_blob.digest.clone()))
+            }
         };
         let meta = EntryMeta {
             format: CACHE_FORMAT_VERSION,
@@ -535,7 +565,9 @@ mod tests {
             write_id: "1-1".into(),
             history_created: None,
             image_config: serde_json::json!({}),
-            diff_id: layer.as_ref().map(|_| "sha256:2222222222222222222222222222222222222222222222222222222222222222".into()),
+            diff_id: layer
+                .as_ref()
+                .map(|_| "sha256:2222222222222222222222222222222222222222222222222222222222222222".into()),
             uncompressed_size: 0,
             components: KeyComponents::default(),
         };

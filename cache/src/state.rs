@@ -39,10 +39,7 @@ impl ProcessLock {
     /// Lock `<cache_dir>/owners/<pid>` for this process.
     pub fn acquire(cache_dir: &Path) -> Result<Self, StateError> {
         let path = owners_dir(cache_dir).join(std::process::id().to_string());
-        let err = |source| StateError::Lock {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| StateError::Lock { path: path.clone(), source };
         fs::create_dir_all(owners_dir(cache_dir)).map_err(err)?;
         let file = File::create(&path).map_err(err)?;
         file.lock().map_err(err)?;
@@ -171,11 +168,7 @@ pub fn sweep_dead(cache_dir: &Path, store_dir: &Path) -> Swept {
         }
     }
     if swept != Swept::default() {
-        tracing::info!(
-            build_dirs = swept.build_dirs,
-            temp_files = swept.temp_files,
-            "removed what killed builds left"
-        );
+        tracing::info!(build_dirs = swept.build_dirs, temp_files = swept.temp_files, "removed what killed builds left");
     }
     swept
 }
@@ -184,9 +177,7 @@ fn entries(dir: &Path) -> Vec<(PathBuf, String)> {
     let Ok(read) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    read.flatten()
-        .map(|e| (e.path(), e.file_name().to_string_lossy().into_owned()))
-        .collect()
+    read.flatten().map(|e| (e.path(), e.file_name().to_string_lossy().into_owned())).collect()
 }
 
 #[cfg(test)]
@@ -214,13 +205,7 @@ mod tests {
         fs::write(blobs.join(format!("{}x", temp_file_prefix())), b"").unwrap();
         fs::write(blobs.join("ab".repeat(32)), b"blob").unwrap();
         let swept = sweep_dead(cache, &store);
-        assert_eq!(
-            swept,
-            Swept {
-                build_dirs: 2,
-                temp_files: 1
-            }
-        );
+        assert_eq!(swept, Swept { build_dirs: 2, temp_files: 1 });
         let mut left: Vec<String> = entries(cache).into_iter().map(|(_, n)| n).collect();
         left.sort();
         assert_eq!(

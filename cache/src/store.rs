@@ -90,10 +90,7 @@ impl BlobStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         let sha256_dir = root.join("blobs").join("sha256");
-        fs::create_dir_all(&sha256_dir).map_err(|source| StoreError::Open {
-            path: root.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&sha256_dir).map_err(|source| StoreError::Open { path: root.clone(), source })?;
         Ok(Self { root, sha256_dir })
     }
 
@@ -104,10 +101,7 @@ impl BlobStore {
 
     /// Where the blob with `digest` lives (whether or not it exists yet).
     pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().as_ref())
-            .join(digest.digest())
+        self.root.join("blobs").join(digest.algorithm().as_ref()).join(digest.digest())
     }
 
     /// Whether the blob is present.
@@ -124,9 +118,7 @@ impl BlobStore {
     pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
         let path = self.path(digest);
         File::open(&path).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => StoreError::NotFound {
-                digest: digest.clone(),
-            },
+            io::ErrorKind::NotFound => StoreError::NotFound { digest: digest.clone() },
             _ => StoreError::Io { path, source },
         })
     }
@@ -136,45 +128,27 @@ impl BlobStore {
         let mut bytes = Vec::new();
         self.open_blob(digest)?
             .read_to_end(&mut bytes)
-            .map_err(|source| StoreError::Io {
-                path: self.path(digest),
-                source,
-            })?;
+            .map_err(|source| StoreError::Io { path: self.path(digest), source })?;
         Ok(bytes)
     }
 
     /// Start writing a new blob; hash while writing, then [`BlobWriter::commit`].
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
-        let file = NamedTempFile::with_prefix_in(crate::state::temp_file_prefix(), &self.sha256_dir).map_err(|source| {
-            StoreError::Io {
-                path: self.sha256_dir.clone(),
-                source,
-            }
-        })?;
-        Ok(BlobWriter {
-            store: self.clone(),
-            file,
-            hasher: Sha256::new(),
-            written: 0,
-        })
+        let file = NamedTempFile::with_prefix_in(crate::state::temp_file_prefix(), &self.sha256_dir)
+            .map_err(|source| StoreError::Io { path: self.sha256_dir.clone(), source })?;
+        Ok(BlobWriter { store: self.clone(), file, hasher: Sha256::new(), written: 0 })
     }
 
     /// Store a whole byte slice (a manifest, a config).
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<StoredBlob, StoreError> {
         let mut writer = self.writer()?;
-        writer.write_all(bytes).map_err(|source| StoreError::Io {
-            path: writer.file.path().to_path_buf(),
-            source,
-        })?;
+        writer.write_all(bytes).map_err(|source| StoreError::Io { path: writer.file.path().to_path_buf(), source })?;
         writer.commit(None, None)
     }
 
     /// Copy a file into the store, hashing it on the way.
     pub fn ingest_file(&self, path: &Path) -> Result<StoredBlob, StoreError> {
-        let io_err = |source| StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io_err = |source| StoreError::Io { path: path.to_path_buf(), source };
         let mut source = File::open(path).map_err(io_err)?;
         let mut writer = self.writer()?;
         io::copy(&mut source, &mut writer).map_err(io_err)?;
@@ -200,50 +174,28 @@ impl BlobWriter {
     }
 
     /// Verify against `expected` digest and size (when given), fsync, and move into place.
-    pub fn commit(
-        self,
-        expected: Option<&Digest>,
-        expected_size: Option<u64>,
-    ) -> Result<StoredBlob, StoreError> {
+    pub fn commit(self, expected: Option<&Digest>, expected_size: Option<u64>) -> Result<StoredBlob, StoreError> {
         let actual = digest_from_hash(&self.hasher.finalize());
         if let Some(expected) = expected {
             if *expected.algorithm() != DigestAlgorithm::Sha256 {
-                return Err(StoreError::UnsupportedAlgorithm {
-                    digest: expected.clone(),
-                });
+                return Err(StoreError::UnsupportedAlgorithm { digest: expected.clone() });
             }
             if *expected != actual {
-                return Err(StoreError::DigestMismatch {
-                    expected: expected.clone(),
-                    actual,
-                });
+                return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
             }
         }
         if let Some(size) = expected_size.filter(|s| *s != self.written) {
-            return Err(StoreError::SizeMismatch {
-                digest: actual,
-                expected: size,
-                actual: self.written,
-            });
+            return Err(StoreError::SizeMismatch { digest: actual, expected: size, actual: self.written });
         }
         let tmp_path = self.file.path().to_path_buf();
-        let io_err = |source| StoreError::Io {
-            path: tmp_path.clone(),
-            source,
-        };
+        let io_err = |source| StoreError::Io { path: tmp_path.clone(), source };
         self.file.as_file().sync_all().map_err(io_err)?;
         let target = self.store.path(&actual);
         // `persist` is a rename(2) in the same directory: atomic, and replacing an identical
         // blob written concurrently by another process is harmless.
-        self.file.persist(&target).map_err(|e| StoreError::Io {
-            path: target.clone(),
-            source: e.error,
-        })?;
+        self.file.persist(&target).map_err(|e| StoreError::Io { path: target.clone(), source: e.error })?;
         tracing::debug!(digest = %actual, size = self.written, "blob committed");
-        Ok(StoredBlob {
-            digest: actual,
-            size: self.written,
-        })
+        Ok(StoredBlob { digest: actual, size: self.written })
     }
 }
 
@@ -278,10 +230,7 @@ mod tests {
         assert_eq!(blob.digest, expected);
         assert!(store.contains(&expected));
         assert_eq!(store.read_blob(&expected).unwrap(), data);
-        assert_eq!(
-            store.path(&expected),
-            dir.path().join("blobs/sha256").join(expected.digest())
-        );
+        assert_eq!(store.path(&expected), dir.path().join("blobs/sha256").join(expected.digest()));
     }
 
     #[test]
@@ -291,19 +240,11 @@ mod tests {
         let wrong = sha256_digest(b"other");
         let mut w = store.writer().unwrap();
         w.write_all(b"data").unwrap();
-        assert!(matches!(
-            w.commit(Some(&wrong), None),
-            Err(StoreError::DigestMismatch { .. })
-        ));
+        assert!(matches!(w.commit(Some(&wrong), None), Err(StoreError::DigestMismatch { .. })));
         let mut w = store.writer().unwrap();
         w.write_all(b"data").unwrap();
-        assert!(matches!(
-            w.commit(None, Some(3)),
-            Err(StoreError::SizeMismatch { .. })
-        ));
-        let left = fs::read_dir(dir.path().join("blobs/sha256"))
-            .unwrap()
-            .count();
+        assert!(matches!(w.commit(None, Some(3)), Err(StoreError::SizeMismatch { .. })));
+        let left = fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count();
         assert_eq!(left, 0, "temp files are removed on failure");
     }
 

@@ -2,8 +2,8 @@
 
 use crate::commands::inspect::InspectArgs;
 use crate::commands::pull::PullArgs;
-use crate::progress::ProgressMode;
 use crate::isolation_args::IsolationArgs;
+use crate::progress::ProgressMode;
 use crate::registry_args::RegistryArgs;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

@@ -45,10 +45,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.is::<Usage>() || cause.is::<DockerfileError>() {
             code = USAGE;
-        } else if matches!(
-            cause.downcast_ref::<InstructionError>(),
-            Some(InstructionError::RunFailed { .. })
-        ) {
+        } else if matches!(cause.downcast_ref::<InstructionError>(), Some(InstructionError::RunFailed { .. })) {
             code = RUN_FAILED;
         } else if cause.is::<RegistryError>() {
             code = REGISTRY;
@@ -76,9 +73,7 @@ impl Signals {
 
     /// The exit code of the last signal received, if any.
     pub fn code(&self) -> Option<u8> {
-        u8::try_from(self.0.load(Ordering::SeqCst))
-            .ok()
-            .filter(|c| *c != 0)
+        u8::try_from(self.0.load(Ordering::SeqCst)).ok().filter(|c| *c != 0)
     }
 }
 
@@ -98,12 +93,8 @@ mod tests {
     use super::*;
 
     fn run_failed() -> anyhow::Error {
-        anyhow::Error::new(InstructionError::RunFailed {
-            command: "false".into(),
-            code: 1,
-            hint: None,
-        })
-        .context("RUN (line 2) failed")
+        anyhow::Error::new(InstructionError::RunFailed { command: "false".into(), code: 1, hint: None })
+            .context("RUN (line 2) failed")
     }
 
     #[rstest::rstest]

@@ -50,7 +50,9 @@ pub fn has_changes(dir: &Path) -> Result<bool> {
         .output();
     let out = match out {
         Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("`git` is not installed, so rbuild cannot tell whether {} has uncommitted changes", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("`git` is not installed, so rbuild cannot tell whether {} has uncommitted changes", dir.display())
+        }
         Err(e) => return Err(e).context("running git status"),
     };
     if !out.status.success() {

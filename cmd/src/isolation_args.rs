@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use rbuild_builder::executor::isolation::{choose, container_exclusions, Chosen, IsolationRequest, Probed, StageRoots, OWN_IMAGE_MARKER};
+use rbuild_builder::executor::isolation::{
+    choose, container_exclusions, Chosen, IsolationRequest, Probed, StageRoots, OWN_IMAGE_MARKER,
+};
 use rbuild_builder::sandbox::IsolationMode;
 
 /// The `--isolation` values.
@@ -79,7 +81,8 @@ pub fn stage_roots(mode: IsolationMode, keep: &[PathBuf]) -> anyhow::Result<Stag
     if mode != IsolationMode::Container {
         return Ok(StageRoots::Fresh);
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("container isolation reads /proc/self/mountinfo to spare mounted volumes")?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .context("container isolation reads /proc/self/mountinfo to spare mounted volumes")?;
     let mut extra: Vec<PathBuf> = keep.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
     extra.extend(std::env::current_exe().ok());
     let root = PathBuf::from("/");

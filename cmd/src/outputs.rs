@@ -26,7 +26,8 @@ pub fn write_outputs(s: &BuildSettings, image: &AssembledImage, summary: &BuildS
     if let Some(p) = &s.digest_file {
         write(p, digest)?;
     }
-    let repos: Vec<String> = s.destinations.iter().map(|(r, _)| format!("{}/{}", r.registry(), r.repository())).collect();
+    let repos: Vec<String> =
+        s.destinations.iter().map(|(r, _)| format!("{}/{}", r.registry(), r.repository())).collect();
     if let Some(p) = &s.image_name_with_digest_file {
         write(p, &repos.iter().map(|r| format!("{r}@{digest}\n")).collect::<String>())?;
     }

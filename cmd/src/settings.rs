@@ -1,12 +1,12 @@
 //! Resolves command-line values into the libraries' own option types.
 
 use crate::cli::{BuildArgs, CacheFlags, CacheModeArg, DockerfileArgs};
-use rbuild_builder::executor::CacheMode;
 use anyhow::{bail, Context, Result};
+use rbuild_builder::executor::CacheMode;
 use rbuild_builder::executor::{Identity, SecretSpec, Secrets};
 use rbuild_builder::image::rfc3339_utc;
 use rbuild_builder::layer::{GzipOptions, LayerOptions, ManifestFormat, MtimePolicy};
-use rbuild_builder::plan::{Platform, PlanRequest};
+use rbuild_builder::plan::{PlanRequest, Platform};
 use rbuild_cache::reference::Reference;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -130,7 +130,9 @@ pub fn cache_request(flags: &CacheFlags, destinations: &[(Reference, Vec<String>
     let repository = match &flags.cache_repo {
         Some(repo) => repo.parse::<Reference>().with_context(|| format!("invalid --cache-repo {repo:?}"))?,
         None => {
-            let (dest, _) = destinations.first().context("--cache needs --cache-repo or a destination to derive <repo>/cache from")?;
+            let (dest, _) = destinations
+                .first()
+                .context("--cache needs --cache-repo or a destination to derive <repo>/cache from")?;
             dest.with_repository(format!("{}/cache", dest.repository()))
         }
     };
@@ -178,7 +180,10 @@ pub fn build_settings(args: &BuildArgs) -> Result<BuildSettings> {
         format: if args.oci_mediatypes { ManifestFormat::Oci } else { ManifestFormat::Docker },
         ids: identity.id_maps(),
         // Output bytes do not depend on the thread count, so digests stay reproducible.
-        gzip: GzipOptions { workers: std::thread::available_parallelism().map_or(1, usize::from), ..GzipOptions::default() },
+        gzip: GzipOptions {
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
+            ..GzipOptions::default()
+        },
         ..LayerOptions::default()
     };
     let cache_dir = match &args.cache_dir {
@@ -213,7 +218,10 @@ fn destinations(args: &BuildArgs, context: &std::path::Path) -> Result<Vec<(Refe
     let mut out: Vec<(Reference, Vec<String>)> = Vec::new();
     let mut add = |reference: Reference, what: &str| -> Result<()> {
         let tag = reference.tag().map(str::to_string).with_context(|| format!("{what} {reference} has no tag"))?;
-        match out.iter_mut().find(|(r, _)| r.registry() == reference.registry() && r.repository() == reference.repository()) {
+        match out
+            .iter_mut()
+            .find(|(r, _)| r.registry() == reference.registry() && r.repository() == reference.repository())
+        {
             Some((_, tags)) if tags.contains(&tag) => {}
             Some((_, tags)) => tags.push(tag),
             None => out.push((reference, vec![tag])),
@@ -289,7 +297,9 @@ fn key_values(raw: &[String], flag: &str) -> Result<BTreeMap<String, String>> {
 
 fn source_date_epoch() -> Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Ok(Some(v.parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not an integer"))?)),
+        Ok(v) if !v.is_empty() => {
+            Ok(Some(v.parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not an integer"))?))
+        }
         _ => Ok(None),
     }
 }
@@ -347,7 +357,14 @@ mod tests {
     #[case(Some("linux/amd64, linux/aarch64,linux/arm64/v8"), &["linux/amd64", "linux/arm64"])]
     #[case(Some("linux/arm64,linux/amd64,"), &["linux/arm64", "linux/amd64"])]
     fn platform_lists(#[case] flag: Option<&str>, #[case] want: &[&str]) {
-        let args = DockerfileArgs { context_pos: ".".into(), context: None, dockerfile: None, build_args: vec![], target: None, platform: flag.map(str::to_owned) };
+        let args = DockerfileArgs {
+            context_pos: ".".into(),
+            context: None,
+            dockerfile: None,
+            build_args: vec![],
+            target: None,
+            platform: flag.map(str::to_owned),
+        };
         let got: Vec<String> = platforms(&args).unwrap().iter().map(ToString::to_string).collect();
         assert_eq!(got, want);
     }

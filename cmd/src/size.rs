@@ -6,9 +6,7 @@
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let bad = || format!("invalid size {text:?}: expected e.g. 10GiB, 500MB, 2G or a byte count");
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let value: f64 = number.parse().map_err(|_| bad())?;
     let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {

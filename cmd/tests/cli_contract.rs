@@ -67,6 +67,10 @@ fn local_prune_removes_what_it_says() {
     assert!(root.join("build-42/stage-0/f").exists(), "a build's work directory is not the prune's");
     // Then by size: the one blob left goes when the limit is below it.
     let out = rbuild(&["cache", "prune", "--local", "--cache-dir", root.to_str().unwrap(), "--max-size", "500B"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("1 items removed (1000 B), 0 kept"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 items removed (1000 B), 0 kept"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!root.join("store/blobs/sha256/new").exists());
 }

@@ -14,7 +14,8 @@ struct Case {
 const CASES: &[Case] = &[
     Case {
         name: "valid multi-stage file with a build arg and a target",
-        dockerfile: "ARG BASE=busybox\nFROM $BASE AS build\nRUN make\nFROM scratch AS final\nCOPY --from=build /out /\n",
+        dockerfile:
+            "ARG BASE=busybox\nFROM $BASE AS build\nRUN make\nFROM scratch AS final\nCOPY --from=build /out /\n",
         args: &["--build-arg", "BASE=alpine", "--target", "final"],
         success: true,
         stdout_has: &["\"reference\": \"alpine\"", "\"depends_on\": [\n        0\n      ]", "\"target\": 1"],

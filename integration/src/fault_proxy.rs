@@ -63,10 +63,8 @@ impl FaultProxy {
     pub fn start(upstream: &str, rules: Vec<Rule>) -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?.to_string();
-        let state = Arc::new(State {
-            rules: Mutex::new(rules.into_iter().map(|r| (r, 0)).collect()),
-            ..State::default()
-        });
+        let state =
+            Arc::new(State { rules: Mutex::new(rules.into_iter().map(|r| (r, 0)).collect()), ..State::default() });
         let upstream = upstream.to_owned();
         let accept_state = state.clone();
         std::thread::spawn(move || {
@@ -144,17 +142,16 @@ fn content_length(head: &[u8]) -> usize {
         .split("\r\n")
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
+            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
         })
         .unwrap_or(0)
 }
 
 fn pick_fault(state: &State, method: &str, path: &str) -> Option<Fault> {
     let mut rules = state.rules.lock().unwrap();
-    let (rule, used) = rules.iter_mut().find(|(r, used)| {
-        *used < r.times && (r.method.is_empty() || r.method == method) && path.contains(&r.path)
-    })?;
+    let (rule, used) = rules
+        .iter_mut()
+        .find(|(r, used)| *used < r.times && (r.method.is_empty() || r.method == method) && path.contains(&r.path))?;
     *used += 1;
     state.applied.fetch_add(1, Ordering::SeqCst);
     Some(rule.fault)
@@ -162,16 +159,9 @@ fn pick_fault(state: &State, method: &str, path: &str) -> Option<Fault> {
 
 fn serve(mut conn: TcpStream, upstream: &str, state: &State) -> io::Result<()> {
     let (head, mut body) = read_head(&mut conn)?;
-    let line = String::from_utf8_lossy(&head)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_owned();
     let mut parts = line.split(' ');
-    let (method, path) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
+    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     state.seen.lock().unwrap().push(format!("{method} {path}"));
     let fault = pick_fault(state, method, path);
     let answer = |conn: &mut TcpStream, status: u16, extra: &str| {
@@ -182,9 +172,7 @@ fn serve(mut conn: TcpStream, upstream: &str, state: &State) -> io::Result<()> {
     };
     match fault {
         Some(Fault::Status(code)) => return answer(&mut conn, code, ""),
-        Some(Fault::TooMany(secs)) => {
-            return answer(&mut conn, 429, &format!("Retry-After: {secs}\r\n"))
-        }
+        Some(Fault::TooMany(secs)) => return answer(&mut conn, 429, &format!("Retry-After: {secs}\r\n")),
         Some(Fault::Stall) => {
             // Hold the connection open without a word until the client hangs up.
             let mut sink = [0u8; 4096];
@@ -278,11 +266,7 @@ impl SilentServer {
                 }
             }
         });
-        Ok(Self {
-            addr,
-            accepted,
-            stop,
-        })
+        Ok(Self { addr, accepted, stop })
     }
 
     /// `127.0.0.1:PORT`.

@@ -8,17 +8,15 @@ use std::path::Path;
 use flate2::write::GzEncoder;
 use rbuild_cache::oci::{Digest, DOCKER_CONFIG, DOCKER_LAYER_GZIP};
 use rbuild_cache::reference::Reference;
-use rbuild_cache::registry::{
-    ImageToPush, ManifestKind, RawManifest, RegistryClient, RegistryError,
-};
+use rbuild_cache::registry::{ImageToPush, ManifestKind, RawManifest, RegistryClient, RegistryError};
 use rbuild_cache::store::{BlobStore, BlobWriter, StoredBlob};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 /// Busybox applets linked into `/bin`.
 pub const APPLETS: &[&str] = &[
-    "sh", "ls", "cat", "echo", "id", "ps", "true", "false", "mkdir", "rm", "touch", "chown",
-    "sleep", "env", "wc", "grep", "sed", "cp", "mv", "ln", "chmod", "head", "tail", "test",
+    "sh", "ls", "cat", "echo", "id", "ps", "true", "false", "mkdir", "rm", "touch", "chown", "sleep", "env", "wc",
+    "grep", "sed", "cp", "mv", "ln", "chmod", "head", "tail", "test",
 ];
 const MTIME: u64 = 1_700_000_000;
 /// The arm64 busybox (extracted from Debian's `busybox-static:arm64` by
@@ -78,10 +76,7 @@ pub enum Entry<'a> {
 pub fn write_layer(store: &BlobStore, entries: &[Entry<'_>]) -> io::Result<Layer> {
     let blob_writer: BlobWriter = store.writer().map_err(io::Error::other)?;
     let gz = GzEncoder::new(blob_writer, flate2::Compression::fast());
-    let counting = DiffIdWriter {
-        inner: gz,
-        hasher: Sha256::new(),
-    };
+    let counting = DiffIdWriter { inner: gz, hasher: Sha256::new() };
     let mut tar = tar::Builder::new(counting);
     for entry in entries {
         let mut header = tar::Header::new_gnu();
@@ -117,9 +112,8 @@ pub fn write_layer(store: &BlobStore, entries: &[Entry<'_>]) -> io::Result<Layer
         }
     }
     let counting = tar.into_inner()?;
-    let diff_id: Digest = format!("sha256:{}", hex::encode(counting.hasher.finalize()))
-        .parse()
-        .map_err(io::Error::other)?;
+    let diff_id: Digest =
+        format!("sha256:{}", hex::encode(counting.hasher.finalize())).parse().map_err(io::Error::other)?;
     let blob_writer = counting.inner.finish()?;
     let blob = blob_writer.commit(None, None).map_err(io::Error::other)?;
     Ok(Layer { blob, diff_id })
@@ -135,11 +129,7 @@ pub fn write_image(
 ) -> io::Result<RawManifest> {
     let (config_type, layer_type, kind) = match flavor {
         Flavor::Oci => (OCI_CONFIG, OCI_LAYER_GZIP, ManifestKind::OciManifest),
-        Flavor::Docker => (
-            DOCKER_CONFIG,
-            DOCKER_LAYER_GZIP,
-            ManifestKind::DockerManifest,
-        ),
+        Flavor::Docker => (DOCKER_CONFIG, DOCKER_LAYER_GZIP, ManifestKind::DockerManifest),
     };
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
     let mut config = json!({
@@ -227,18 +217,13 @@ pub async fn push_base_images(
     let layer = busybox_layer(store, Path::new("/bin/busybox"))?;
     let busybox = write_image(store, Flavor::Oci, &host_arch, None, &[layer])?;
     for repo in ["busybox", "library/busybox"] {
-        push(
-            client,
-            store,
-            &format!("{registry}/{repo}"),
-            &["latest"],
-            &busybox,
-        )
-        .await?;
+        push(client, store, &format!("{registry}/{repo}"), &["latest"], &busybox).await?;
     }
-    let docker_busybox = write_image(store, Flavor::Docker, &host_arch, None, &[busybox_layer(store, Path::new("/bin/busybox"))?])?;
+    let docker_busybox =
+        write_image(store, Flavor::Docker, &host_arch, None, &[busybox_layer(store, Path::new("/bin/busybox"))?])?;
     push(client, store, &format!("{registry}/busybox-docker"), &["latest"], &docker_busybox).await?;
-    let (multiarch, multiarch_children) = push_multiarch(client, store, &format!("{registry}/multiarch"), Flavor::Oci).await?;
+    let (multiarch, multiarch_children) =
+        push_multiarch(client, store, &format!("{registry}/multiarch"), Flavor::Oci).await?;
     let (multiarch_docker, multiarch_docker_children) =
         push_multiarch(client, store, &format!("{registry}/multiarch-docker"), Flavor::Docker).await?;
     let busybox_multi = if host_arch == "amd64" && Path::new(ARM64_BUSYBOX).is_file() {
@@ -285,7 +270,8 @@ async fn push_multiarch(
             "size": manifest.bytes.len(), "platform": platform}));
         children.push(manifest.digest.clone());
     }
-    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": index_kind.media_type(), "manifests": entries}))?;
+    let index =
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": index_kind.media_type(), "manifests": entries}))?;
     store.put_bytes(&index)?;
     let index = RawManifest::new(index, index_kind);
     push(client, store, repo, &["latest"], &index).await?;
@@ -295,15 +281,22 @@ async fn push_multiarch(
 
 /// Push `busybox-multi:latest`: the busybox rootfs for linux/amd64 (the host's binary) and
 /// linux/arm64 ([`ARM64_BUSYBOX`]) under one OCI index; returns the index digest.
-async fn push_busybox_multi(client: &RegistryClient, store: &BlobStore, repo: &str) -> Result<Digest, Box<dyn std::error::Error + Send + Sync>> {
+async fn push_busybox_multi(
+    client: &RegistryClient,
+    store: &BlobStore,
+    repo: &str,
+) -> Result<Digest, Box<dyn std::error::Error + Send + Sync>> {
     let mut entries = Vec::new();
     for (arch, binary) in [("amd64", "/bin/busybox"), ("arm64", ARM64_BUSYBOX)] {
         let manifest = write_image(store, Flavor::Oci, arch, None, &[busybox_layer(store, Path::new(binary))?])?;
         push(client, store, repo, &[], &manifest).await?;
-        entries.push(json!({"mediaType": ManifestKind::OciManifest.media_type(), "digest": manifest.digest.to_string(),
+        entries
+            .push(json!({"mediaType": ManifestKind::OciManifest.media_type(), "digest": manifest.digest.to_string(),
             "size": manifest.bytes.len(), "platform": {"os": "linux", "architecture": arch}}));
     }
-    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": ManifestKind::OciIndex.media_type(), "manifests": entries}))?;
+    let index = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": ManifestKind::OciIndex.media_type(), "manifests": entries}),
+    )?;
     store.put_bytes(&index)?;
     let index = RawManifest::new(index, ManifestKind::OciIndex);
     push(client, store, repo, &["latest"], &index).await?;

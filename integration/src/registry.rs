@@ -63,10 +63,7 @@ pub fn registry_required() -> bool {
 }
 
 fn registry_installed() -> bool {
-    Command::new("sh")
-        .args(["-c", "command -v docker-registry"])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new("sh").args(["-c", "command -v docker-registry"]).output().is_ok_and(|o| o.status.success())
 }
 
 impl TestRegistry {
@@ -121,9 +118,7 @@ impl TestRegistry {
 
     /// `ADDR/repo[:tag]` parsed.
     pub fn reference(&self, repo_and_tag: &str) -> Reference {
-        format!("{}/{repo_and_tag}", self.addr)
-            .parse()
-            .expect("valid test reference")
+        format!("{}/{repo_and_tag}", self.addr).parse().expect("valid test reference")
     }
 
     /// A client config that reaches this registry (scheme, CA, credentials) with quick retries.
@@ -138,10 +133,7 @@ impl TestRegistry {
         if self.variant.needs_auth() {
             config.auth.explicit.insert(
                 self.addr.clone(),
-                Credential::Basic {
-                    username: USER.into(),
-                    password: Secret::new(PASSWORD),
-                },
+                Credential::Basic { username: USER.into(), password: Secret::new(PASSWORD) },
             );
         }
         config
@@ -170,9 +162,6 @@ impl TestRegistry {
 
 impl Drop for TestRegistry {
     fn drop(&mut self) {
-        let _ = Command::new(scripts_dir().join("registry.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
+        let _ = Command::new(scripts_dir().join("registry.sh")).arg("stop").arg(self.dir.path()).status();
     }
 }

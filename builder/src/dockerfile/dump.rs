@@ -83,10 +83,7 @@ fn is_go_print(c: char) -> bool {
     if u <= 0xff {
         return (0x20..=0x7e).contains(&u) || ((0xa1..=0xff).contains(&u) && u != 0xad);
     }
-    matches!(
-        get_general_category(c).abbreviation().as_bytes().first(),
-        Some(b'L' | b'M' | b'N' | b'P' | b'S')
-    )
+    matches!(get_general_category(c).abbreviation().as_bytes().first(), Some(b'L' | b'M' | b'N' | b'P' | b'S'))
 }
 
 #[cfg(test)]

@@ -14,10 +14,7 @@ impl Heredoc {
         if !self.chomp {
             return self.content.clone();
         }
-        self.content
-            .split_inclusive('\n')
-            .map(|l| l.trim_start_matches('\t'))
-            .collect()
+        self.content.split_inclusive('\n').map(|l| l.trim_start_matches('\t')).collect()
     }
 }
 
@@ -37,10 +34,7 @@ pub(crate) fn can_contain_heredoc(node: &Node) -> bool {
             node = child;
         }
     }
-    ["add", "copy", "run"]
-        .iter()
-        .any(|k| keyword_is(&node.keyword, k))
-        && !node.json_form
+    ["add", "copy", "run"].iter().any(|k| keyword_is(&node.keyword, k)) && !node.json_form
 }
 
 /// The heredocs a logical line opens, in order (bodies still empty).
@@ -71,14 +65,8 @@ fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, ParseErrorKind> {
         return Ok(None);
     }
     // Go ignores the parse error here: no digits → 0; overflow saturates.
-    let fd = if digits == 0 {
-        0
-    } else {
-        word[..digits].parse::<u32>().unwrap_or(u32::MAX)
-    };
-    let bad = || ParseErrorKind::HeredocDelimiter {
-        word: word.to_string(),
-    };
+    let fd = if digits == 0 { 0 } else { word[..digits].parse::<u32>().unwrap_or(u32::MAX) };
+    let bad = || ParseErrorKind::HeredocDelimiter { word: word.to_string() };
     let cooked = shell_words(rest, Quoting::Removed).map_err(|()| bad())?;
     let [name] = cooked.as_slice() else {
         return Ok(None);
@@ -109,9 +97,7 @@ pub(crate) fn read_body(doc: &mut Heredoc, lines: &mut Lines<'_>) -> Result<(), 
         }
         doc.content.push_str(raw);
     }
-    Err(ParseErrorKind::UnterminatedHeredoc {
-        name: doc.name.clone(),
-    })
+    Err(ParseErrorKind::UnterminatedHeredoc { name: doc.name.clone() })
 }
 
 /// How [`shell_words`] treats quotes and escapes.
@@ -181,9 +167,7 @@ fn shell_words(src: &str, mode: Quoting) -> Result<Vec<String>, ()> {
                             }
                             word.extend(chars.next());
                         }
-                        Some('$') if chars.peek() == Some(&'{') => {
-                            braced_var(&mut chars, &mut word)?
-                        }
+                        Some('$') if chars.peek() == Some(&'{') => braced_var(&mut chars, &mut word)?,
                         Some(n) => word.push(n),
                         None => return Err(()),
                     }
@@ -209,10 +193,7 @@ fn shell_words(src: &str, mode: Quoting) -> Result<Vec<String>, ()> {
 }
 
 /// Copies `${...}` (the `$` already consumed) literally, failing when it is not closed.
-fn braced_var(
-    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
-    word: &mut String,
-) -> Result<(), ()> {
+fn braced_var(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, word: &mut String) -> Result<(), ()> {
     word.push('$');
     let mut depth = 0usize;
     for c in chars.by_ref() {
@@ -251,9 +232,7 @@ mod tests {
             ("cat<<EOF", None),
         ];
         for (word, want) in cases {
-            let got = parse_heredoc(word)
-                .unwrap()
-                .map(|h| (h.name, h.fd, h.expand, h.chomp));
+            let got = parse_heredoc(word).unwrap().map(|h| (h.name, h.fd, h.expand, h.chomp));
             let want = want.map(|(n, fd, e, c)| (n.to_string(), fd, e, c));
             assert_eq!(got, want, "{word}");
         }
@@ -262,22 +241,13 @@ mod tests {
     #[test]
     fn several_heredocs_on_one_line() {
         let docs = heredocs_from_line("RUN cat <<A 3<<-'B' > /x").unwrap();
-        let names: Vec<_> = docs
-            .iter()
-            .map(|d| (d.name.as_str(), d.fd, d.expand, d.chomp))
-            .collect();
+        let names: Vec<_> = docs.iter().map(|d| (d.name.as_str(), d.fd, d.expand, d.chomp)).collect();
         assert_eq!(names, [("A", 0, true, false), ("B", 3, false, true)]);
     }
 
     #[test]
     fn body_strips_tabs_only_when_chomping() {
-        let mut doc = Heredoc {
-            name: "E".into(),
-            fd: 0,
-            expand: true,
-            chomp: true,
-            content: "\t\ta\n\tb\n".into(),
-        };
+        let mut doc = Heredoc { name: "E".into(), fd: 0, expand: true, chomp: true, content: "\t\ta\n\tb\n".into() };
         assert_eq!(doc.body(), "a\nb\n");
         doc.chomp = false;
         assert_eq!(doc.body(), "\t\ta\n\tb\n");

@@ -114,11 +114,7 @@ pub(crate) struct DirectiveScanner {
 impl DirectiveScanner {
     /// Looks at one line (newline removed); records a directive into `directives`. Returns the
     /// new escape token when the line was a valid `# escape=` directive.
-    pub(crate) fn scan(
-        &mut self,
-        line: &str,
-        directives: &mut Directives,
-    ) -> Result<Option<char>, ParseErrorKind> {
+    pub(crate) fn scan(&mut self, line: &str, directives: &mut Directives) -> Result<Option<char>, ParseErrorKind> {
         if self.done {
             return Ok(None);
         }
@@ -136,9 +132,7 @@ impl DirectiveScanner {
             }
         };
         if self.seen.contains(&key) {
-            return Err(ParseErrorKind::DuplicateDirective {
-                name: key.to_string(),
-            });
+            return Err(ParseErrorKind::DuplicateDirective { name: key.to_string() });
         }
         self.seen.push(key);
         match key {
@@ -146,11 +140,7 @@ impl DirectiveScanner {
                 let token = match value {
                     "`" => '`',
                     "\\" => '\\',
-                    _ => {
-                        return Err(ParseErrorKind::InvalidEscapeToken {
-                            token: value.to_string(),
-                        })
-                    }
+                    _ => return Err(ParseErrorKind::InvalidEscapeToken { token: value.to_string() }),
                 };
                 directives.escape = Some(token);
                 Ok(Some(token))
@@ -201,19 +191,13 @@ pub(crate) fn split_command(line: &str) -> (String, Vec<String>, String, usize) 
         return (trimmed.to_string(), Vec::new(), String::new(), line.len());
     };
     let cmd = trimmed[..sep].to_string();
-    let after_sep =
-        sep + trimmed[sep..].len() - trimmed[sep..].trim_start_matches(is_token_space).len();
+    let after_sep = sep + trimmed[sep..].len() - trimmed[sep..].trim_start_matches(is_token_space).len();
     let rest = &trimmed[after_sep..];
     let (args_at, flags) = extract_flags(rest.as_bytes());
     let tail = String::from_utf8_lossy(rest.as_bytes().get(args_at..).unwrap_or_default());
     let args = tail.trim_matches(is_go_space);
     let lead = tail.len() - tail.trim_start_matches(is_go_space).len();
-    (
-        cmd,
-        flags,
-        args.to_string(),
-        base + after_sep + args_at + lead,
-    )
+    (cmd, flags, args.to_string(), base + after_sep + args_at + lead)
 }
 
 /// BuildKit's `extractBuilderFlags`, byte by byte as it is written: quotes are dropped, a
@@ -373,10 +357,7 @@ mod tests {
         let cases = [
             ("# escape=`", Some(("escape", "`"))),
             ("#escape = \\ ", Some(("escape", "\\"))),
-            (
-                "# syntax = docker/dockerfile:1",
-                Some(("syntax", "docker/dockerfile:1")),
-            ),
+            ("# syntax = docker/dockerfile:1", Some(("syntax", "docker/dockerfile:1"))),
             ("# escape=  ", Some(("escape", " "))),
             ("# escape=", None),
             ("# 1abc=x", None),

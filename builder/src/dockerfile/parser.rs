@@ -7,8 +7,8 @@
 
 use super::heredoc::{can_contain_heredoc, heredocs_from_line, read_body};
 use super::lexer::{
-    go_to_lower, is_comment, is_go_space, is_go_space_byte, is_token_space, parse_words,
-    split_command, trim_continuation, trim_newline, DirectiveScanner, Lines,
+    go_to_lower, is_comment, is_go_space, is_go_space_byte, is_token_space, parse_words, split_command,
+    trim_continuation, trim_newline, DirectiveScanner, Lines,
 };
 use super::{Arg, Directives, Dockerfile, Location, Node, Warning};
 
@@ -46,14 +46,9 @@ pub enum ParseErrorKind {
     MissingValue { instruction: &'static str },
     /// `ENV a=b c`: once the first word is `k=v`, every word must be.
     #[error("{instruction}: can't find = in {word:?}, must be of the form name=value")]
-    MissingEquals {
-        instruction: &'static str,
-        word: String,
-    },
+    MissingEquals { instruction: &'static str, word: String },
     /// Exec form whose JSON array holds something other than strings.
-    #[error(
-        "{instruction}: when using JSON array syntax, arrays must be comprised of strings only"
-    )]
+    #[error("{instruction}: when using JSON array syntax, arrays must be comprised of strings only")]
     JsonNotStringArray { instruction: String },
     /// End of file before the heredoc's terminator line.
     #[error("unterminated heredoc {name:?}")]
@@ -76,10 +71,7 @@ struct LogicalLine {
 impl LogicalLine {
     /// Maps a byte offset in the joined text back to (line, column).
     fn position(&self, offset: usize) -> (usize, usize) {
-        let idx = self
-            .pieces
-            .partition_point(|p| p.0 <= offset)
-            .saturating_sub(1);
+        let idx = self.pieces.partition_point(|p| p.0 <= offset).saturating_sub(1);
         let Some(&(start, line, col)) = self.pieces.get(idx) else {
             return (1, 1);
         };
@@ -105,31 +97,22 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
         let (start_line, end_line) = (logical.pieces[0].1, reader.lines.line_no);
         if empty_continuation {
             let message = format!("Empty continuation line found in: {}", logical.text);
-            warnings.push(Warning {
-                line: end_line,
-                message,
-            });
+            warnings.push(Warning { line: end_line, message });
         }
-        let mut node =
-            node_from_line(&logical.text, reader.escape, 0).map_err(|(kind, offset)| {
-                let (line, column) = logical.position(offset);
-                reader.error_at(line, column, kind)
-            })?;
+        let mut node = node_from_line(&logical.text, reader.escape, 0).map_err(|(kind, offset)| {
+            let (line, column) = logical.position(offset);
+            reader.error_at(line, column, kind)
+        })?;
         let column = logical.position(keyword_offset(&logical.text)).1;
         if can_contain_heredoc(&node) && logical.text.contains("<<") {
             let at_keyword = |k| reader.error_at(start_line, column, k);
             let mut docs = heredocs_from_line(&logical.text).map_err(at_keyword)?;
             for doc in &mut docs {
-                read_body(doc, &mut reader.lines)
-                    .map_err(|k| reader.error_at(start_line, column, k))?;
+                read_body(doc, &mut reader.lines).map_err(|k| reader.error_at(start_line, column, k))?;
             }
             node.heredocs = docs;
         }
-        let location = Location {
-            start_line,
-            end_line: reader.lines.line_no,
-            column,
-        };
+        let location = Location { start_line, end_line: reader.lines.line_no, column };
         set_location(&mut node, location, &logical, 0, &logical.text);
         node.original = logical.text;
         instructions.push(node);
@@ -137,12 +120,7 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
     if instructions.is_empty() {
         return Err(reader.error_at(reader.lines.line_no, 1, ParseErrorKind::Empty));
     }
-    Ok(Dockerfile {
-        escape: reader.escape,
-        directives: reader.directives,
-        instructions,
-        warnings,
-    })
+    Ok(Dockerfile { escape: reader.escape, directives: reader.directives, instructions, warnings })
 }
 
 /// The line loop's state: physical lines, directives and the escape token in force.
@@ -157,17 +135,8 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// An error at a 1-based position, quoting that source line.
     fn error_at(&self, line: usize, column: usize, kind: ParseErrorKind) -> ParseError {
-        let text = self
-            .source
-            .split('\n')
-            .nth(line.saturating_sub(1))
-            .map_or("", trim_newline);
-        ParseError {
-            line: line.max(1),
-            column: column.max(1),
-            line_text: text.to_string(),
-            kind,
-        }
+        let text = self.source.split('\n').nth(line.saturating_sub(1)).map_or("", trim_newline);
+        ParseError { line: line.max(1), column: column.max(1), line_text: text.to_string(), kind }
     }
 
     /// Feeds one line to the directive scanner.
@@ -195,13 +164,7 @@ impl Reader<'_> {
             if !(end_of_line && first.is_empty()) {
                 let column = untrimmed[..untrimmed.len() - token.len()].chars().count() + 1;
                 let pieces = vec![(0, self.lines.line_no, column)];
-                break (
-                    LogicalLine {
-                        text: first.to_string(),
-                        pieces,
-                    },
-                    end_of_line,
-                );
+                break (LogicalLine { text: first.to_string(), pieces }, end_of_line);
             }
         };
         let mut empty_continuation = false;
@@ -219,9 +182,7 @@ impl Reader<'_> {
                 continue;
             }
             let (piece, eol) = trim_continuation(token, self.escape);
-            logical
-                .pieces
-                .push((logical.text.len(), self.lines.line_no, 1));
+            logical.pieces.push((logical.text.len(), self.lines.line_no, 1));
             logical.text.push_str(piece);
             end_of_line = eol;
         }
@@ -237,25 +198,13 @@ fn keyword_offset(line: &str) -> usize {
 /// Sets the location of a node and of the instructions nested in it.
 /// Sets the location of a node and of the instructions nested in it (same lines, each with the
 /// column of its own keyword). `text` is the node's line, starting at `base` in `logical`.
-fn set_location(
-    node: &mut Node,
-    location: Location,
-    logical: &LogicalLine,
-    base: usize,
-    text: &str,
-) {
+fn set_location(node: &mut Node, location: Location, logical: &LogicalLine, base: usize, text: &str) {
     node.location = location;
     if let Some(Arg::Nested(child)) = node.args.first_mut() {
         let child_base = base + split_command(text).3;
         let column = logical.position(child_base).1;
         let child_text = child.original.clone();
-        set_location(
-            child,
-            Location { column, ..location },
-            logical,
-            child_base,
-            &child_text,
-        );
+        set_location(child, Location { column, ..location }, logical, child_base, &child_text);
     }
 }
 
@@ -266,22 +215,13 @@ type SplitError = (ParseErrorKind, usize);
 /// `original`, `heredocs` and `location`.
 fn node_from_line(line: &str, escape: char, depth: usize) -> Result<Node, SplitError> {
     if depth > MAX_NESTING {
-        return Err((
-            ParseErrorKind::NestingTooDeep { max: MAX_NESTING },
-            keyword_offset(line),
-        ));
+        return Err((ParseErrorKind::NestingTooDeep { max: MAX_NESTING }, keyword_offset(line)));
     }
     let (keyword, flags, rest, at) = split_command(line);
     let shift = |(kind, offset): SplitError| (kind, at + offset);
     let (args, json_form) = match go_to_lower(&keyword).as_str() {
         "add" | "copy" | "volume" => maybe_json_to_list(&rest, &keyword).map_err(shift)?,
-        "arg" => (
-            parse_words(&rest, escape)
-                .into_iter()
-                .map(|(_, w)| Arg::Word(w))
-                .collect(),
-            false,
-        ),
+        "arg" => (parse_words(&rest, escape).into_iter().map(|(_, w)| Arg::Word(w)).collect(), false),
         "cmd" | "entrypoint" | "run" | "shell" => maybe_json(&rest, &keyword).map_err(shift)?,
         "env" => (name_values(&rest, "ENV", escape).map_err(shift)?, false),
         "label" => (name_values(&rest, "LABEL", escape).map_err(shift)?, false),
@@ -303,11 +243,7 @@ fn node_from_line(line: &str, escape: char, depth: usize) -> Result<Node, SplitE
         json_form,
         heredocs: Vec::new(),
         original: String::new(),
-        location: Location {
-            start_line: 0,
-            end_line: 0,
-            column: 0,
-        },
+        location: Location { start_line: 0, end_line: 0, column: 0 },
     })
 }
 
@@ -329,11 +265,7 @@ fn whitespace_delimited(rest: &str) -> Vec<Arg> {
     if rest.is_empty() {
         return Vec::new();
     }
-    words(
-        rest.split(is_token_space)
-            .filter(|w| !w.is_empty())
-            .map(str::to_string),
-    )
+    words(rest.split(is_token_space).filter(|w| !w.is_empty()).map(str::to_string))
 }
 
 /// What `parseJSON` made of the arguments.
@@ -358,9 +290,7 @@ fn parse_json(rest: &str, keyword: &str) -> Result<Json, SplitError> {
         match item {
             serde_json::Value::String(s) => out.push(s),
             _ => {
-                let kind = ParseErrorKind::JsonNotStringArray {
-                    instruction: keyword.to_ascii_uppercase(),
-                };
+                let kind = ParseErrorKind::JsonNotStringArray { instruction: keyword.to_ascii_uppercase() };
                 return Err((kind, rest.len() - trimmed.len()));
             }
         }
@@ -390,17 +320,11 @@ fn maybe_json_to_list(rest: &str, keyword: &str) -> Result<(Vec<Arg>, bool), Spl
 /// `parseHealthConfig`: the type word (`CMD`, `NONE`, ...) then the rest as for CMD.
 fn health_config(rest: &str, keyword: &str) -> Result<(Vec<Arg>, bool), SplitError> {
     let bytes = rest.as_bytes();
-    let sep = bytes
-        .iter()
-        .position(|&b| is_go_space_byte(b))
-        .unwrap_or(bytes.len());
+    let sep = bytes.iter().position(|&b| is_go_space_byte(b)).unwrap_or(bytes.len());
     if sep == 0 {
         return Ok((Vec::new(), false));
     }
-    let next = bytes[sep..]
-        .iter()
-        .position(|&b| !is_go_space_byte(b))
-        .map_or(bytes.len(), |i| sep + i);
+    let next = bytes[sep..].iter().position(|&b| !is_go_space_byte(b)).map_or(bytes.len(), |i| sep + i);
     let typ = String::from_utf8_lossy(&bytes[..sep]).into_owned();
     let cmd = String::from_utf8_lossy(&bytes[next..]);
     let (mut args, json_form) = maybe_json(&cmd, keyword).map_err(|(k, o)| (k, next + o))?;
@@ -409,11 +333,7 @@ fn health_config(rest: &str, keyword: &str) -> Result<(Vec<Arg>, bool), SplitErr
 }
 
 /// `parseNameVal` (ENV, LABEL): `key value sep` triples, legacy `KEY value` or `k=v ...`.
-fn name_values(
-    rest: &str,
-    instruction: &'static str,
-    escape: char,
-) -> Result<Vec<Arg>, SplitError> {
+fn name_values(rest: &str, instruction: &'static str, escape: char) -> Result<Vec<Arg>, SplitError> {
     let parsed = parse_words(rest, escape);
     let Some((_, first)) = parsed.first() else {
         return Ok(Vec::new());
@@ -423,11 +343,7 @@ fn name_values(
             return Err((ParseErrorKind::MissingValue { instruction }, 0));
         };
         let value = rest[sep..].trim_start_matches(is_token_space);
-        return Ok(words([
-            rest[..sep].to_string(),
-            value.to_string(),
-            String::new(),
-        ]));
+        return Ok(words([rest[..sep].to_string(), value.to_string(), String::new()]));
     }
     let mut out = Vec::with_capacity(parsed.len() * 3);
     for (at, word) in parsed {

@@ -29,8 +29,7 @@ impl Matcher {
             Self::Exact(text) => path == text,
             Self::Prefix(prefix) => path.starts_with(prefix.as_str()),
             Self::Suffix(suffix) => {
-                path.ends_with(suffix.as_str())
-                    || suffix.strip_prefix('/').is_some_and(|rest| path == rest)
+                path.ends_with(suffix.as_str()) || suffix.strip_prefix('/').is_some_and(|rest| path == rest)
             }
             Self::Regex { re, .. } => re.is_match(path),
         }
@@ -83,11 +82,7 @@ fn parse_class(chars: &mut Chars<'_>) -> Result<Class, GlobError> {
             return Ok(Class { negated, ranges });
         }
         let lo = class_char(chars)?;
-        let hi = if chars.next_if_eq(&'-').is_some() {
-            class_char(chars)?
-        } else {
-            lo
-        };
+        let hi = if chars.next_if_eq(&'-').is_some() { class_char(chars)? } else { lo };
         ranges.push((lo, hi));
     }
 }
@@ -179,20 +174,14 @@ pub(super) fn compile(pattern: &str) -> Result<Matcher, GlobError> {
                 regex::Error::CompiledTooBig(_) => GlobError::TooLarge,
                 _ => GlobError::Syntax,
             })?;
-            Matcher::Regex {
-                re,
-                literal: literal_prefix(pattern),
-            }
+            Matcher::Regex { re, literal: literal_prefix(pattern) }
         }
     })
 }
 
 /// The text before the first character that is not matched literally.
 fn literal_prefix(pattern: &str) -> String {
-    pattern
-        .chars()
-        .take_while(|c| !matches!(c, '*' | '?' | '[' | ']' | '\\' | '^'))
-        .collect()
+    pattern.chars().take_while(|c| !matches!(c, '*' | '?' | '[' | ']' | '\\' | '^')).collect()
 }
 
 /// Emits a class with every member escaped, so the regex engine sees only ranges.

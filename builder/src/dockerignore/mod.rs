@@ -74,9 +74,7 @@ impl Pattern {
             return false;
         }
         let prefixes = parent.match_indices('/').map(|(i, _)| &parent[..i]);
-        prefixes
-            .chain(std::iter::once(parent))
-            .any(|prefix| self.matcher.matches(prefix))
+        prefixes.chain(std::iter::once(parent)).any(|prefix| self.matcher.matches(prefix))
     }
 }
 
@@ -106,20 +104,11 @@ impl DockerIgnore {
     }
 
     /// Compiles already-normalised patterns (one per line, e.g. from [`read_patterns`]).
-    pub fn from_patterns<S: AsRef<str>>(
-        patterns: impl IntoIterator<Item = S>,
-    ) -> Result<Self, DockerIgnoreError> {
-        Self::compile(
-            patterns
-                .into_iter()
-                .enumerate()
-                .map(|(i, p)| (i + 1, p.as_ref().to_owned())),
-        )
+    pub fn from_patterns<S: AsRef<str>>(patterns: impl IntoIterator<Item = S>) -> Result<Self, DockerIgnoreError> {
+        Self::compile(patterns.into_iter().enumerate().map(|(i, p)| (i + 1, p.as_ref().to_owned())))
     }
 
-    fn compile(
-        lines: impl IntoIterator<Item = (usize, String)>,
-    ) -> Result<Self, DockerIgnoreError> {
+    fn compile(lines: impl IntoIterator<Item = (usize, String)>) -> Result<Self, DockerIgnoreError> {
         let mut patterns = Vec::new();
         for (line, raw) in lines {
             let trimmed = raw.trim();
@@ -134,21 +123,10 @@ impl DockerIgnore {
             };
             let compiled = glob::validate(&text).and_then(|()| glob::compile(&text));
             let matcher = compiled.map_err(|err| match err {
-                GlobError::Syntax => DockerIgnoreError::Syntax {
-                    line,
-                    pattern: text.clone(),
-                },
-                GlobError::TooLarge => DockerIgnoreError::TooLarge {
-                    line,
-                    pattern: text.clone(),
-                },
+                GlobError::Syntax => DockerIgnoreError::Syntax { line, pattern: text.clone() },
+                GlobError::TooLarge => DockerIgnoreError::TooLarge { line, pattern: text.clone() },
             })?;
-            patterns.push(Pattern {
-                text,
-                exclusion,
-                line,
-                matcher,
-            });
+            patterns.push(Pattern { text, exclusion, line, matcher });
         }
         Ok(Self { patterns })
     }
@@ -166,8 +144,7 @@ impl DockerIgnore {
     /// Whether `rel_path` (slash-separated, relative to the context root) is left out of the
     /// build context. The context root itself is never excluded.
     pub fn is_excluded(&self, rel_path: &str) -> bool {
-        self.last_match(rel_path)
-            .is_some_and(|i| !self.patterns[i].exclusion)
+        self.last_match(rel_path).is_some_and(|i| !self.patterns[i].exclusion)
     }
 
     /// The index of the pattern that decides `rel_path`: the last one matching it or a parent.
@@ -177,9 +154,7 @@ impl DockerIgnore {
             return None;
         }
         let parent = dir(&path);
-        self.patterns
-            .iter()
-            .rposition(|p| p.matches_or_parent(&path, &parent))
+        self.patterns.iter().rposition(|p| p.matches_or_parent(&path, &parent))
     }
 
     /// [`DockerIgnore::is_excluded`] for a walker: `parent` is what this call returned for the
@@ -192,22 +167,12 @@ impl DockerIgnore {
             return (false, ParentMatches(vec![false; self.patterns.len()]));
         }
         let matched: Vec<bool> = if parent.0.len() == self.patterns.len() {
-            self.patterns
-                .iter()
-                .zip(&parent.0)
-                .map(|(p, &above)| above || p.matcher.matches(&path))
-                .collect()
+            self.patterns.iter().zip(&parent.0).map(|(p, &above)| above || p.matcher.matches(&path)).collect()
         } else {
             let parent_dir = dir(&path);
-            self.patterns
-                .iter()
-                .map(|p| p.matches_or_parent(&path, &parent_dir))
-                .collect()
+            self.patterns.iter().map(|p| p.matches_or_parent(&path, &parent_dir)).collect()
         };
-        let excluded = matched
-            .iter()
-            .rposition(|&m| m)
-            .is_some_and(|i| !self.patterns[i].exclusion);
+        let excluded = matched.iter().rposition(|&m| m).is_some_and(|i| !self.patterns[i].exclusion);
         (excluded, ParentMatches(matched))
     }
 
@@ -231,9 +196,8 @@ impl DockerIgnore {
         // Every later match below the directory must come after `decider`, which matches all
         // of the directory's contents; only a later exception can re-include something.
         let dir_slash = format!("{}/", clean(rel_dir));
-        let reincluded = self.patterns[decider + 1..]
-            .iter()
-            .any(|p| p.exclusion && p.matcher.may_match_below(&dir_slash));
+        let reincluded =
+            self.patterns[decider + 1..].iter().any(|p| p.exclusion && p.matcher.may_match_below(&dir_slash));
         if reincluded {
             WalkDecision::WalkExcluded
         } else {
@@ -276,11 +240,7 @@ pub fn normalize_line(line: &str) -> Option<String> {
             cleaned.remove(0);
         }
     }
-    Some(if exclusion {
-        format!("!{cleaned}")
-    } else {
-        cleaned
-    })
+    Some(if exclusion { format!("!{cleaned}") } else { cleaned })
 }
 
 /// Go's `filepath.Clean` for `/`-separated paths.

@@ -16,11 +16,23 @@ use rbuild_cache::store::{BlobStore, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum BaseError {
     #[error("invalid base image reference {reference:?}")]
-    Reference { reference: String, #[source] source: ReferenceError },
+    Reference {
+        reference: String,
+        #[source]
+        source: ReferenceError,
+    },
     #[error("cannot pull base image {reference}")]
-    Pull { reference: String, #[source] source: Box<RegistryError> },
+    Pull {
+        reference: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
     #[error("base image {reference} has a config rbuild cannot read")]
-    Config { reference: String, #[source] source: serde_json::Error },
+    Config {
+        reference: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("base image {reference} has {layers} layers but {diff_ids} diff ids")]
     DiffIds { reference: String, layers: usize, diff_ids: usize },
     #[error("base image {reference} has layer {digest} of unsupported media type {media_type}")]
@@ -28,9 +40,17 @@ pub enum BaseError {
     #[error("base image {reference} was not pulled")]
     NotPulled { reference: String },
     #[error("cannot read a layer of base image {reference}")]
-    Store { reference: String, #[source] source: StoreError },
+    Store {
+        reference: String,
+        #[source]
+        source: StoreError,
+    },
     #[error("cannot unpack a layer of base image {reference}")]
-    Unpack { reference: String, #[source] source: crate::layer::unpack::UnpackError },
+    Unpack {
+        reference: String,
+        #[source]
+        source: crate::layer::unpack::UnpackError,
+    },
 }
 
 /// A base image: its config and its layers (in the blob store, or fetched from `source`
@@ -129,7 +149,12 @@ pub async fn resolve_bases(client: &RegistryClient, store: &BlobStore, plan: &Pl
     Ok(set)
 }
 
-async fn resolve_one(client: &RegistryClient, store: &BlobStore, reference: &str, platform: &Platform) -> Result<BaseImage, BaseError> {
+async fn resolve_one(
+    client: &RegistryClient,
+    store: &BlobStore,
+    reference: &str,
+    platform: &Platform,
+) -> Result<BaseImage, BaseError> {
     let parsed: Reference =
         reference.parse().map_err(|source| BaseError::Reference { reference: reference.to_string(), source })?;
     let target = TargetPlatform::new(&platform.os, &platform.architecture, platform.variant.as_deref());

@@ -69,7 +69,14 @@ pub fn prepare(exec: &Executor<'_>, plan: &Plan, bases: &BaseSet) -> Result<Vec<
             continue;
         };
         let positions: Vec<String> = (0..stage_keys.keys.len())
-            .map(|i| position_tag(settings.map_or("", |(_, s)| s.scope.as_str()), &stage.display_name(), i + 1, &stage.platform.to_string()))
+            .map(|i| {
+                position_tag(
+                    settings.map_or("", |(_, s)| s.scope.as_str()),
+                    &stage.display_name(),
+                    i + 1,
+                    &stage.platform.to_string(),
+                )
+            })
             .collect();
         let mut answers = Vec::with_capacity(stage_keys.keys.len());
         for _ in &stage_keys.keys {
@@ -109,7 +116,9 @@ fn hit(exec: &Executor<'_>, remote: &super::Remote, s: &super::CacheSettings, en
     let layer = match (&entry.layer, &entry.meta.diff_id) {
         (Some(d), Some(diff_id)) => {
             let (Some(codec), Ok(diff_id)) = (Codec::from_media_type(d.media_type()), diff_id.parse()) else {
-                return StepAnswer::Miss { why: format!("corrupt entry ignored: layer {} {}", d.media_type(), diff_id) };
+                return StepAnswer::Miss {
+                    why: format!("corrupt entry ignored: layer {} {}", d.media_type(), diff_id),
+                };
             };
             remote.add_origin(d.digest(), s.cache.repository());
             let descriptor = LayerDescriptor {
@@ -147,14 +156,16 @@ fn explain_misses(exec: &Executor<'_>, stages: &mut [Option<StageCache>]) {
             })
         })
         .collect();
-    let latest = remote.runtime.block_on(futures_util::future::join_all(wanted.iter().map(|(_, _, p)| s.cache.latest_at(p))));
+    let latest =
+        remote.runtime.block_on(futures_util::future::join_all(wanted.iter().map(|(_, _, p)| s.cache.latest_at(p))));
     for ((si, i, _), earlier) in wanted.into_iter().zip(latest) {
         let Some(Some(c)) = stages.get_mut(si) else { continue };
         let Some(ours) = c.keys.steps.get(i) else { continue };
         let why = match earlier {
             None => "no earlier entry for this step".to_string(),
             Some(meta) => {
-                let changes: Vec<String> = ours.changes_from(&meta.components).iter().map(ToString::to_string).collect();
+                let changes: Vec<String> =
+                    ours.changes_from(&meta.components).iter().map(ToString::to_string).collect();
                 if changes.is_empty() {
                     "entry missing".to_string()
                 } else {
@@ -205,7 +216,13 @@ pub(super) fn apply_hit(
 }
 
 /// Writes the entry of a step that ran (in the background), if this stage is written.
-pub(super) fn record_miss(exec: &Executor<'_>, cache: &StageCache, i: usize, config: &ImageConfig, layer: Option<&ImageLayer>) {
+pub(super) fn record_miss(
+    exec: &Executor<'_>,
+    cache: &StageCache,
+    i: usize,
+    config: &ImageConfig,
+    layer: Option<&ImageLayer>,
+) {
     let Some(remote) = exec.remote else { return };
     let Some(s) = &remote.cache else { return };
     let (Some(key), Some(components)) = (cache.keys.keys.get(i), cache.keys.steps.get(i)) else { return };

@@ -44,9 +44,8 @@ pub fn plan_keys(exec: &Executor<'_>, plan: &Plan, bases: &BaseSet) -> Result<Ve
     let mut out: Vec<Option<StageKeys>> = vec![None; plan.stages.len()];
     let mut pending: Vec<&Stage> = plan.stages.iter().filter(|s| s.needed).collect();
     while !pending.is_empty() {
-        let (ready, waiting): (Vec<&Stage>, Vec<&Stage>) = pending
-            .into_iter()
-            .partition(|s| s.depends_on.iter().all(|d| out.get(*d).is_some_and(Option::is_some)));
+        let (ready, waiting): (Vec<&Stage>, Vec<&Stage>) =
+            pending.into_iter().partition(|s| s.depends_on.iter().all(|d| out.get(*d).is_some_and(Option::is_some)));
         if ready.is_empty() {
             return Err(ExecuteError::TargetMissing { index: waiting.first().map_or(plan.target, |s| s.index) });
         }
@@ -84,7 +83,15 @@ fn stage_keys(
     let mut parent = base.clone();
     let mut steps = Vec::with_capacity(stage.steps.len());
     let mut keys = Vec::with_capacity(stage.steps.len());
-    let inputs = KeyInputs { context: exec.context, plan, stage, done, bases, output: output_component(&exec.layer), build_time: &exec.created };
+    let inputs = KeyInputs {
+        context: exec.context,
+        plan,
+        stage,
+        done,
+        bases,
+        output: output_component(&exec.layer),
+        build_time: &exec.created,
+    };
     for step in &stage.steps {
         let components = inputs.components(step, parent);
         parent = components.key();
@@ -142,7 +149,8 @@ impl KeyInputs<'_> {
                     c.stages.insert(from.clone(), self.stage_key(from));
                 }
                 None => {
-                    let local: Vec<&str> = copy.sources.iter().map(String::as_str).filter(|s| !s.starts_with("<<")).collect();
+                    let local: Vec<&str> =
+                        copy.sources.iter().map(String::as_str).filter(|s| !s.starts_with("<<")).collect();
                     c.sources = Some(context_sources_digest(self.context, &local));
                 }
             },
@@ -230,11 +238,28 @@ pub fn context_sources_digest(context: &BuildContext, sources: &[&str]) -> Strin
 enum SourceEntry {
     /// Where one selected path's tree begins.
     TreeStart,
-    Bytes { label: &'static str, bytes: String },
-    Dir { rel: String, mode: u32 },
-    Symlink { rel: String, mode: u32, target: String },
-    File { rel: String, mode: u32, size: u64, host: PathBuf },
-    Special { rel: String },
+    Bytes {
+        label: &'static str,
+        bytes: String,
+    },
+    Dir {
+        rel: String,
+        mode: u32,
+    },
+    Symlink {
+        rel: String,
+        mode: u32,
+        target: String,
+    },
+    File {
+        rel: String,
+        mode: u32,
+        size: u64,
+        host: PathBuf,
+    },
+    Special {
+        rel: String,
+    },
 }
 
 /// Lists `rel` and, for a directory, everything below it that `.dockerignore` keeps.
@@ -323,7 +348,8 @@ mod tests {
     use crate::sandbox::{CancelToken, Sandbox};
     use rbuild_cache::store::BlobStore;
 
-    const STEPS: &str = "FROM scratch\nARG EARLY=1\nCOPY a.txt /a\nARG LATE=x\nCOPY b.txt /b\nRUN echo $LATE\nENV E=$EARLY\n";
+    const STEPS: &str =
+        "FROM scratch\nARG EARLY=1\nCOPY a.txt /a\nARG LATE=x\nCOPY b.txt /b\nRUN echo $LATE\nENV E=$EARLY\n";
 
     /// The keys of `STEPS`' stage for a context with `a.txt`/`b.txt` and these build args.
     fn keys(dir: &Path, args: &[(&str, &str)]) -> Vec<CacheKey> {

@@ -8,13 +8,29 @@ use crate::dockerignore::{ignore_file_for, DockerIgnore, DockerIgnoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
     #[error("cannot read the build context {path}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid ignore file {path}")]
-    Ignore { path: PathBuf, #[source] source: DockerIgnoreError },
+    Ignore {
+        path: PathBuf,
+        #[source]
+        source: DockerIgnoreError,
+    },
     #[error("invalid source pattern {pattern:?}")]
-    Pattern { pattern: String, #[source] source: DockerIgnoreError },
+    Pattern {
+        pattern: String,
+        #[source]
+        source: DockerIgnoreError,
+    },
     #[error("cannot walk the build context {path}")]
-    Walk { path: PathBuf, #[source] source: walkdir::Error },
+    Walk {
+        path: PathBuf,
+        #[source]
+        source: walkdir::Error,
+    },
 }
 
 /// A context directory and the ignore rules that apply to it.
@@ -31,7 +47,8 @@ impl BuildContext {
         let ignore = match ignore_file_for(&dir, dockerfile) {
             None => None,
             Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| ContextError::Read { path: path.clone(), source })?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ContextError::Read { path: path.clone(), source })?;
                 Some(DockerIgnore::parse(&text).map_err(|source| ContextError::Ignore { path, source })?)
             }
         };

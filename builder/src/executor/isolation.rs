@@ -149,14 +149,29 @@ pub enum IsolationError {
 /// Picks the isolation for `request`; `probe` runs only for [`IsolationRequest::Auto`].
 /// `no_process_sandbox` (`--no-process-sandbox`) shares the pid namespace and `/proc` in
 /// every mode that has namespaces; `auto` falls back to it by itself where only `/proc` fails.
-pub fn choose(request: IsolationRequest, own_image: bool, force: bool, no_process_sandbox: bool, marker: &Path, probe: impl FnOnce() -> Probed) -> Result<Chosen, IsolationError> {
+pub fn choose(
+    request: IsolationRequest,
+    own_image: bool,
+    force: bool,
+    no_process_sandbox: bool,
+    marker: &Path,
+    probe: impl FnOnce() -> Probed,
+) -> Result<Chosen, IsolationError> {
     let process = if no_process_sandbox { ProcessSandbox::SharedPidNs } else { ProcessSandbox::Private };
     let chosen = |mode, process_sandbox, reason: String| Ok(Chosen { mode, process_sandbox, reason });
     let container_allowed = own_image || force;
-    let container_reason = if own_image { format!("{} marks this as rbuild's own image", marker.display()) } else { "--force".to_string() };
+    let container_reason = if own_image {
+        format!("{} marks this as rbuild's own image", marker.display())
+    } else {
+        "--force".to_string()
+    };
     match request {
-        IsolationRequest::Mode(IsolationMode::Container) if !container_allowed => Err(IsolationError::NotOwnImage { marker: marker.to_path_buf() }),
-        IsolationRequest::Mode(IsolationMode::Container) => chosen(IsolationMode::Container, ProcessSandbox::SharedPidNs, format!("requested; {container_reason}")),
+        IsolationRequest::Mode(IsolationMode::Container) if !container_allowed => {
+            Err(IsolationError::NotOwnImage { marker: marker.to_path_buf() })
+        }
+        IsolationRequest::Mode(IsolationMode::Container) => {
+            chosen(IsolationMode::Container, ProcessSandbox::SharedPidNs, format!("requested; {container_reason}"))
+        }
         IsolationRequest::Mode(mode) => chosen(mode, process, "requested".into()),
         IsolationRequest::Auto => {
             let probed = probe();
@@ -264,7 +279,8 @@ fn clear_dir(root: &Path, rel: &Path, excluded: &Exclusions) -> io::Result<()> {
 /// than the root itself, and `extra` (rbuild's state directory, the context, the binary,
 /// the registry credentials). Paths outside `root` are ignored.
 pub fn container_exclusions(root: &Path, mountinfo: &str, extra: &[PathBuf]) -> Exclusions {
-    let mounts = mountinfo.lines().filter_map(|line| line.split(' ').nth(4)).map(|p| PathBuf::from(unescape_mount_path(p)));
+    let mounts =
+        mountinfo.lines().filter_map(|line| line.split(' ').nth(4)).map(|p| PathBuf::from(unescape_mount_path(p)));
     let under_root = |p: PathBuf| p.strip_prefix(root).ok().map(Path::to_path_buf);
     let fixed = ALWAYS_EXCLUDED.iter().map(PathBuf::from);
     Exclusions::new(fixed.chain(mounts.chain(extra.iter().cloned()).filter_map(under_root)))
@@ -309,20 +325,36 @@ mod tests {
 
     #[test]
     fn exclusions_come_from_mounts_and_extras() {
-        let ex = container_exclusions(Path::new("/"), MOUNTINFO, &[PathBuf::from("/root/.cache/rbuild"), PathBuf::from("/usr/local/bin/rbuild")]);
+        let ex = container_exclusions(
+            Path::new("/"),
+            MOUNTINFO,
+            &[PathBuf::from("/root/.cache/rbuild"), PathBuf::from("/usr/local/bin/rbuild")],
+        );
         let got: Vec<&str> = ex.paths().iter().map(|p| p.to_str().unwrap()).collect();
         assert_eq!(
             got,
             [
-                "dev", "etc/hosts", "my volume", "proc", "root/.cache/rbuild", "run/secrets/kubernetes.io", "sys", "usr/local/bin/rbuild",
-                "var/run/secrets/kubernetes.io", "workspace"
+                "dev",
+                "etc/hosts",
+                "my volume",
+                "proc",
+                "root/.cache/rbuild",
+                "run/secrets/kubernetes.io",
+                "sys",
+                "usr/local/bin/rbuild",
+                "var/run/secrets/kubernetes.io",
+                "workspace"
             ]
         );
     }
 
     #[test]
     fn exclusions_under_another_root_are_relative_to_it() {
-        let ex = container_exclusions(Path::new("/tmp/r"), "1 0 0:1 / /tmp/r/vol rw - tmpfs t rw\n2 0 0:1 / /elsewhere rw - tmpfs t rw\n", &[]);
+        let ex = container_exclusions(
+            Path::new("/tmp/r"),
+            "1 0 0:1 / /tmp/r/vol rw - tmpfs t rw\n2 0 0:1 / /elsewhere rw - tmpfs t rw\n",
+            &[],
+        );
         assert!(ex.covers(Path::new("vol")));
         assert!(!ex.covers(Path::new("elsewhere")));
     }
@@ -341,7 +373,12 @@ mod tests {
     }
 
     fn probed(userns: bool, chroot: bool) -> impl FnOnce() -> Probed {
-        move || Probed { user_namespace_failure: (!userns).then_some(ProbeFailure::Step(SetupStep::UnshareUser)), shared_pid_works: false, chroot_works: chroot, root: true }
+        move || Probed {
+            user_namespace_failure: (!userns).then_some(ProbeFailure::Step(SetupStep::UnshareUser)),
+            shared_pid_works: false,
+            chroot_works: chroot,
+            root: true,
+        }
     }
 
     #[rstest::rstest]
@@ -350,9 +387,27 @@ mod tests {
     #[case::container_in_own_image(IsolationRequest::Auto, false, false, true, Some(IsolationMode::Container))]
     #[case::nothing(IsolationRequest::Auto, false, false, false, None)]
     #[case::container_refused(IsolationRequest::Mode(IsolationMode::Container), true, true, false, None)]
-    #[case::container_requested(IsolationRequest::Mode(IsolationMode::Container), true, true, true, Some(IsolationMode::Container))]
-    #[case::chroot_requested(IsolationRequest::Mode(IsolationMode::Chroot), true, false, false, Some(IsolationMode::Chroot))]
-    fn choice(#[case] request: IsolationRequest, #[case] userns: bool, #[case] chroot: bool, #[case] own_image: bool, #[case] want: Option<IsolationMode>) {
+    #[case::container_requested(
+        IsolationRequest::Mode(IsolationMode::Container),
+        true,
+        true,
+        true,
+        Some(IsolationMode::Container)
+    )]
+    #[case::chroot_requested(
+        IsolationRequest::Mode(IsolationMode::Chroot),
+        true,
+        false,
+        false,
+        Some(IsolationMode::Chroot)
+    )]
+    fn choice(
+        #[case] request: IsolationRequest,
+        #[case] userns: bool,
+        #[case] chroot: bool,
+        #[case] own_image: bool,
+        #[case] want: Option<IsolationMode>,
+    ) {
         let got = choose(request, own_image, false, false, Path::new(OWN_IMAGE_MARKER), probed(userns, chroot));
         assert_eq!(got.as_ref().ok().map(|c| c.mode), want, "{got:?}");
         if let Err(e) = got {
@@ -362,7 +417,8 @@ mod tests {
 
     #[test]
     fn force_allows_container_outside_the_own_image() {
-        let got = choose(IsolationRequest::Auto, false, true, false, Path::new(OWN_IMAGE_MARKER), probed(false, false)).unwrap();
+        let got = choose(IsolationRequest::Auto, false, true, false, Path::new(OWN_IMAGE_MARKER), probed(false, false))
+            .unwrap();
         assert_eq!(got.mode, IsolationMode::Container);
         assert!(got.reason.contains("UnshareUser") && got.reason.contains("--force"), "{}", got.reason);
     }
@@ -373,20 +429,48 @@ mod tests {
     #[test]
     fn masked_proc_falls_back_to_the_shared_pid_namespace() {
         let marker = Path::new(OWN_IMAGE_MARKER);
-        let masked = || Probed { user_namespace_failure: Some(ProbeFailure::Step(SetupStep::MountProc)), shared_pid_works: true, chroot_works: false, root: false };
+        let masked = || Probed {
+            user_namespace_failure: Some(ProbeFailure::Step(SetupStep::MountProc)),
+            shared_pid_works: true,
+            chroot_works: false,
+            root: false,
+        };
         let got = choose(IsolationRequest::Auto, true, false, false, marker, masked).unwrap();
-        assert_eq!((got.mode, got.process_sandbox, got.name()), (IsolationMode::UserNs, ProcessSandbox::SharedPidNs, "userns, no process sandbox"));
-        assert!(got.reason.contains("step MountProc") && got.reason.contains("procMount: Unmasked") && got.reason.starts_with("WARNING"), "{}", got.reason);
-        let flag = choose(IsolationRequest::Mode(IsolationMode::UserNs), false, false, true, marker, || unreachable!()).unwrap();
+        assert_eq!(
+            (got.mode, got.process_sandbox, got.name()),
+            (IsolationMode::UserNs, ProcessSandbox::SharedPidNs, "userns, no process sandbox")
+        );
+        assert!(
+            got.reason.contains("step MountProc")
+                && got.reason.contains("procMount: Unmasked")
+                && got.reason.starts_with("WARNING"),
+            "{}",
+            got.reason
+        );
+        let flag = choose(IsolationRequest::Mode(IsolationMode::UserNs), false, false, true, marker, || unreachable!())
+            .unwrap();
         assert_eq!(flag.process_sandbox, ProcessSandbox::SharedPidNs);
-        let restricted = || Probed { user_namespace_failure: Some(ProbeFailure::Step(SetupStep::UnshareUser)), shared_pid_works: false, chroot_works: false, root: false };
+        let restricted = || Probed {
+            user_namespace_failure: Some(ProbeFailure::Step(SetupStep::UnshareUser)),
+            shared_pid_works: false,
+            chroot_works: false,
+            root: false,
+        };
         let err = choose(IsolationRequest::Auto, true, false, false, marker, restricted).unwrap_err().to_string();
         for want in ["step UnshareUser", "seccompProfile: Unconfined", "runAsUser: 0"] {
             assert!(err.contains(want), "{want}: {err}");
         }
-        let unmappable = || Probed { user_namespace_failure: Some(ProbeFailure::IdMap("newuidmap failed".into())), shared_pid_works: false, chroot_works: false, root: false };
+        let unmappable = || Probed {
+            user_namespace_failure: Some(ProbeFailure::IdMap("newuidmap failed".into())),
+            shared_pid_works: false,
+            chroot_works: false,
+            root: false,
+        };
         let err = choose(IsolationRequest::Auto, true, false, false, marker, unmappable).unwrap_err().to_string();
-        assert!(err.contains("step WriteIdMap: newuidmap failed") && err.contains("hostUsers: false with runAsUser: 0"), "{err}");
+        assert!(
+            err.contains("step WriteIdMap: newuidmap failed") && err.contains("hostUsers: false with runAsUser: 0"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -402,8 +486,24 @@ mod tests {
         std::os::unix::fs::symlink("/usr", root.join("link-out")).unwrap();
         let ex = Exclusions::new(["run/secrets/kubernetes.io", "state"].map(PathBuf::from));
         clear_root(root, &ex).unwrap();
-        let mut left: Vec<String> = walkdir::WalkDir::new(root).min_depth(1).into_iter().map(|e| e.unwrap().path().strip_prefix(root).unwrap().display().to_string()).collect();
+        let mut left: Vec<String> = walkdir::WalkDir::new(root)
+            .min_depth(1)
+            .into_iter()
+            .map(|e| e.unwrap().path().strip_prefix(root).unwrap().display().to_string())
+            .collect();
         left.sort();
-        assert_eq!(left, ["run", "run/secrets", "run/secrets/kubernetes.io", "run/secrets/kubernetes.io/sa", "run/secrets/kubernetes.io/sa/token", "state", "state/store", "state/store/blob"]);
+        assert_eq!(
+            left,
+            [
+                "run",
+                "run/secrets",
+                "run/secrets/kubernetes.io",
+                "run/secrets/kubernetes.io/sa",
+                "run/secrets/kubernetes.io/sa/token",
+                "state",
+                "state/store",
+                "state/store/blob"
+            ]
+        );
     }
 }

@@ -29,12 +29,12 @@ use std::path::PathBuf;
 
 pub use base::{resolve_bases, BaseError, BaseImage, BaseSet};
 pub use cache::StepCacheReport;
-pub use remote::{CacheMode, CacheSettings, Remote, WriteReport};
 pub use context::{BuildContext, ContextError};
 pub use identity::Identity;
 pub use instructions::InstructionError;
 pub use isolation::StageRoots;
 pub use progress::{Progress, StepEvent, StepReport};
+pub use remote::{CacheMode, CacheSettings, Remote, WriteReport};
 pub use secrets::{SecretSpec, Secrets};
 pub use stage::{StageOutput, StageSetup};
 
@@ -51,16 +51,34 @@ use rbuild_cache::store::BlobStore;
 pub enum ExecuteError {
     /// A step failed; `line` is the Dockerfile line of the instruction.
     #[error("{instruction} (line {line}) failed")]
-    Step { instruction: &'static str, line: usize, #[source] source: InstructionError },
+    Step {
+        instruction: &'static str,
+        line: usize,
+        #[source]
+        source: InstructionError,
+    },
     /// The stage's base could not be materialised.
     #[error("cannot prepare the base of stage {stage}")]
-    Base { stage: String, #[source] source: Box<BaseError> },
+    Base {
+        stage: String,
+        #[source]
+        source: Box<BaseError>,
+    },
     /// Creating or indexing a stage's work directory failed.
     #[error("cannot prepare the work directory {path}")]
-    WorkDir { path: PathBuf, #[source] source: std::io::Error },
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A snapshot or layer write failed after a step.
     #[error("cannot snapshot the change of {instruction} (line {line})")]
-    Snapshot { instruction: &'static str, line: usize, #[source] source: stage::SnapshotError },
+    Snapshot {
+        instruction: &'static str,
+        line: usize,
+        #[source]
+        source: stage::SnapshotError,
+    },
     /// The plan's target stage was not produced (a bug in plan or executor).
     #[error("target stage {index} was not built")]
     TargetMissing { index: usize },
@@ -72,7 +90,11 @@ pub enum ExecuteError {
     Cancelled,
     /// Layers a missed step needs could not be fetched.
     #[error("cannot fetch the layers of stage {stage}")]
-    Fetch { stage: String, #[source] source: Box<rbuild_cache::registry::RegistryError> },
+    Fetch {
+        stage: String,
+        #[source]
+        source: Box<rbuild_cache::registry::RegistryError>,
+    },
 }
 
 impl ExecuteError {
@@ -140,7 +162,9 @@ impl Executor<'_> {
         let mut pending = needed.clone();
         while !pending.is_empty() {
             let (mut ready, mut waiting): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| {
-                plan.stages.get(i).is_some_and(|s| s.depends_on.iter().all(|d| outputs.get(*d).is_some_and(Option::is_some)))
+                plan.stages
+                    .get(i)
+                    .is_some_and(|s| s.depends_on.iter().all(|d| outputs.get(*d).is_some_and(Option::is_some)))
             });
             if self.roots.in_place() && ready.len() > 1 {
                 // One shared root: one stage at a time.
@@ -186,10 +210,7 @@ impl Executor<'_> {
                     scope.spawn(move || stage::run_stage(self, &setup, bases, outputs).map(|o| (stage.index, o)))
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or(Err(ExecuteError::Panicked)))
-                .collect()
+            handles.into_iter().map(|h| h.join().unwrap_or(Err(ExecuteError::Panicked))).collect()
         })
     }
 }

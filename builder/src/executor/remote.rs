@@ -107,7 +107,8 @@ impl Remote {
         }
         let digest = layer.descriptor.digest.digest().clone();
         self.placements.start(&digest);
-        let (client, store, targets, runtime) = (self.client.clone(), store.clone(), self.targets.clone(), self.runtime.clone());
+        let (client, store, targets, runtime) =
+            (self.client.clone(), store.clone(), self.targets.clone(), self.runtime.clone());
         let blob = [(digest, layer.descriptor.size)];
         let placements = self.placements.clone();
         // Same thread-per-push as `spawn_write`; the guard wakes waiting cache writes
@@ -118,7 +119,8 @@ impl Remote {
             let (mut failures, mut holders) = (Vec::new(), Vec::<&Reference>::new());
             for target in &targets {
                 let holder = holders.iter().find(|h| h.registry() == target.registry());
-                let sources: BTreeMap<String, String> = holder.map(|h| (digest.to_string(), h.repository().to_string())).into_iter().collect();
+                let sources: BTreeMap<String, String> =
+                    holder.map(|h| (digest.to_string(), h.repository().to_string())).into_iter().collect();
                 match runtime.block_on(client.push_blobs(&store, target, &blob, &sources, &[])) {
                     Ok(_) => {
                         placements.add_holder(digest, target);
@@ -150,7 +152,10 @@ impl Remote {
 
     /// Records that blob `digest` can be fetched from `repository` (a reference in it).
     pub fn add_origin(&self, digest: &Digest, repository: &Reference) {
-        self.origins.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(digest.to_string(), repository.clone());
+        self.origins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(digest.to_string(), repository.clone());
     }
 
     /// Where `digest` comes from, if known.
@@ -165,7 +170,12 @@ impl Remote {
 
     /// Downloads the layers not in `store` (concurrently) from their origins, skipping those
     /// `skip` says can stay remote.
-    pub fn fetch(&self, store: &BlobStore, layers: &[ImageLayer], skip: impl Fn(&Reference) -> bool) -> Result<(), RegistryError> {
+    pub fn fetch(
+        &self,
+        store: &BlobStore,
+        layers: &[ImageLayer],
+        skip: impl Fn(&Reference) -> bool,
+    ) -> Result<(), RegistryError> {
         let missing: Vec<(Descriptor, Reference)> = layers
             .iter()
             .filter(|l| !store.contains(l.descriptor.digest.digest()))
@@ -220,7 +230,8 @@ impl Remote {
     /// Waits for every background cache write (blocking; call it outside the runtime).
     /// Failures are reported, not fatal: the image is correct without them.
     pub fn wait_for_writes(&self) -> WriteReport {
-        let handles: Vec<_> = std::mem::take(&mut *self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let handles: Vec<_> =
+            std::mem::take(&mut *self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let mut report = WriteReport::default();
         for handle in handles {
             match handle.join() {
@@ -281,7 +292,9 @@ impl Placements {
 
     fn holds(&self, digest: &Digest, repository: &Reference) -> bool {
         let key = repository_key(repository);
-        self.lock().get(&digest.to_string()).is_some_and(|p| p.holders.iter().any(|(r, repo)| format!("{r}/{repo}") == key))
+        self.lock()
+            .get(&digest.to_string())
+            .is_some_and(|p| p.holders.iter().any(|(r, repo)| format!("{r}/{repo}") == key))
     }
 
     /// A repository of `registry` holding `digest`, once no placement of it is in flight
@@ -290,7 +303,10 @@ impl Placements {
     fn holder(&self, digest: &Digest, registry: &str) -> Option<String> {
         let key = digest.to_string();
         let state = self.lock();
-        let state = self.changed.wait_while(state, |s| s.get(&key).is_some_and(|p| p.in_flight > 0)).unwrap_or_else(PoisonError::into_inner);
+        let state = self
+            .changed
+            .wait_while(state, |s| s.get(&key).is_some_and(|p| p.in_flight > 0))
+            .unwrap_or_else(PoisonError::into_inner);
         state.get(&key)?.holders.iter().find(|(r, _)| r == registry).map(|(_, repo)| repo.clone())
     }
 }

@@ -54,10 +54,9 @@ impl LazyRoot {
         };
         let todo = layers.get(start..).unwrap_or_default();
         if let Some(remote) = exec.remote {
-            remote.fetch(exec.store, todo, |_| false).map_err(|source| ExecuteError::Fetch {
-                stage: self.stage.clone(),
-                source: Box::new(source),
-            })?;
+            remote
+                .fetch(exec.store, todo, |_| false)
+                .map_err(|source| ExecuteError::Fetch { stage: self.stage.clone(), source: Box::new(source) })?;
         }
         self.unpack(exec, todo)?;
         native::write_index_excluding(&self.rootfs, &self.index, &self.roots.exclusions())
@@ -73,7 +72,8 @@ impl LazyRoot {
 
     fn fresh_dir(&self) -> Result<(), ExecuteError> {
         if let Some(parent) = self.index.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| ExecuteError::WorkDir { path: parent.to_path_buf(), source })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|source| ExecuteError::WorkDir { path: parent.to_path_buf(), source })?;
         }
         self.roots.prepare(&self.rootfs).map_err(|source| ExecuteError::WorkDir { path: self.rootfs.clone(), source })
     }
@@ -86,10 +86,11 @@ impl LazyRoot {
         let excluded = self.roots.exclusions();
         for layer in layers {
             let d = &layer.descriptor;
-            unpack_verified(&root, &layer.blob, (d.codec, d.digest.digest(), d.diff_id.digest()), &opts, &excluded).map_err(|source| ExecuteError::Base {
-                stage: self.stage.clone(),
-                source: Box::new(BaseError::Unpack { reference: reference.clone(), source }),
-            })?;
+            unpack_verified(&root, &layer.blob, (d.codec, d.digest.digest(), d.diff_id.digest()), &opts, &excluded)
+                .map_err(|source| ExecuteError::Base {
+                    stage: self.stage.clone(),
+                    source: Box::new(BaseError::Unpack { reference: reference.clone(), source }),
+                })?;
         }
         Ok(())
     }

@@ -26,7 +26,12 @@ pub enum SecretError {
     Duplicate { id: String },
     /// The file cannot be read.
     #[error("cannot read secret {id:?} from {path}")]
-    Read { id: String, path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        id: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The environment variable is not set.
     #[error("secret {id:?}: environment variable {var} is not set")]
     EnvUnset { id: String, var: String },
@@ -71,7 +76,10 @@ impl SecretSpec {
         }
         let id = match (id, &src) {
             (Some(id), _) if !id.is_empty() => id,
-            (_, Some(path)) => PathBuf::from(path).file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| SecretError::NoId { spec: spec.into() })?,
+            (_, Some(path)) => PathBuf::from(path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| SecretError::NoId { spec: spec.into() })?,
             _ => return Err(SecretError::NoId { spec: spec.into() }),
         };
         let source = match (src, env) {
@@ -111,8 +119,14 @@ impl Secrets {
         let mut out = BTreeMap::new();
         for spec in specs {
             let value = match &spec.source {
-                SecretSource::File(path) => std::fs::read(path).map_err(|source| SecretError::Read { id: spec.id.clone(), path: path.clone(), source })?,
-                SecretSource::Env(var) => env(var).ok_or_else(|| SecretError::EnvUnset { id: spec.id.clone(), var: var.clone() })?.into_bytes(),
+                SecretSource::File(path) => std::fs::read(path).map_err(|source| SecretError::Read {
+                    id: spec.id.clone(),
+                    path: path.clone(),
+                    source,
+                })?,
+                SecretSource::Env(var) => env(var)
+                    .ok_or_else(|| SecretError::EnvUnset { id: spec.id.clone(), var: var.clone() })?
+                    .into_bytes(),
             };
             if out.insert(spec.id.clone(), SecretValue(value)).is_some() {
                 return Err(SecretError::Duplicate { id: spec.id.clone() });

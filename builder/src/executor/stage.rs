@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::base::BaseSet;
-use super::isolation::StageRoots;
-use super::instructions::{self, StepContext, StepEffect};
 use super::cache::{self, StageCache, StepAnswer};
+use super::instructions::{self, StepContext, StepEffect};
+use super::isolation::StageRoots;
 use super::progress::{StepEvent, StepReport};
 use super::rootfs::{self, LazyRoot};
 use super::{ExecuteError, Executor};
@@ -63,9 +63,16 @@ pub fn run_stage(
     let from_text = format!("FROM {}", base_name(stage));
     let started = Instant::now();
     exec.progress.step_started(&event(setup, steps, 1, &from_text));
-    let root = Arc::new(LazyRoot::new(&exec.work_dir.join(format!("stage-{}", stage.index)), stage.display_name(), &exec.roots));
+    let root = Arc::new(LazyRoot::new(
+        &exec.work_dir.join(format!("stage-{}", stage.index)),
+        stage.display_name(),
+        &exec.roots,
+    ));
     let (mut config, mut layers) = base_state(stage, bases, earlier)?;
-    exec.progress.step_finished(&event(setup, steps, 1, &from_text), &StepReport { elapsed: started.elapsed(), ..StepReport::default() });
+    exec.progress.step_finished(
+        &event(setup, steps, 1, &from_text),
+        &StepReport { elapsed: started.elapsed(), ..StepReport::default() },
+    );
     config.created = Some(exec.created.clone());
     let uploads_layers = exec.remote.filter(|_| cache::stages_in_image(setup.plan).contains(&stage.index));
     for (i, step) in stage.steps.iter().enumerate() {
@@ -78,13 +85,25 @@ pub fn run_stage(
         if let Some(StepAnswer::Hit { entry, config: cached, layer }) = setup.cache.and_then(|c| c.answers.get(i)) {
             let size = cache::apply_hit(step, entry, cached, layer.as_ref(), &mut config, &mut layers);
             let layer_digest = layer.as_ref().map(|l| l.descriptor.digest.digest().clone());
-            exec.progress.step_finished(&ev, &StepReport { elapsed: started.elapsed(), layer_size: size, layer_digest, cached: true });
+            exec.progress.step_finished(
+                &ev,
+                &StepReport { elapsed: started.elapsed(), layer_size: size, layer_digest, cached: true },
+            );
             continue;
         }
         root.ensure(exec, &layers)?;
         rootfs::ensure_referenced(exec, setup.plan, step, earlier)?;
         let previous = stage.steps.get(..i).unwrap_or_default();
-        let ctx = StepContext { exec, rootfs: &root.rootfs, plan: setup.plan, earlier, bases, event: ev, previous, platform: &stage.platform };
+        let ctx = StepContext {
+            exec,
+            rootfs: &root.rootfs,
+            plan: setup.plan,
+            earlier,
+            bases,
+            event: ev,
+            previous,
+            platform: &stage.platform,
+        };
         let keyword = step.instruction.keyword();
         let effect = instructions::apply(step, &mut config, &ctx).map_err(|e| {
             exec.progress.step_failed(&ev, step.location.start_line, &e);
@@ -92,8 +111,9 @@ pub fn run_stage(
         })?;
         let layer = match effect {
             StepEffect::ConfigOnly => None,
-            StepEffect::Filesystem => snapshot(exec, &root.rootfs, &root.index)
-                .map_err(|source| ExecuteError::Snapshot { instruction: keyword, line: step.location.start_line, source })?,
+            StepEffect::Filesystem => snapshot(exec, &root.rootfs, &root.index).map_err(|source| {
+                ExecuteError::Snapshot { instruction: keyword, line: step.location.start_line, source }
+            })?,
         };
         config.history.push(History {
             created: Some(exec.created.clone()),
@@ -112,7 +132,10 @@ pub fn run_stage(
         let layer_digest = layer.as_ref().map(|l| l.descriptor.digest.digest().clone());
         layers.extend(layer);
         root.committed(layers.len());
-        exec.progress.step_finished(&ev, &StepReport { elapsed: started.elapsed(), layer_size: size, layer_digest, cached: false });
+        exec.progress.step_finished(
+            &ev,
+            &StepReport { elapsed: started.elapsed(), layer_size: size, layer_digest, cached: false },
+        );
     }
     if !stage.steps.is_empty() {
         // BuildKit-like: the image's time is its newest step's, so a fully cached rebuild
@@ -182,7 +205,8 @@ fn base_state(
             (base.config.clone(), base.layers.clone())
         }
         Base::Stage { index } => {
-            let out = earlier.get(*index).and_then(Option::as_ref).ok_or(ExecuteError::TargetMissing { index: *index })?;
+            let out =
+                earlier.get(*index).and_then(Option::as_ref).ok_or(ExecuteError::TargetMissing { index: *index })?;
             (out.config.clone(), out.layers.clone())
         }
     };

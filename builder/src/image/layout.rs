@@ -8,9 +8,9 @@ use rbuild_cache::index::{EntryPlatform, IndexBuilder, PlatformImage};
 use serde::Serialize;
 
 use super::manifest::AssembledImage;
+use super::ImageError;
 use crate::layer::verify::VerifyingReader;
 use crate::layer::ManifestFormat;
-use super::ImageError;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,7 +44,8 @@ fn place_blob(src: &Path, dst: &Path, digest: &Digest) -> Result<(), ImageError>
     let tmp = dst.with_extension("tmp");
     let file = std::fs::File::open(src).map_err(berr)?;
     let mut out = std::fs::File::create(&tmp).map_err(write_err(&tmp))?;
-    let mut reader = VerifyingReader::new(std::io::BufReader::new(&file), digest, format!("stored layer blob {digest}"));
+    let mut reader =
+        VerifyingReader::new(std::io::BufReader::new(&file), digest, format!("stored layer blob {digest}"));
     let placed = match rustix::fs::ioctl_ficlone(&out, &file) {
         Ok(()) => reader.finish(),
         Err(_) => std::io::copy(&mut reader, &mut out).map(|_| ()),
@@ -79,11 +80,8 @@ pub fn write_oci_layout(dir: &Path, image: &AssembledImage, ref_name: Option<&st
     if let Some(name) = ref_name {
         desc["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": name });
     }
-    let index = Index {
-        schema_version: 2,
-        media_type: "application/vnd.oci.image.index.v1+json",
-        manifests: vec![desc],
-    };
+    let index =
+        Index { schema_version: 2, media_type: "application/vnd.oci.image.index.v1+json", manifests: vec![desc] };
     let json = serde_json::to_vec(&index).map_err(|source| ImageError::Json { what: "index", source })?;
     write_atomic(&dir.join("index.json"), &json)
 }
@@ -91,7 +89,11 @@ pub fn write_oci_layout(dir: &Path, image: &AssembledImage, ref_name: Option<&st
 /// Writes a multi-platform image as an OCI layout: every image (as an OCI manifest, as in
 /// [`write_oci_layout`]), an OCI index of them sorted by platform, and `index.json`
 /// naming that index (annotated with `ref_name`).
-pub fn write_oci_layout_index(dir: &Path, images: &[(&AssembledImage, EntryPlatform)], ref_name: Option<&str>) -> Result<(), ImageError> {
+pub fn write_oci_layout_index(
+    dir: &Path,
+    images: &[(&AssembledImage, EntryPlatform)],
+    ref_name: Option<&str>,
+) -> Result<(), ImageError> {
     let mut index = IndexBuilder::new();
     for (image, platform) in images {
         write_oci_layout(dir, image, None)?;

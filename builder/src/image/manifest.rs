@@ -79,7 +79,14 @@ impl AssembledImage {
         }
         let config = Descriptor::new(config_media_type(format), self.config.size(), self.config.digest().clone());
         let (manifest_json, manifest) = manifest_for(format, &config, &self.layers);
-        AssembledImage { format, config_json: self.config_json.clone(), config, manifest_json, manifest, layers: self.layers.clone() }
+        AssembledImage {
+            format,
+            config_json: self.config_json.clone(),
+            config,
+            manifest_json,
+            manifest,
+            layers: self.layers.clone(),
+        }
     }
 }
 

@@ -25,13 +25,25 @@ pub enum ImageError {
     HistoryMismatch { history: usize, layers: usize },
     /// Serialising JSON failed.
     #[error("cannot serialise {what}")]
-    Json { what: &'static str, #[source] source: serde_json::Error },
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     /// Writing an output failed.
     #[error("cannot write {path}")]
-    Write { path: PathBuf, #[source] source: io::Error },
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// A layer blob could not be read.
     #[error("cannot read layer blob {path}")]
-    Blob { path: PathBuf, #[source] source: io::Error },
+    Blob {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Formats seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).

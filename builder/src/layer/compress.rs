@@ -24,10 +24,16 @@ const IN_FLIGHT: usize = 4;
 pub enum LayerWriteError {
     /// Producing the tar stream failed.
     #[error("cannot build layer tar")]
-    Tar { #[source] source: TarWriteError },
+    Tar {
+        #[source]
+        source: TarWriteError,
+    },
     /// Compressing or writing the blob failed.
     #[error("cannot write compressed layer")]
-    Sink { #[source] source: io::Error },
+    Sink {
+        #[source]
+        source: io::Error,
+    },
     /// The compressor thread panicked (a bug).
     #[error("layer compressor thread panicked")]
     Panicked,
@@ -57,7 +63,8 @@ where
     let gzip = opts.gzip;
     std::thread::scope(|s| {
         let consumer = s.spawn(move || compress(out, compression, workers, gzip, rx, back_tx));
-        let mut w = ChunkWriter { buf: Vec::with_capacity(CHUNK), tx: Some(tx), back: back_rx, hash: Sha256::new(), len: 0 };
+        let mut w =
+            ChunkWriter { buf: Vec::with_capacity(CHUNK), tx: Some(tx), back: back_rx, hash: Sha256::new(), len: 0 };
         let produced = produce(&mut w).and_then(|()| w.close().map_err(|source| TarWriteError::Write { source }));
         drop(w); // closes the channel so the consumer ends even after an error
         let consumed = consumer.join().map_err(|_| LayerWriteError::Panicked)?;

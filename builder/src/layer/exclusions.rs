@@ -75,7 +75,9 @@ mod tests {
     #[case("var/cache/rbuild", true, false)]
     #[case("var", false, true)]
     fn covers_and_holds(#[case] rel: &str, #[case] covers: bool, #[case] holds: bool) {
-        let ex = Exclusions::new(["/proc", "/run/secrets/kubernetes.io", "var/cache/rbuild/", "/", "/../x", "/proc/1"].map(PathBuf::from));
+        let ex = Exclusions::new(
+            ["/proc", "/run/secrets/kubernetes.io", "var/cache/rbuild/", "/", "/../x", "/proc/1"].map(PathBuf::from),
+        );
         assert_eq!(ex.paths().len(), 3, "{ex:?}");
         assert_eq!(ex.covers(Path::new(rel)), covers, "covers {rel}");
         assert_eq!(ex.holds(Path::new(rel)), holds, "holds {rel}");
@@ -112,7 +114,9 @@ mod tests {
         std::fs::write(dir.path().join("run/secrets/token"), "secret").unwrap();
         std::fs::write(dir.path().join("keep/file"), "kept").unwrap();
         let mut tar = tar::Builder::new(Vec::new());
-        for (name, body) in [("proc/version", "fake"), ("etc/os-release", "base"), ("run/.wh..wh..opq", ""), ("keep/.wh.file", "")] {
+        for (name, body) in
+            [("proc/version", "fake"), ("etc/os-release", "base"), ("run/.wh..wh..opq", ""), ("keep/.wh.file", "")]
+        {
             let mut h = tar::Header::new_gnu();
             h.set_size(body.len() as u64);
             h.set_mode(0o644);

@@ -36,9 +36,6 @@ use std::fmt;
 
 use oci_spec::image::{Digest, MediaType, Sha256Digest};
 
-
-
-
 /// Digest of the *uncompressed* layer tar (the `rootfs.diff_ids` entry of a config).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
@@ -158,12 +155,8 @@ impl Codec {
     pub fn from_media_type(media_type: &MediaType) -> Option<Codec> {
         match media_type {
             MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => Some(Codec::None),
-            MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => {
-                Some(Codec::Gzip)
-            }
-            MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => {
-                Some(Codec::Zstd)
-            }
+            MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => Some(Codec::Gzip),
+            MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => Some(Codec::Zstd),
             MediaType::Other(s) => match s.as_str() {
                 DOCKER_LAYER => Some(Codec::None),
                 DOCKER_LAYER_GZIP | DOCKER_FOREIGN_GZIP => Some(Codec::Gzip),
@@ -225,10 +218,6 @@ pub struct LayerDescriptor {
 impl LayerDescriptor {
     /// The OCI descriptor for a manifest's `layers` list, in `format`'s media types.
     pub fn descriptor(&self, format: ManifestFormat) -> oci_spec::image::Descriptor {
-        oci_spec::image::Descriptor::new(
-            self.codec.media_type(format),
-            self.size,
-            self.digest.digest().clone(),
-        )
+        oci_spec::image::Descriptor::new(self.codec.media_type(format), self.size, self.digest.digest().clone())
     }
 }

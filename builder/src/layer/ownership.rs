@@ -202,8 +202,7 @@ impl DeviceRecord {
         let text = String::from_utf8_lossy(value);
         let bad = || OwnershipError::MalformedDevice { value: text.to_string() };
         let mut it = text.split(':');
-        let (Some(k), Some(ma), Some(mi), None) = (it.next(), it.next(), it.next(), it.next())
-        else {
+        let (Some(k), Some(ma), Some(mi), None) = (it.next(), it.next(), it.next(), it.next()) else {
             return Err(bad());
         };
         let kind = match k {
@@ -211,11 +210,7 @@ impl DeviceRecord {
             "b" => DeviceKind::Block,
             _ => return Err(bad()),
         };
-        Ok(DeviceRecord {
-            kind,
-            major: ma.parse().map_err(|_| bad())?,
-            minor: mi.parse().map_err(|_| bad())?,
-        })
+        Ok(DeviceRecord { kind, major: ma.parse().map_err(|_| bad())?, minor: mi.parse().map_err(|_| bad())? })
     }
 }
 

@@ -58,7 +58,13 @@ struct Done {
 
 /// Writes one gzip member of the concatenated `chunks` to `sink`. `recycle` gets the
 /// input buffers back once compressed.
-pub(super) fn write_member<W, I, R>(sink: &mut W, level: u32, opts: GzipOptions, chunks: I, recycle: R) -> io::Result<()>
+pub(super) fn write_member<W, I, R>(
+    sink: &mut W,
+    level: u32,
+    opts: GzipOptions,
+    chunks: I,
+    recycle: R,
+) -> io::Result<()>
 where
     W: Write,
     I: IntoIterator<Item = Vec<u8>>,
@@ -351,7 +357,8 @@ mod tests {
         for chunks in sizes {
             let total: usize = chunks.iter().sum();
             let mut partial = Vec::new();
-            let blocks: Vec<usize> = reblock(chunks.iter().map(|&n| vec![7u8; n]), &mut partial).map(|b| b.len()).collect();
+            let blocks: Vec<usize> =
+                reblock(chunks.iter().map(|&n| vec![7u8; n]), &mut partial).map(|b| b.len()).collect();
             assert!(blocks.iter().all(|&n| n == BLOCK), "{chunks:?}");
             assert_eq!(blocks.len() * BLOCK + partial.len(), total, "{chunks:?}");
             assert!(partial.len() < BLOCK);

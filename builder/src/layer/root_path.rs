@@ -25,7 +25,11 @@ const MAX_LINKS: usize = 40;
 pub enum RootPathError {
     /// The root itself could not be opened.
     #[error("cannot open root directory {root}")]
-    OpenRoot { root: PathBuf, #[source] source: std::io::Error },
+    OpenRoot {
+        root: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A symlink or `..` would leave the root.
     #[error("path {path} escapes the root directory")]
     Escape { path: PathBuf },
@@ -43,7 +47,12 @@ pub enum RootPathError {
     NoName { path: PathBuf },
     /// Any other system call failure.
     #[error("{op} failed on {path}")]
-    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What to do when `..` or a symlink would climb above the root.
@@ -125,12 +134,7 @@ impl RootDir {
 
     /// Resolves every component of `path` but the last (following symlinks inside the
     /// root) and returns the parent directory and the final name, which is not followed.
-    pub fn resolve_parent(
-        &self,
-        path: &Path,
-        policy: Escape,
-        missing: MissingDirs,
-    ) -> Result<Resolved, RootPathError> {
+    pub fn resolve_parent(&self, path: &Path, policy: Escape, missing: MissingDirs) -> Result<Resolved, RootPathError> {
         let mut comps: VecDeque<OsString> = components(path).collect();
         let name = match comps.pop_back() {
             Some(n) if n != ".." => n,
@@ -227,10 +231,9 @@ impl Walk<'_> {
                 self.stack.push((fd, name.to_os_string()));
                 Ok(())
             }
-            Err(Errno::NOENT) => Err(RootPathError::NotFound {
-                path: self.input.to_path_buf(),
-                missing: self.host_path().join(name),
-            }),
+            Err(Errno::NOENT) => {
+                Err(RootPathError::NotFound { path: self.input.to_path_buf(), missing: self.host_path().join(name) })
+            }
             Err(Errno::NOTDIR) | Err(Errno::LOOP) => self.expand_link(name, todo),
             Err(e) => Err(io_err("openat", &self.host_path().join(name), e)),
         }

@@ -56,9 +56,7 @@ fn number(value: &[u8]) -> Result<u64, SparseError> {
 
 /// The sparse description in an entry's PAX records, or `None` for an ordinary file.
 /// `records` are the entry's PAX (key, value) pairs in order.
-pub fn detect<'a>(
-    records: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-) -> Result<Option<PaxSparse>, SparseError> {
+pub fn detect<'a>(records: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Result<Option<PaxSparse>, SparseError> {
     let (mut name, mut size, mut major, mut map, mut offsets, mut lengths) =
         (None, None, None, None, Vec::new(), Vec::new());
     for (key, value) in records {
@@ -88,11 +86,7 @@ pub fn detect<'a>(
             MapSource::Records(offsets.into_iter().zip(lengths).collect())
         }
     };
-    Ok(Some(PaxSparse {
-        name,
-        real_size,
-        map,
-    }))
+    Ok(Some(PaxSparse { name, real_size, map }))
 }
 
 fn parse_list(list: &[u8], sep: u8) -> Result<Vec<u64>, SparseError> {
@@ -104,9 +98,7 @@ fn parse_list(list: &[u8], sep: u8) -> Result<Vec<u64>, SparseError> {
 
 fn pairs(numbers: &[u64]) -> Result<Vec<(u64, u64)>, SparseError> {
     if numbers.len() % 2 != 0 || numbers.len() / 2 > MAX_REGIONS {
-        return Err(SparseError::Map(
-            "the map is not a list of (offset, size) pairs",
-        ));
+        return Err(SparseError::Map("the map is not a list of (offset, size) pairs"));
     }
     Ok(numbers.chunks(2).map(|p| (p[0], p[1])).collect())
 }
@@ -131,10 +123,7 @@ fn read_data_map<R: Read>(data: &mut R) -> Result<(Vec<(u64, u64)>, u64), Sparse
                 return Err(SparseError::Map("too many regions"));
             }
             if complete.len() > 2 * count {
-                let numbers: Vec<u64> = complete[1..=2 * count]
-                    .iter()
-                    .map(|l| number(l))
-                    .collect::<Result<_, _>>()?;
+                let numbers: Vec<u64> = complete[1..=2 * count].iter().map(|l| number(l)).collect::<Result<_, _>>()?;
                 return Ok((pairs(&numbers)?, buf.len() as u64));
             }
         }
@@ -149,18 +138,12 @@ fn validate(map: &[(u64, u64)], real_size: u64, stored: u64) -> Result<(), Spars
     let mut end = 0u64;
     let mut total = 0u64;
     for &(offset, len) in map {
-        let region_end = offset
-            .checked_add(len)
-            .ok_or(SparseError::Map("a region overflows"))?;
+        let region_end = offset.checked_add(len).ok_or(SparseError::Map("a region overflows"))?;
         if offset < end || region_end > real_size {
-            return Err(SparseError::Map(
-                "regions overlap, are out of order or pass the end",
-            ));
+            return Err(SparseError::Map("regions overlap, are out of order or pass the end"));
         }
         end = region_end;
-        total = total
-            .checked_add(len)
-            .ok_or(SparseError::Map("a region overflows"))?;
+        total = total.checked_add(len).ok_or(SparseError::Map("a region overflows"))?;
     }
     if total != stored {
         return Err(SparseError::Map("the regions do not match the stored data"));
@@ -170,12 +153,7 @@ fn validate(map: &[(u64, u64)], real_size: u64, stored: u64) -> Result<(), Spars
 
 /// Writes the entry's data (`stored` bytes in `data`) into `file` at the map's offsets and
 /// sizes the file to the real size; returns the data bytes written.
-pub fn write<R: Read>(
-    sparse: &PaxSparse,
-    data: &mut R,
-    stored: u64,
-    file: &mut File,
-) -> Result<u64, SparseError> {
+pub fn write<R: Read>(sparse: &PaxSparse, data: &mut R, stored: u64, file: &mut File) -> Result<u64, SparseError> {
     let (map, stored) = match &sparse.map {
         MapSource::Records(map) => (map.clone(), stored),
         MapSource::InData => {
@@ -239,19 +217,9 @@ mod tests {
         let mut data_map = b"2\n0\n3\n8192\n2\n".to_vec();
         data_map.resize(512, 0);
         data_map.extend_from_slice(b"abcXY");
-        let sparse = PaxSparse {
-            name: None,
-            real_size: 10000,
-            map: MapSource::InData,
-        };
+        let sparse = PaxSparse { name: None, real_size: 10000, map: MapSource::InData };
         let mut file = tempfile::tempfile().unwrap();
-        let written = write(
-            &sparse,
-            &mut data_map.as_slice(),
-            data_map.len() as u64,
-            &mut file,
-        )
-        .unwrap();
+        let written = write(&sparse, &mut data_map.as_slice(), data_map.len() as u64, &mut file).unwrap();
         assert_eq!(written, 5);
         let mut content = Vec::new();
         file.seek(SeekFrom::Start(0)).unwrap();

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
 
 use super::ownership::{
-    DeviceKind, DeviceRecord, IdMaps, OwnerRecord, OwnershipError, DEVICE_XATTR,
-    FALLBACK_XATTR_PREFIX, OWNER_XATTR, RBUILD_XATTR_PREFIX,
+    DeviceKind, DeviceRecord, IdMaps, OwnerRecord, OwnershipError, DEVICE_XATTR, FALLBACK_XATTR_PREFIX, OWNER_XATTR,
+    RBUILD_XATTR_PREFIX,
 };
 use super::whiteout::{whiteout_name, OPAQUE_MARKER};
 use super::MtimePolicy;
@@ -26,13 +26,24 @@ use super::MtimePolicy;
 pub enum TarWriteError {
     /// `lstat`, `readlink`, open or read of a source file failed.
     #[error("cannot read {path}")]
-    Source { path: PathBuf, #[source] source: io::Error },
+    Source {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// A recorded owner/device xattr is malformed.
     #[error("bad ownership record on {path}")]
-    Record { path: PathBuf, #[source] source: OwnershipError },
+    Record {
+        path: PathBuf,
+        #[source]
+        source: OwnershipError,
+    },
     /// Writing the archive failed.
     #[error("cannot write layer tar")]
-    Write { #[source] source: io::Error },
+    Write {
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// One entry of a change set, by path relative to the source root.
@@ -90,8 +101,15 @@ impl<W: Write> TarLayerWriter<W> {
             LayerEntry::Path(rel) => self.append_path(rel),
             LayerEntry::Whiteout(_) | LayerEntry::Opaque(_) => {
                 let st = Stat {
-                    kind: EntryType::Regular, mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0,
-                    link: None, device: None, xattrs: BTreeMap::new(),
+                    kind: EntryType::Regular,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    size: 0,
+                    mtime: 0,
+                    link: None,
+                    device: None,
+                    xattrs: BTreeMap::new(),
                 };
                 self.write_entry(entry.tar_path().as_os_str().as_bytes(), &st, io::empty())
             }
@@ -278,9 +296,9 @@ fn set_ustar_name(h: &mut Header, name: &[u8]) -> bool {
         return true;
     }
     let trimmed = name.strip_suffix(b"/").unwrap_or(name);
-    let split = (0..trimmed.len()).rev().find(|&i| {
-        trimmed[i] == b'/' && i <= u.prefix.len() && name.len() - i - 1 <= u.name.len() && i > 0
-    });
+    let split = (0..trimmed.len())
+        .rev()
+        .find(|&i| trimmed[i] == b'/' && i <= u.prefix.len() && name.len() - i - 1 <= u.name.len() && i > 0);
     if let Some(i) = split {
         u.prefix[..i].copy_from_slice(&name[..i]);
         let rest = &name[i + 1..];

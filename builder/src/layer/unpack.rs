@@ -20,8 +20,8 @@ use tar::EntryType;
 
 use super::exclusions::Exclusions;
 use super::ownership::{
-    fallback_xattr, widen_mode, DeviceKind, DeviceRecord, IdMaps, OwnerRecord, OwnershipError,
-    DEVICE_XATTR, OWNER_XATTR, RBUILD_XATTR_PREFIX,
+    fallback_xattr, widen_mode, DeviceKind, DeviceRecord, IdMaps, OwnerRecord, OwnershipError, DEVICE_XATTR,
+    OWNER_XATTR, RBUILD_XATTR_PREFIX,
 };
 use super::root_path::{Escape, MissingDirs, RootDir, RootPathError};
 use super::sparse::{self, PaxSparse, SparseError};
@@ -33,7 +33,10 @@ use super::Codec;
 pub enum UnpackError {
     /// Reading or decompressing the archive failed.
     #[error("cannot read layer archive")]
-    Read { #[source] source: io::Error },
+    Read {
+        #[source]
+        source: io::Error,
+    },
     /// An entry name is absolute.
     #[error("layer entry {path:?} has an absolute path")]
     AbsolutePath { path: String },
@@ -42,19 +45,36 @@ pub enum UnpackError {
     ParentComponent { path: String },
     /// Resolving the entry's location under the root failed (includes escapes).
     #[error("cannot place layer entry {path}")]
-    Resolve { path: PathBuf, #[source] source: RootPathError },
+    Resolve {
+        path: PathBuf,
+        #[source]
+        source: RootPathError,
+    },
     /// A file system call failed.
     #[error("{op} failed for layer entry {path}")]
-    Io { op: &'static str, path: PathBuf, #[source] source: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// The entry's owner cannot be mapped.
     #[error("cannot set owner of layer entry {path}")]
-    Owner { path: PathBuf, #[source] source: OwnershipError },
+    Owner {
+        path: PathBuf,
+        #[source]
+        source: OwnershipError,
+    },
     /// The entry type is not supported.
     #[error("layer entry {path} has unsupported type {kind:?}")]
     UnsupportedEntry { path: PathBuf, kind: u8 },
     /// A PAX sparse entry is malformed or cut short.
     #[error("sparse layer entry {path}")]
-    Sparse { path: PathBuf, #[source] source: SparseError },
+    Sparse {
+        path: PathBuf,
+        #[source]
+        source: SparseError,
+    },
 }
 
 /// How ownership from the layer reaches the disk.
@@ -155,7 +175,15 @@ fn unpack_tar<R: Read>(
     excluded: &Exclusions,
 ) -> Result<UnpackStats, UnpackError> {
     let mut archive = tar::Archive::new(reader);
-    let mut u = Unpacker { root, opts, whiteouts, excluded, this_layer: HashSet::new(), dirs: Vec::new(), stats: UnpackStats::default() };
+    let mut u = Unpacker {
+        root,
+        opts,
+        whiteouts,
+        excluded,
+        this_layer: HashSet::new(),
+        dirs: Vec::new(),
+        stats: UnpackStats::default(),
+    };
     for entry in archive.entries().map_err(|source| UnpackError::Read { source })? {
         let mut entry = entry.map_err(|source| UnpackError::Read { source })?;
         u.apply(&mut entry)?;
@@ -290,7 +318,8 @@ impl Unpacker<'_> {
                 self.stats.bytes += match &sparse {
                     Some(sp) => {
                         let stored = entry.size();
-                        sparse::write(sp, entry, stored, &mut file).map_err(|source| UnpackError::Sparse { path: rel.clone(), source })?
+                        sparse::write(sp, entry, stored, &mut file)
+                            .map_err(|source| UnpackError::Sparse { path: rel.clone(), source })?
                     }
                     None => io::copy(entry, &mut file).map_err(|e| io_err("write", &rel, e))?,
                 };
@@ -308,7 +337,8 @@ impl Unpacker<'_> {
                 // The link's header owner and mode apply to the shared inode, as Docker's and
                 // containerd's tar appliers do (the last header of the inode wins).
                 let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                let fd = rfs::openat(&res.dir, res.name.as_os_str(), flags, Mode::empty()).map_err(|e| io_err("openat", &rel, e))?;
+                let fd = rfs::openat(&res.dir, res.name.as_os_str(), flags, Mode::empty())
+                    .map_err(|e| io_err("openat", &rel, e))?;
                 self.set_meta_fd(fd.as_fd(), &meta, false, &rel)
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
@@ -326,7 +356,9 @@ impl Unpacker<'_> {
             Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(io_err("fstatat", rel, e)),
             Ok(st) if new_is_dir && FileType::from_raw_mode(st.st_mode) == FileType::Directory => Ok(()),
-            Ok(_) if self.excluded.holds(rel) => Err(io_err("replace a directory holding excluded paths", rel, Errno::BUSY)),
+            Ok(_) if self.excluded.holds(rel) => {
+                Err(io_err("replace a directory holding excluded paths", rel, Errno::BUSY))
+            }
             Ok(_) => remove_all(dir.as_fd(), name, rel),
         }
     }
@@ -369,8 +401,7 @@ impl Unpacker<'_> {
             .root
             .resolve_parent(&target, Escape::Refuse, MissingDirs::Fail)
             .map_err(|source| UnpackError::Resolve { path: target.clone(), source })?;
-        rfs::linkat(&t.dir, t.name.as_os_str(), dir, name, AtFlags::empty())
-            .map_err(|e| io_err("linkat", rel, e))
+        rfs::linkat(&t.dir, t.name.as_os_str(), dir, name, AtFlags::empty()).map_err(|e| io_err("linkat", rel, e))
     }
 
     fn special(
@@ -405,16 +436,16 @@ impl Unpacker<'_> {
     }
 
     /// A failed chown: `EINVAL` means the ids are outside the user namespace's map, said so
-/// with the ids; anything else is the plain I/O error.
-fn chown_err(op: &'static str, rel: &Path, meta: &Meta, e: rustix::io::Errno) -> UnpackError {
-    if e == rustix::io::Errno::INVAL {
-        let source = OwnershipError::OutsideNamespace { uid: meta.uid, gid: meta.gid };
-        return UnpackError::Owner { path: rel.to_path_buf(), source };
+    /// with the ids; anything else is the plain I/O error.
+    fn chown_err(op: &'static str, rel: &Path, meta: &Meta, e: rustix::io::Errno) -> UnpackError {
+        if e == rustix::io::Errno::INVAL {
+            let source = OwnershipError::OutsideNamespace { uid: meta.uid, gid: meta.gid };
+            return UnpackError::Owner { path: rel.to_path_buf(), source };
+        }
+        io_err(op, rel, e)
     }
-    io_err(op, rel, e)
-}
 
-/// Owner, mode, xattrs and mtime through an open descriptor.
+    /// Owner, mode, xattrs and mtime through an open descriptor.
     fn set_meta_fd(&self, fd: BorrowedFd<'_>, meta: &Meta, is_dir: bool, rel: &Path) -> Result<(), UnpackError> {
         match &self.opts.ownership {
             OwnershipMode::Chown(maps) => {
@@ -453,8 +484,14 @@ fn chown_err(op: &'static str, rel: &Path, meta: &Meta, e: rustix::io::Errno) ->
             let (u, g) = maps
                 .host_owner(meta.uid, meta.gid)
                 .map_err(|source| UnpackError::Owner { path: rel.to_path_buf(), source })?;
-            rfs::chownat(dir, name, Some(rfs::Uid::from_raw(u)), Some(rfs::Gid::from_raw(g)), AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| Self::chown_err("fchownat", rel, meta, e))?;
+            rfs::chownat(
+                dir,
+                name,
+                Some(rfs::Uid::from_raw(u)),
+                Some(rfs::Gid::from_raw(g)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| Self::chown_err("fchownat", rel, meta, e))?;
         }
         let path = proc_path(dir, name);
         if !is_link {

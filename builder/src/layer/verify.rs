@@ -25,16 +25,9 @@ pub fn unpack_verified(
     excluded: &Exclusions,
 ) -> Result<UnpackStats, UnpackError> {
     let read = |source| UnpackError::Read { source };
-    let file = std::fs::File::open(blob).map_err(|source| UnpackError::Io {
-        op: "open",
-        path: blob.to_path_buf(),
-        source,
-    })?;
-    let compressed = VerifyingReader::new(
-        io::BufReader::new(file),
-        digest,
-        format!("layer blob {digest}"),
-    );
+    let file =
+        std::fs::File::open(blob).map_err(|source| UnpackError::Io { op: "open", path: blob.to_path_buf(), source })?;
+    let compressed = VerifyingReader::new(io::BufReader::new(file), digest, format!("layer blob {digest}"));
     let tar = decompress(codec, compressed).map_err(read)?;
     let mut tar = VerifyingReader::new(tar, diff_id, format!("layer {digest} (diff_id)"));
     let stats = unpack_layer_excluding(root, Codec::None, &mut tar, opts, excluded)?;
@@ -68,12 +61,7 @@ impl<R: Read> VerifyingReader<R> {
     /// Check `inner` against `expected`; `what` names it in the error.
     pub fn new(inner: R, expected: &Digest, what: impl Into<String>) -> Self {
         let sha256 = expected.algorithm().as_ref() == "sha256";
-        Self {
-            inner,
-            hasher: sha256.then(Sha256::new),
-            expected: expected.clone(),
-            what: what.into(),
-        }
+        Self { inner, hasher: sha256.then(Sha256::new), expected: expected.clone(), what: what.into() }
     }
 
     /// Read the rest of the input (a tar reader stops at the end-of-archive blocks, before
@@ -92,11 +80,7 @@ impl<R: Read> VerifyingReader<R> {
         }
         Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            DigestMismatch {
-                what: self.what.clone(),
-                expected: self.expected.clone(),
-                actual,
-            },
+            DigestMismatch { what: self.what.clone(), expected: self.expected.clone(), actual },
         ))
     }
 }
@@ -120,18 +104,14 @@ mod tests {
     use super::*;
 
     fn digest_of(bytes: &[u8]) -> Digest {
-        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-            .parse()
-            .unwrap()
+        format!("sha256:{}", hex::encode(Sha256::digest(bytes))).parse().unwrap()
     }
 
     #[test]
     fn matching_bytes_pass_and_flipped_bytes_fail_at_the_end() {
         let good = b"layer bytes".to_vec();
         let mut out = Vec::new();
-        VerifyingReader::new(good.as_slice(), &digest_of(&good), "blob")
-            .read_to_end(&mut out)
-            .unwrap();
+        VerifyingReader::new(good.as_slice(), &digest_of(&good), "blob").read_to_end(&mut out).unwrap();
         assert_eq!(out, good);
         let mut bad = good.clone();
         bad[3] ^= 1;
@@ -139,11 +119,7 @@ mod tests {
             .read_to_end(&mut Vec::new())
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert!(
-            err.to_string()
-                .contains("layer blob x does not match its digest"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("layer blob x does not match its digest"), "{err}");
     }
 
     #[test]

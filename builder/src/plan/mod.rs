@@ -103,14 +103,24 @@ pub struct PlanError {
 
 /// Build args that are passed to RUN without being declared (Docker's predefined ARGs).
 pub const PROXY_ARGS: &[&str] = &[
-    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
-    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
 ];
 
 impl Plan {
     /// The stage a `--from` value names: its name (case-insensitive) or its index.
     pub fn stage_named(&self, from: &str) -> Option<&Stage> {
-        self.stages.iter().find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(from)) || s.index.to_string() == from)
+        self.stages
+            .iter()
+            .find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(from)) || s.index.to_string() == from)
     }
 
     /// Types, expands and links the instructions of a parsed Dockerfile.
@@ -154,10 +164,5 @@ fn type_instructions(df: &Dockerfile) -> Result<Vec<Located>, PlanError> {
 
 /// Names of build args nobody declared (proxy args excepted), for the "not consumed" warning.
 fn unconsumed(request: &PlanRequest, consumed: &BTreeSet<String>) -> Vec<String> {
-    request
-        .build_args
-        .keys()
-        .filter(|k| !consumed.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
-        .cloned()
-        .collect()
+    request.build_args.keys().filter(|k| !consumed.contains(*k) && !PROXY_ARGS.contains(&k.as_str())).cloned().collect()
 }

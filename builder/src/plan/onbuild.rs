@@ -12,7 +12,10 @@ pub(super) fn triggers(triggers: &[String], from: Location) -> Result<Vec<Locate
 }
 
 fn trigger(text: &str, from: Location) -> Result<Located, PlanError> {
-    let fail = |reason: String| PlanError { location: Some(from), kind: PlanErrorKind::Onbuild { trigger: text.into(), reason } };
+    let fail = |reason: String| PlanError {
+        location: Some(from),
+        kind: PlanErrorKind::Onbuild { trigger: text.into(), reason },
+    };
     let parsed = crate::dockerfile::parse(text).map_err(|e| fail(e.to_string()))?;
     let [node] = parsed.instructions.as_slice() else {
         return Err(fail("a trigger must hold exactly one instruction".into()));

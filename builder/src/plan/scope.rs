@@ -34,7 +34,11 @@ impl Scope {
     /// over an ENV replaces that variable's value).
     pub(crate) fn run_args(&self) -> BTreeMap<String, String> {
         let in_env = |k: &String| self.env.iter().any(|(e, _)| e == k);
-        self.args.iter().filter(|(k, _)| !in_env(k) || self.arg_over_env.contains(*k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.args
+            .iter()
+            .filter(|(k, _)| !in_env(k) || self.arg_over_env.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Sets an ENV variable, keeping its first position when redefined.

@@ -78,7 +78,12 @@ pub(super) struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     pub(super) fn new(escape: char, request: &'a PlanRequest, bases: &'a dyn BaseImages) -> Self {
-        let global = request.platform.build_args("TARGET").into_iter().chain(request.build_platform.build_args("BUILD")).collect();
+        let global = request
+            .platform
+            .build_args("TARGET")
+            .into_iter()
+            .chain(request.build_platform.build_args("BUILD"))
+            .collect();
         Self {
             lexer: ShellLexer::new(escape),
             request,
@@ -186,7 +191,11 @@ impl<'a> Planner<'a> {
             return (Base::Stage { index }, scope);
         }
         if image.eq_ignore_ascii_case("scratch") {
-            let path = if platform.os == "linux" { vec![("PATH".to_string(), crate::sandbox::DEFAULT_PATH.to_string())] } else { Vec::new() };
+            let path = if platform.os == "linux" {
+                vec![("PATH".to_string(), crate::sandbox::DEFAULT_PATH.to_string())]
+            } else {
+                Vec::new()
+            };
             return (Base::Scratch, Scope::with_env(path));
         }
         let env = self.bases.env(image, platform).unwrap_or_default();
@@ -265,10 +274,10 @@ impl<'a> Planner<'a> {
         self.link_references()?;
         let target = match &self.request.target {
             None => self.stages.len().saturating_sub(1),
-            Some(name) => *self
-                .stage_names
-                .get(&name.to_ascii_lowercase())
-                .ok_or_else(|| PlanError { location: None, kind: PlanErrorKind::UnknownTarget { name: name.clone() } })?,
+            Some(name) => *self.stage_names.get(&name.to_ascii_lowercase()).ok_or_else(|| PlanError {
+                location: None,
+                kind: PlanErrorKind::UnknownTarget { name: name.clone() },
+            })?,
         };
         graph::check_cycles(&self.stages)
             .map_err(|(i, kind)| PlanError { location: self.stages.get(i).map(|s| s.location), kind })?;

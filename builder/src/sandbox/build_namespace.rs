@@ -35,7 +35,11 @@ pub const BUILD_NS_ARG: &str = "__build-userns";
 pub enum BuildNamespaceError {
     /// The child could not be started.
     #[error("cannot re-execute {program} in a user namespace")]
-    Spawn { program: PathBuf, #[source] source: std::io::Error },
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The handshake with the parent failed (child side).
     #[error("build namespace handshake")]
     Channel(#[from] ChannelError),
@@ -63,7 +67,11 @@ pub enum Reexec {
 /// Parent side: runs `program BUILD_NS_ARG args…` in a new user namespace with the caller's
 /// subordinate range mapped and waits for it, forwarding SIGINT, SIGTERM, SIGHUP and SIGQUIT.
 /// The child runs in its own process group, so a terminal's Ctrl-C reaches it once, through us.
-pub fn run_in_build_namespace(sources: &IdMapSources, program: &Path, args: &[OsString]) -> Result<Reexec, BuildNamespaceError> {
+pub fn run_in_build_namespace(
+    sources: &IdMapSources,
+    program: &Path,
+    args: &[OsString],
+) -> Result<Reexec, BuildNamespaceError> {
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
     if uid == 0 {
@@ -102,7 +110,8 @@ pub fn run_in_build_namespace(sources: &IdMapSources, program: &Path, args: &[Os
     chan.id_map_written()?;
     drop(chan);
     let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT]).map_err(BuildNamespaceError::Signals)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
+        .map_err(BuildNamespaceError::Signals)?;
     let handle = signals.handle();
     let forwarder = std::thread::spawn(move || {
         for sig in signals.forever() {

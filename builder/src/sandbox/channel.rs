@@ -17,9 +17,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::idmap::IdMapKind;
-use super::{ExitStatus, IsolationMode, SandboxConfig};
 use super::mounts::SetupNote;
 use super::sys::NodeKind;
+use super::{ExitStatus, IsolationMode, SandboxConfig};
 
 /// Largest frame accepted (a spec with a big environment fits easily).
 const MAX_FRAME: u32 = 16 << 20;

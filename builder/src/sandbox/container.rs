@@ -31,7 +31,11 @@ const POLL: Duration = Duration::from_millis(20);
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs one RUN as a child process in `/`; see the module docs.
-pub(super) fn run(cfg: &SandboxConfig, output: &mut dyn FnMut(Stream, &[u8]), cancel: &CancelToken) -> Result<RunReport, SandboxError> {
+pub(super) fn run(
+    cfg: &SandboxConfig,
+    output: &mut dyn FnMut(Stream, &[u8]),
+    cancel: &CancelToken,
+) -> Result<RunReport, SandboxError> {
     check(cfg)?;
     let setup = |step, errno, path: Option<PathBuf>| {
         let source = SetupError::new(step, errno, path);
@@ -40,7 +44,8 @@ pub(super) fn run(cfg: &SandboxConfig, output: &mut dyn FnMut(Stream, &[u8]), ca
     std::fs::create_dir_all(&cfg.cwd).map_err(|e| setup(SetupStep::Chdir, errno_of(&e), Some(cfg.cwd.clone())))?;
     let argv0 = cfg.argv.first().ok_or(SandboxError::InvalidConfig { field: "argv", problem: "is empty" })?;
     let path = cfg.env.iter().rev().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
-    let program = find_program(argv0, path).ok_or_else(|| setup(SetupStep::Exec, nix::Error::ENOENT, Some(PathBuf::from(argv0))))?;
+    let program = find_program(argv0, path)
+        .ok_or_else(|| setup(SetupStep::Exec, nix::Error::ENOENT, Some(PathBuf::from(argv0))))?;
     let mut cmd = Command::new(&program);
     cmd.arg0(argv0)
         .args(cfg.argv.iter().skip(1))
@@ -130,7 +135,11 @@ fn errno_of(e: &std::io::Error) -> nix::Error {
     nix::Error::from_raw(e.raw_os_error().unwrap_or(nix::Error::EIO as i32))
 }
 
-fn spawn_reader(mut pipe: impl Read + Send + 'static, stream: Stream, tx: mpsc::Sender<Option<(Stream, Vec<u8>)>>) -> thread::JoinHandle<()> {
+fn spawn_reader(
+    mut pipe: impl Read + Send + 'static,
+    stream: Stream,
+    tx: mpsc::Sender<Option<(Stream, Vec<u8>)>>,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         while let Ok(n @ 1..) = pipe.read(&mut buf) {

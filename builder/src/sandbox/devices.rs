@@ -22,7 +22,13 @@ pub const LINKS: [(&str, &str); 5] = [
 ];
 
 fn tmpfs(target: PathBuf, flags: MsFlags, data: &str) -> MountCall {
-    MountCall { source: Some(PathBuf::from("tmpfs")), target, fstype: Some("tmpfs".into()), flags, data: Some(data.into()) }
+    MountCall {
+        source: Some(PathBuf::from("tmpfs")),
+        target,
+        fstype: Some("tmpfs".into()),
+        flags,
+        data: Some(data.into()),
+    }
 }
 
 /// Build `/dev` under `root`; a missing `/dev` directory is recorded as a placeholder.

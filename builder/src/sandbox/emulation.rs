@@ -58,14 +58,7 @@ pub struct BinfmtHandler {
 impl BinfmtHandler {
     /// The line written to `register`.
     fn register_line(&self) -> String {
-        format!(
-            ":{}:M::{}:{}:{}:{}",
-            self.name,
-            self.magic,
-            self.mask,
-            self.interpreter.display(),
-            self.flags
-        )
+        format!(":{}:M::{}:{}:{}:{}", self.name, self.magic, self.mask, self.interpreter.display(), self.flags)
     }
 }
 
@@ -74,18 +67,10 @@ impl BinfmtHandler {
 pub enum EmulationError {
     /// No handler and no interpreter.
     #[error("RUN for platform {platform} needs emulation: no binfmt_misc handler for {qemu_arch} is registered on this host and no qemu-user static interpreter (qemu-{qemu_arch}-static) was found in {searched}; install qemu-user-static (Debian/Ubuntu: apt-get install qemu-user-static binfmt-support), or build this platform on a native {platform} node (Kubernetes: nodeSelector kubernetes.io/arch)")]
-    NoEmulator {
-        platform: String,
-        qemu_arch: String,
-        searched: String,
-    },
+    NoEmulator { platform: String, qemu_arch: String, searched: String },
     /// An interpreter exists but this isolation has no user namespace of its own to register it in.
     #[error("RUN for platform {platform} needs emulation: qemu-{qemu_arch}-static is installed but no binfmt_misc handler for it is registered on this host, and {isolation} isolation has no user namespace of its own to register one in; register the host handler (update-binfmts --enable qemu-{qemu_arch}, from binfmt-support), use user-namespace isolation, or build on a native {platform} node")]
-    CannotRegister {
-        platform: String,
-        qemu_arch: String,
-        isolation: String,
-    },
+    CannotRegister { platform: String, qemu_arch: String, isolation: String },
     /// An architecture rbuild knows no qemu-user header for.
     #[error("RUN for platform {platform} cannot be emulated: rbuild knows no qemu-user handler for architecture {arch}; build it on a native {platform} node")]
     Unsupported { platform: String, arch: String },
@@ -93,43 +78,25 @@ pub enum EmulationError {
 
 /// qemu's name and the ELF magic/mask for an OCI architecture (as Debian's binfmts have them).
 fn qemu_arch(arch: &str) -> Option<(&'static str, &'static str, &'static str)> {
-    const MASK: &str =
-        r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff";
+    const MASK: &str = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff";
     Some(match arch {
         "arm64" => (
             "aarch64",
-            concat!(
-                r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00",
-                r"\xb7\x00"
-            ),
+            concat!(r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00", r"\xb7\x00"),
             MASK,
         ),
         "amd64" => (
             "x86_64",
-            concat!(
-                r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00",
-                r"\x3e\x00"
-            ),
+            concat!(r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00", r"\x3e\x00"),
             MASK,
         ),
         "riscv64" => (
             "riscv64",
-            concat!(
-                r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00",
-                r"\xf3\x00"
-            ),
+            concat!(r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00", r"\xf3\x00"),
             MASK,
         ),
-        "arm" => (
-            "arm",
-            r"\x7f\x45\x4c\x46\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00",
-            MASK,
-        ),
-        "386" => (
-            "i386",
-            r"\x7f\x45\x4c\x46\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00",
-            MASK,
-        ),
+        "arm" => ("arm", r"\x7f\x45\x4c\x46\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00", MASK),
+        "386" => ("i386", r"\x7f\x45\x4c\x46\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00", MASK),
         "ppc64le" => (
             "ppc64le",
             r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x15\x00",
@@ -171,20 +138,11 @@ pub fn plan_emulation(
         return Ok(None);
     }
     let Some((interpreter, flags)) = find_interpreter(&search.interpreter_dirs, qemu) else {
-        let searched = search
-            .interpreter_dirs
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let searched = search.interpreter_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
         return Err(EmulationError::NoEmulator {
             platform: platform.to_string(),
             qemu_arch: qemu.to_owned(),
-            searched: if searched.is_empty() {
-                "no directory (RBUILD_QEMU_PATH is empty)".into()
-            } else {
-                searched
-            },
+            searched: if searched.is_empty() { "no directory (RBUILD_QEMU_PATH is empty)".into() } else { searched },
         });
     };
     if let Some(isolation) = without_userns {
@@ -206,8 +164,7 @@ pub fn plan_emulation(
 
 /// A `qemu-<arch>` entry of the host's `binfmt_misc` that is enabled.
 fn host_handler_enabled(binfmt_dir: &Path, qemu: &str) -> bool {
-    std::fs::read_to_string(binfmt_dir.join(format!("qemu-{qemu}")))
-        .is_ok_and(|s| s.lines().next() == Some("enabled"))
+    std::fs::read_to_string(binfmt_dir.join(format!("qemu-{qemu}"))).is_ok_and(|s| s.lines().next() == Some("enabled"))
 }
 
 /// Debian's argv[0]-preserving wrapper first (flags `FP`), else plain `qemu-<arch>-static`.
@@ -235,8 +192,7 @@ pub fn register(sys: &dyn Sys, handler: &BinfmtHandler) -> Result<File, SetupErr
         flags: MsFlags::empty(),
         data: None,
     };
-    sys.mount(&call)
-        .map_err(|e| SetupError::new(SetupStep::Emulation, e, Some(target.clone())))?;
+    sys.mount(&call).map_err(|e| SetupError::new(SetupStep::Emulation, e, Some(target.clone())))?;
     let io = |e: std::io::Error| {
         SetupError::new(
             SetupStep::Emulation,
@@ -258,13 +214,7 @@ mod tests {
     use super::*;
 
     fn foreign() -> Platform {
-        if Platform::host().architecture == "arm64" {
-            "linux/amd64"
-        } else {
-            "linux/arm64"
-        }
-        .parse()
-        .unwrap()
+        if Platform::host().architecture == "arm64" { "linux/amd64" } else { "linux/arm64" }.parse().unwrap()
     }
 
     fn search(dir: &Path, with_handler: bool, with_interpreter: bool) -> EmulatorSearch {
@@ -274,19 +224,12 @@ mod tests {
         std::fs::create_dir_all(&binfmt).unwrap();
         std::fs::create_dir_all(&bin).unwrap();
         if with_handler {
-            std::fs::write(
-                binfmt.join(format!("qemu-{qemu}")),
-                "enabled\ninterpreter /x\n",
-            )
-            .unwrap();
+            std::fs::write(binfmt.join(format!("qemu-{qemu}")), "enabled\ninterpreter /x\n").unwrap();
         }
         if with_interpreter {
             std::fs::write(bin.join(format!("qemu-{qemu}-static")), "").unwrap();
         }
-        EmulatorSearch {
-            binfmt_dir: binfmt,
-            interpreter_dirs: vec![bin],
-        }
+        EmulatorSearch { binfmt_dir: binfmt, interpreter_dirs: vec![bin] }
     }
 
     #[test]
@@ -294,10 +237,7 @@ mod tests {
         assert_eq!(
             plan_emulation(
                 &Platform::host(),
-                &EmulatorSearch {
-                    binfmt_dir: "/nonexistent".into(),
-                    interpreter_dirs: vec![]
-                },
+                &EmulatorSearch { binfmt_dir: "/nonexistent".into(), interpreter_dirs: vec![] },
                 None
             ),
             Ok(None)
@@ -310,12 +250,7 @@ mod tests {
     #[case(false, true, true, "register")]
     #[case(false, true, false, "update-binfmts --enable")]
     #[case(false, false, true, "install qemu-user-static")]
-    fn decision(
-        #[case] handler: bool,
-        #[case] interpreter: bool,
-        #[case] userns: bool,
-        #[case] want: &str,
-    ) {
+    fn decision(#[case] handler: bool, #[case] interpreter: bool, #[case] userns: bool, #[case] want: &str) {
         let dir = tempfile::tempdir().unwrap();
         let s = search(dir.path(), handler, interpreter);
         let got = plan_emulation(&foreign(), &s, if userns { None } else { Some("chroot") });
@@ -327,10 +262,7 @@ mod tests {
             }
             (text, Err(e)) => {
                 let msg = e.to_string();
-                assert!(
-                    msg.contains(text) && msg.contains(&foreign().to_string()),
-                    "{msg}"
-                );
+                assert!(msg.contains(text) && msg.contains(&foreign().to_string()), "{msg}");
             }
             (want, got) => panic!("want {want}, got {got:?}"),
         }
@@ -338,12 +270,7 @@ mod tests {
 
     #[test]
     fn unknown_architecture_is_named() {
-        let err = plan_emulation(
-            &"linux/mips64le".parse().unwrap(),
-            &EmulatorSearch::default(),
-            None,
-        )
-        .unwrap_err();
+        let err = plan_emulation(&"linux/mips64le".parse().unwrap(), &EmulatorSearch::default(), None).unwrap_err();
         assert!(err.to_string().contains("mips64le"), "{err}");
     }
 }

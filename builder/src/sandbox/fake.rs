@@ -1,9 +1,9 @@
 //! A [`Sys`] that records typed calls instead of making them, for unit tests of the
 //! sandbox's ordering logic (what is mounted where, in which order, with which flags).
 
-use std::sync::{Mutex, MutexGuard};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use nix::sched::CloneFlags;
 

@@ -171,7 +171,10 @@ impl IdMapSources {
     pub fn plan(&self, mode: IdMapMode, name: Option<&str>, uid: u32, gid: u32) -> Result<PlannedMap, IdMapError> {
         let single = PlannedMap {
             kind: IdMapKind::Single,
-            map: IdMap { uids: vec![IdRange { inside: 0, outside: uid, count: 1 }], gids: vec![IdRange { inside: 0, outside: gid, count: 1 }] },
+            map: IdMap {
+                uids: vec![IdRange { inside: 0, outside: uid, count: 1 }],
+                gids: vec![IdRange { inside: 0, outside: gid, count: 1 }],
+            },
             writer: IdMapWriter::Direct,
         };
         if mode == IdMapMode::Single {
@@ -240,8 +243,11 @@ pub fn nested_map(own_uid_map: &str, own_gid_map: &str) -> Option<PlannedMap> {
     let uids = identity_ranges(own_uid_map);
     let gids = identity_ranges(own_gid_map);
     let covers_more_than_root = |r: &[IdRange]| r.iter().map(|x| u64::from(x.count)).sum::<u64>() > 1;
-    (covers_more_than_root(&uids) && covers_more_than_root(&gids) && host_id(&uids, 0) == Some(0) && host_id(&gids, 0) == Some(0))
-        .then_some(PlannedMap { kind: IdMapKind::Range, map: IdMap { uids, gids }, writer: IdMapWriter::Privileged })
+    (covers_more_than_root(&uids)
+        && covers_more_than_root(&gids)
+        && host_id(&uids, 0) == Some(0)
+        && host_id(&gids, 0) == Some(0))
+    .then_some(PlannedMap { kind: IdMapKind::Range, map: IdMap { uids, gids }, writer: IdMapWriter::Privileged })
 }
 
 /// The inside ids of a `uid_map` text (all of them, up to [`MAX_ID`]), as identity ranges,
@@ -252,7 +258,9 @@ fn identity_ranges(map: &str) -> Vec<IdRange> {
         .lines()
         .filter_map(|line| {
             let mut f = line.split_whitespace().map(|n| n.parse::<u64>().ok());
-            let (Some(Some(inside)), Some(Some(_)), Some(Some(count))) = (f.next(), f.next(), f.next()) else { return None };
+            let (Some(Some(inside)), Some(Some(_)), Some(Some(count))) = (f.next(), f.next(), f.next()) else {
+                return None;
+            };
             let end = (inside + count).min(u64::from(MAX_ID) + 1);
             let (start, count) = (u32::try_from(inside).ok()?, u32::try_from(end.checked_sub(inside)?).ok()?);
             (count > 0).then_some(IdRange { inside: start, outside: start, count })
@@ -352,7 +360,8 @@ mod tests {
     #[case::last(65535, Some(165534))]
     #[case::unmapped(70000, None)]
     fn host_ids(#[case] inside: u32, #[case] want: Option<u32>) {
-        let ranges = [IdRange { inside: 0, outside: 1000, count: 1 }, IdRange { inside: 1, outside: 100000, count: 65535 }];
+        let ranges =
+            [IdRange { inside: 0, outside: 1000, count: 1 }, IdRange { inside: 1, outside: 100000, count: 65535 }];
         assert_eq!(host_id(&ranges, inside), want);
     }
 
@@ -360,7 +369,12 @@ mod tests {
         fs::write(dir.join("subuid"), subuid).unwrap();
         fs::write(dir.join("subgid"), subuid).unwrap();
         let helper = helpers.then(|| dir.join("subuid"));
-        IdMapSources { subuid: dir.join("subuid"), subgid: dir.join("subgid"), newuidmap: helper.clone(), newgidmap: helper }
+        IdMapSources {
+            subuid: dir.join("subuid"),
+            subgid: dir.join("subgid"),
+            newuidmap: helper.clone(),
+            newgidmap: helper,
+        }
     }
 
     #[rstest]
@@ -369,7 +383,12 @@ mod tests {
     #[case::auto_without_helpers(IdMapMode::Auto, "rb:100000:65536\n", false, Some(IdMapKind::Single))]
     #[case::single(IdMapMode::Single, "rb:100000:65536\n", true, Some(IdMapKind::Single))]
     #[case::range_required(IdMapMode::Range, "", true, None)]
-    fn plan_kind(#[case] mode: IdMapMode, #[case] subuid: &str, #[case] helpers: bool, #[case] want: Option<IdMapKind>) {
+    fn plan_kind(
+        #[case] mode: IdMapMode,
+        #[case] subuid: &str,
+        #[case] helpers: bool,
+        #[case] want: Option<IdMapKind>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let got = sources(dir.path(), subuid, helpers).plan(mode, Some("rb"), 1000, 1000).ok().map(|p| p.kind);
         assert_eq!(got, want);
@@ -386,7 +405,12 @@ mod tests {
     fn nested_maps(#[case] own: &str, #[case] want: Option<Vec<(u32, u32)>>) {
         let got = nested_map(own, own).map(|p| {
             assert_eq!((p.kind, p.writer, &p.map.uids), (IdMapKind::Range, IdMapWriter::Privileged, &p.map.gids));
-            p.map.uids.iter().inspect(|r| assert_eq!(r.inside, r.outside)).map(|r| (r.inside, r.count)).collect::<Vec<_>>()
+            p.map
+                .uids
+                .iter()
+                .inspect(|r| assert_eq!(r.inside, r.outside))
+                .map(|r| (r.inside, r.count))
+                .collect::<Vec<_>>()
         });
         assert_eq!(got, want);
     }
@@ -399,6 +423,9 @@ mod tests {
         fs::create_dir(dir.path().join("42")).unwrap();
         src.write(dir.path(), 42, &plan.map, plan.writer).unwrap();
         let read = |f: &str| fs::read_to_string(dir.path().join("42").join(f)).unwrap();
-        assert_eq!((read("setgroups"), read("uid_map"), read("gid_map")), ("deny".into(), "0 1000 1\n".into(), "0 1001 1\n".into()));
+        assert_eq!(
+            (read("setgroups"), read("uid_map"), read("gid_map")),
+            ("deny".into(), "0 1000 1\n".into(), "0 1001 1\n".into())
+        );
     }
 }

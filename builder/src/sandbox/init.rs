@@ -38,7 +38,11 @@ pub fn namespace_flags(spec: &InitSpec) -> CloneFlags {
 
 /// Enter the RUN's namespaces: user namespace first, then ask the parent for the id map
 /// and wait for it, then the others (which the new user namespace owns).
-pub fn enter_namespaces<S: Read + Write>(sys: &dyn Sys, spec: &InitSpec, chan: &mut ChildChannel<S>) -> Result<(), SetupError> {
+pub fn enter_namespaces<S: Read + Write>(
+    sys: &dyn Sys,
+    spec: &InitSpec,
+    chan: &mut ChildChannel<S>,
+) -> Result<(), SetupError> {
     let proto = |_| SetupError::new(SetupStep::WaitIdMap, nix::Error::EPIPE, None);
     if spec.isolation == IsolationMode::UserNs {
         sys.unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| SetupError::new(SetupStep::UnshareUser, e, None))?;
@@ -64,7 +68,8 @@ pub fn setup_process(sys: &dyn Sys, spec: &InitSpec, report: &mut dyn FnMut(Chil
     let cwd = &spec.config.cwd;
     sys.chdir(cwd).map_err(|e| SetupError::new(SetupStep::Chdir, e, Some(cwd.clone())))?;
     let program = spec.config.argv.first().ok_or_else(|| SetupError::new(SetupStep::Exec, nix::Error::EINVAL, None))?;
-    find_program(program, path_of(&spec.config.env)).ok_or_else(|| SetupError::new(SetupStep::Exec, nix::Error::ENOENT, Some(PathBuf::from(program))))
+    find_program(program, path_of(&spec.config.env))
+        .ok_or_else(|| SetupError::new(SetupStep::Exec, nix::Error::ENOENT, Some(PathBuf::from(program))))
 }
 
 fn path_of(env: &[(String, String)]) -> &str {

@@ -12,12 +12,12 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
+use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::mount::{mount, umount2, MntFlags};
-use nix::errno::Errno;
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-use nix::unistd::{chdir, chroot, pivot_root, setgroups, setresgid, setresuid, sethostname, ForkResult, Gid, Uid};
+use nix::unistd::{chdir, chroot, pivot_root, setgroups, sethostname, setresgid, setresuid, ForkResult, Gid, Uid};
 
 use super::idmap::{IdMapError, IdMapSources};
 use super::sys::{IdMap, IdMapWriter, MountCall, NodeKind, Sys, SysResult};
@@ -126,11 +126,7 @@ pub(crate) fn spawn_with_socket(cmd: &mut Command, socket: &UnixStream) -> io::R
     // until `spawn` returns, because `socket` is borrowed for the whole call.
     unsafe {
         cmd.pre_exec(move || {
-            let rc = if fd == INIT_FD {
-                libc::fcntl(fd, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, INIT_FD)
-            };
+            let rc = if fd == INIT_FD { libc::fcntl(fd, libc::F_SETFD, 0) } else { libc::dup2(fd, INIT_FD) };
             if rc < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -192,7 +188,15 @@ fn reset_realtime_signals() {
         let default = KernelSigaction { handler: usize::from(sig == 32), flags: 0, restorer: 0, mask: 0 };
         // SAFETY: `default` is a valid kernel sigaction (SIG_DFL, no flags, empty mask) that
         // outlives the call; no old action is read back; the size is the kernel's sigset.
-        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &default as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>(), 8usize) };
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
     }
 }
 

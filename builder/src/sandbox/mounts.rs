@@ -65,16 +65,27 @@ pub(crate) fn mount(sys: &dyn Sys, step: SetupStep, call: MountCall) -> Result<(
 }
 
 pub(crate) fn bind(source: &Path, target: &Path, flags: MsFlags) -> MountCall {
-    MountCall { source: Some(source.to_path_buf()), target: target.to_path_buf(), fstype: None, flags: MsFlags::MS_BIND | flags, data: None }
+    MountCall {
+        source: Some(source.to_path_buf()),
+        target: target.to_path_buf(),
+        fstype: None,
+        flags: MsFlags::MS_BIND | flags,
+        data: None,
+    }
 }
 
 /// Make a bind mount read-only, keeping the flags the kernel locks in a user namespace.
 fn remount_readonly(sys: &dyn Sys, target: &Path, notes: &mut Vec<SetupNote>) {
     let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    let locked = [MsFlags::empty(), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC];
+    let locked = [
+        MsFlags::empty(),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+    ];
     let mut last = nix::Error::EPERM;
     for extra in locked {
-        let call = MountCall { source: None, target: target.to_path_buf(), fstype: None, flags: base | extra, data: None };
+        let call =
+            MountCall { source: None, target: target.to_path_buf(), fstype: None, flags: base | extra, data: None };
         match sys.mount(&call) {
             Ok(()) => return,
             Err(e) => last = e,
@@ -90,7 +101,8 @@ fn remount_nodev(sys: &dyn Sys, root: &Path) -> Result<(), SetupError> {
     let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV;
     let mut last = nix::Error::EPERM;
     for extra in [MsFlags::empty(), MsFlags::MS_NOSUID, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC] {
-        let call = MountCall { source: None, target: root.to_path_buf(), fstype: None, flags: base | extra, data: None };
+        let call =
+            MountCall { source: None, target: root.to_path_buf(), fstype: None, flags: base | extra, data: None };
         match sys.mount(&call) {
             Ok(()) => return Ok(()),
             Err(e) => last = e,
@@ -114,7 +126,9 @@ pub(crate) fn ensure_node(
         partial.push(part);
         let node_kind = if i + 1 == parts.len() { kind } else { NodeKind::Dir };
         let host = secure_join(sys, root, &partial);
-        let made = sys.create_node(&host, node_kind).map_err(|e| SetupError::new(SetupStep::CreateNode, e, Some(partial.clone())))?;
+        let made = sys
+            .create_node(&host, node_kind)
+            .map_err(|e| SetupError::new(SetupStep::CreateNode, e, Some(partial.clone())))?;
         if made {
             if let Some(list) = created.as_deref_mut() {
                 list.push(Placeholder { path: partial.clone(), kind: node_kind });
@@ -134,11 +148,23 @@ pub fn prepare_root(sys: &dyn Sys, spec: &InitSpec) -> Result<Prepared, SetupErr
     let cfg = &spec.config;
     let root = cfg.rootfs.as_path();
     let mut out = Prepared::default();
-    let private = MountCall { source: None, target: PathBuf::from("/"), fstype: None, flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE, data: None };
+    let private = MountCall {
+        source: None,
+        target: PathBuf::from("/"),
+        fstype: None,
+        flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        data: None,
+    };
     mount(sys, SetupStep::PrepareRoot, private)?;
     match &cfg.overlay {
         Some(ov) => {
-            let call = MountCall { source: Some(PathBuf::from("overlay")), target: root.to_path_buf(), fstype: Some("overlay".into()), flags: MsFlags::MS_NODEV, data: Some(overlay_data(ov)) };
+            let call = MountCall {
+                source: Some(PathBuf::from("overlay")),
+                target: root.to_path_buf(),
+                fstype: Some("overlay".into()),
+                flags: MsFlags::MS_NODEV,
+                data: Some(overlay_data(ov)),
+            };
             mount(sys, SetupStep::Overlay, call)?;
         }
         None => {
@@ -148,7 +174,13 @@ pub fn prepare_root(sys: &dyn Sys, spec: &InitSpec) -> Result<Prepared, SetupErr
     }
     let proc_dir = ensure_node(sys, root, Path::new("/proc"), NodeKind::Dir, Some(&mut out.placeholders))?;
     let proc_call = match cfg.process_sandbox {
-        ProcessSandbox::Private => MountCall { source: Some(PathBuf::from("proc")), target: proc_dir, fstype: Some("proc".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data: None },
+        ProcessSandbox::Private => MountCall {
+            source: Some(PathBuf::from("proc")),
+            target: proc_dir,
+            fstype: Some("proc".into()),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            data: None,
+        },
         ProcessSandbox::SharedPidNs => bind(Path::new("/proc"), &proc_dir, MsFlags::MS_REC),
     };
     mount(sys, SetupStep::MountProc, proc_call)?;
@@ -166,11 +198,19 @@ pub fn prepare_root(sys: &dyn Sys, spec: &InitSpec) -> Result<Prepared, SetupErr
         };
         let target = ensure_node(sys, root, &m.target, kind, Some(&mut out.placeholders))?;
         match &m.source {
-            super::MountSource::Bind(source) => mount(sys, SetupStep::BindMount, bind(source, &target, MsFlags::MS_REC))?,
+            super::MountSource::Bind(source) => {
+                mount(sys, SetupStep::BindMount, bind(source, &target, MsFlags::MS_REC))?
+            }
             super::MountSource::Tmpfs { size } => {
                 let data = size.map_or_else(|| "mode=1777".to_string(), |s| format!("mode=1777,size={s}"));
                 let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-                let call = MountCall { source: Some(PathBuf::from("tmpfs")), target: target.clone(), fstype: Some("tmpfs".into()), flags, data: Some(data) };
+                let call = MountCall {
+                    source: Some(PathBuf::from("tmpfs")),
+                    target: target.clone(),
+                    fstype: Some("tmpfs".into()),
+                    flags,
+                    data: Some(data),
+                };
                 mount(sys, SetupStep::BindMount, call)?;
             }
         }

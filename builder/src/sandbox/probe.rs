@@ -95,7 +95,8 @@ impl Sandbox {
     /// pid namespace first, the shared one if only `/proc` was refused, then overlay.
     pub fn probe_in(&self, state_dir: &Path) -> Capabilities {
         let mut caps = Capabilities::default();
-        let dir = fs::create_dir_all(state_dir).and_then(|()| tempfile::Builder::new().prefix("probe-").tempdir_in(state_dir));
+        let dir = fs::create_dir_all(state_dir)
+            .and_then(|()| tempfile::Builder::new().prefix("probe-").tempdir_in(state_dir));
         let dir = match dir {
             Ok(dir) => dir,
             Err(e) => {

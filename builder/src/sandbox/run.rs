@@ -177,7 +177,10 @@ impl Sandbox {
     }
 
     /// What a RUN for `platform` needs to execute (see [`super::emulation::plan_emulation`]).
-    pub fn emulation_for(&self, platform: &crate::plan::Platform) -> Result<Option<super::emulation::BinfmtHandler>, super::emulation::EmulationError> {
+    pub fn emulation_for(
+        &self,
+        platform: &crate::plan::Platform,
+    ) -> Result<Option<super::emulation::BinfmtHandler>, super::emulation::EmulationError> {
         let without_userns = match self.isolation {
             IsolationMode::UserNs => None,
             IsolationMode::Chroot => Some("chroot"),
@@ -216,7 +219,12 @@ impl Sandbox {
     ///
     /// Blocks the calling thread, which must live until it returns (the RUN's processes
     /// die with it through `PR_SET_PDEATHSIG`); call it from a dedicated or blocking thread.
-    pub fn run(&self, cfg: &SandboxConfig, mut output: impl FnMut(Stream, &[u8]), cancel: &CancelToken) -> Result<RunReport, SandboxError> {
+    pub fn run(
+        &self,
+        cfg: &SandboxConfig,
+        mut output: impl FnMut(Stream, &[u8]),
+        cancel: &CancelToken,
+    ) -> Result<RunReport, SandboxError> {
         validate(cfg)?;
         if self.isolation == IsolationMode::Container {
             return super::container::run(cfg, &mut output, cancel);
@@ -241,7 +249,12 @@ impl Sandbox {
         };
         let (parent_sock, child_sock) = UnixStream::pair().map_err(ChannelError::Io)?;
         let mut cmd = Command::new(&self.init_program);
-        cmd.arg(INIT_ARG).env_clear().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+        cmd.arg(INIT_ARG)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
         let spawn_err = |source| SandboxError::Spawn { program: self.init_program.clone(), source };
         let mut child = spawn_with_socket(&mut cmd, &child_sock).map_err(spawn_err)?;
         drop(child_sock);
@@ -255,7 +268,8 @@ impl Sandbox {
         }
         let sys = LinuxSys { id_sources: self.id_sources.clone(), proc_root: self.proc_root.clone() };
         let raw_pid = child.id();
-        let control = thread::spawn(move || control_loop(ParentChannel::new(parent_sock), &spec, plan, &sys, raw_pid, &tx));
+        let control =
+            thread::spawn(move || control_loop(ParentChannel::new(parent_sock), &spec, plan, &sys, raw_pid, &tx));
         let outcome = watch(&rx, &mut output, cancel, init_pid);
         let init_status = child.wait().ok();
         let control = control.join().unwrap_or(Ok(()));
@@ -269,7 +283,12 @@ impl Sandbox {
             return Err(SandboxError::Setup { source, hint });
         }
         match outcome.status {
-            Some(status) => Ok(RunReport { status, id_map: outcome.id_map.unwrap_or(IdMapKind::Host), placeholders: removed, notes: outcome.notes }),
+            Some(status) => Ok(RunReport {
+                status,
+                id_map: outcome.id_map.unwrap_or(IdMapKind::Host),
+                placeholders: removed,
+                notes: outcome.notes,
+            }),
             None => Err(SandboxError::InitDied { status: init_status }),
         }
     }
@@ -366,7 +385,12 @@ struct Outcome {
 }
 
 /// Relay events until the output pipes and the control channel are all closed.
-fn watch(rx: &mpsc::Receiver<Event>, output: &mut dyn FnMut(Stream, &[u8]), cancel: &CancelToken, init: Pid) -> Outcome {
+fn watch(
+    rx: &mpsc::Receiver<Event>,
+    output: &mut dyn FnMut(Stream, &[u8]),
+    cancel: &CancelToken,
+    init: Pid,
+) -> Outcome {
     let mut out = Outcome::default();
     let mut open = 3;
     let mut first_process: Option<Pid> = None;
@@ -432,7 +456,9 @@ fn remove_placeholders(cfg: &SandboxConfig, placeholders: &[Placeholder]) -> Vec
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             // The RUN filled it (a scratch image's first `mkdir -p /dev/...`): it stays, as
             // documented above, and that is no cause for a warning.
-            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => tracing::debug!(path = %host.display(), "placeholder filled by the RUN, kept"),
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                tracing::debug!(path = %host.display(), "placeholder filled by the RUN, kept")
+            }
             Err(e) => tracing::warn!(path = %host.display(), error = %e, "cannot remove sandbox placeholder"),
         }
         removed.push(p.path.clone());
@@ -444,7 +470,8 @@ type Times = (std::io::Result<std::time::SystemTime>, std::io::Result<std::time:
 
 fn restore_times(child: &Path, times: Option<Times>) {
     let (Some(dir), Some((Ok(atime), Ok(mtime)))) = (child.parent(), times) else { return };
-    let restored = fs::File::open(dir).and_then(|f| f.set_times(fs::FileTimes::new().set_accessed(atime).set_modified(mtime)));
+    let restored =
+        fs::File::open(dir).and_then(|f| f.set_times(fs::FileTimes::new().set_accessed(atime).set_modified(mtime)));
     if let Err(e) = restored {
         tracing::debug!(path = %dir.display(), error = %e, "cannot restore the times of a placeholder's parent");
     }

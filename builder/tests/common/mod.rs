@@ -46,12 +46,7 @@ impl Tally {
     pub fn finish(self, label: &str, kind: &str, expected_cases: usize) {
         println!("{label}: {} passed, {} failed", self.passed, self.failures.len());
         let total = self.passed + self.failures.len();
-        assert!(
-            self.failures.is_empty(),
-            "{kind}: {} failures:\n{}",
-            self.failures.len(),
-            self.failures.join("\n")
-        );
+        assert!(self.failures.is_empty(), "{kind}: {} failures:\n{}", self.failures.len(), self.failures.join("\n"));
         assert_eq!(total, expected_cases, "{kind}: unexpected number of cases");
     }
 }

@@ -155,8 +155,12 @@ fn describe(root: &Path, how: Compare) -> (BTreeMap<PathBuf, Node>, Vec<Vec<Path
             continue; // rootless unpackers cannot create device nodes
         }
         let kind = [
-            (ft.is_dir(), "dir"), (ft.is_file(), "file"), (ft.is_symlink(), "symlink"),
-            (ft.is_char_device(), "char"), (ft.is_block_device(), "block"), (ft.is_fifo(), "fifo"),
+            (ft.is_dir(), "dir"),
+            (ft.is_file(), "file"),
+            (ft.is_symlink(), "symlink"),
+            (ft.is_char_device(), "char"),
+            (ft.is_block_device(), "block"),
+            (ft.is_fifo(), "fifo"),
         ]
         .iter()
         .find(|(y, _)| *y)
@@ -184,15 +188,18 @@ fn describe(root: &Path, how: Compare) -> (BTreeMap<PathBuf, Node>, Vec<Vec<Path
             }
         }
         let full = how == Compare::Full;
-        nodes.insert(rel, Node {
-            kind,
-            mode: if ft.is_symlink() { 0 } else { md.mode() & 0o7777 },
-            owner: full.then_some((md.uid(), md.gid())),
-            mtime: (full && !ft.is_dir()).then_some(md.mtime()),
-            content,
-            xattrs,
-            rdev: md.rdev(),
-        });
+        nodes.insert(
+            rel,
+            Node {
+                kind,
+                mode: if ft.is_symlink() { 0 } else { md.mode() & 0o7777 },
+                owner: full.then_some((md.uid(), md.gid())),
+                mtime: (full && !ft.is_dir()).then_some(md.mtime()),
+                content,
+                xattrs,
+                rdev: md.rdev(),
+            },
+        );
     }
     let mut groups: Vec<Vec<PathBuf>> = inodes.into_values().collect();
     groups.sort();

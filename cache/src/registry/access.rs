@@ -22,48 +22,27 @@ impl RegistryClient {
         let repository = target.repository();
         let scopes = [push_scope(repository)];
         let url = endpoint.repository_url(repository, "blobs/uploads/", Operation::StartUpload)?;
-        let call = Call::new(
-            &endpoint,
-            repository,
-            Operation::StartUpload,
-            Method::POST,
-            url,
-            &scopes,
-        );
+        let call = Call::new(&endpoint, repository, Operation::StartUpload, Method::POST, url, &scopes);
         let response = match self.transport().send(&call).await {
             Ok(r) => r,
-            Err(RegistryError::Status {
-                status: status @ (401 | 403),
-                message,
-                ..
-            }) => return Err(self.denied(target, status, message)),
+            Err(RegistryError::Status { status: status @ (401 | 403), message, .. }) => {
+                return Err(self.denied(target, status, message))
+            }
             Err(e) => return Err(e),
         };
         if response.status() != StatusCode::ACCEPTED {
             return Err(match call.status_error(response).await {
-                RegistryError::Status {
-                    status: status @ (401 | 403),
-                    message,
-                    ..
-                } => self.denied(target, status, message),
+                RegistryError::Status { status: status @ (401 | 403), message, .. } => {
+                    self.denied(target, status, message)
+                }
                 other => other,
             });
         }
         // Best effort: the registry expires an abandoned session anyway.
-        let session = response
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|l| call.url.join(l).ok());
+        let session =
+            response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).and_then(|l| call.url.join(l).ok());
         if let Some(url) = session {
-            let cancel = Call::new(
-                &endpoint,
-                repository,
-                Operation::StartUpload,
-                Method::DELETE,
-                url,
-                &scopes,
-            );
+            let cancel = Call::new(&endpoint, repository, Operation::StartUpload, Method::DELETE, url, &scopes);
             if let Err(e) = self.transport().send(&cancel).await {
                 tracing::debug!(error = %e, "cancelling the push check's upload session failed");
             }

@@ -117,10 +117,7 @@ impl Credential {
         match self {
             Credential::Basic { username, password } => {
                 let raw = format!("{username}:{}", password.expose());
-                Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(raw)
-                ))
+                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)))
             }
             Credential::IdentityToken(_) => None,
         }
@@ -142,14 +139,8 @@ pub struct AuthConfig {
 impl AuthConfig {
     /// The conventional config directory: `docker_config_env` (`$DOCKER_CONFIG`) if set, else
     /// `<home>/.docker`.
-    pub fn default_config_dir(
-        docker_config_env: Option<OsString>,
-        home: Option<PathBuf>,
-    ) -> Option<PathBuf> {
-        docker_config_env
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| home.map(|h| h.join(".docker")))
+    pub fn default_config_dir(docker_config_env: Option<OsString>, home: Option<PathBuf>) -> Option<PathBuf> {
+        docker_config_env.filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| home.map(|h| h.join(".docker")))
     }
 }
 
@@ -200,10 +191,7 @@ fn docker_key(registry: &str) -> &str {
 
 /// Reduce a `config.json` key (`https://host/v1/`, `host`) to the registry host.
 fn normalise_key(key: &str) -> &str {
-    let key = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
+    let key = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
     let host = key.split('/').next().unwrap_or(key);
     match host {
         "index.docker.io" | "registry-1.docker.io" => "docker.io",
@@ -218,11 +206,7 @@ impl CredentialStore {
             Some(dir) => read_config_file(&dir.join("config.json"))?,
             None => None,
         };
-        Ok(Self {
-            config,
-            file,
-            resolved: Mutex::new(HashMap::new()),
-        })
+        Ok(Self { config, file, resolved: Mutex::new(HashMap::new()) })
     }
 
     /// Credentials for `registry` (as written in references: `docker.io`, `host:port`).
@@ -233,10 +217,7 @@ impl CredentialStore {
         }
         let found = self.resolve(registry).await?;
         tracing::debug!(registry, found = found.is_some(), "credentials resolved");
-        self.resolved
-            .lock()
-            .await
-            .insert(registry.to_owned(), found.clone());
+        self.resolved.lock().await.insert(registry.to_owned(), found.clone());
         Ok(found)
     }
 
@@ -247,18 +228,10 @@ impl CredentialStore {
         let Some((path, file)) = &self.file else {
             return Ok(None);
         };
-        if let Some(helper) = file
-            .cred_helpers
-            .iter()
-            .find(|(k, _)| normalise_key(k) == registry)
-            .map(|(_, v)| v)
-        {
+        if let Some(helper) = file.cred_helpers.iter().find(|(k, _)| normalise_key(k) == registry).map(|(_, v)| v) {
             return self.run_helper(helper, registry).await;
         }
-        let entry = file
-            .auths
-            .iter()
-            .find(|(k, _)| normalise_key(k) == registry);
+        let entry = file.auths.iter().find(|(k, _)| normalise_key(k) == registry);
         if let Some((key, entry)) = entry {
             if let Some(c) = entry_credential(key, entry, path)? {
                 return Ok(Some(c));
@@ -270,31 +243,17 @@ impl CredentialStore {
         }
     }
 
-    async fn run_helper(
-        &self,
-        name: &str,
-        registry: &str,
-    ) -> Result<Option<Credential>, AuthError> {
+    async fn run_helper(&self, name: &str, registry: &str) -> Result<Option<Credential>, AuthError> {
         let helper = format!("docker-credential-{name}");
         let mut cmd = tokio::process::Command::new(&helper);
-        cmd.arg("get")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
+        cmd.arg("get").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
         if let Some(path) = &self.config.helper_path {
             cmd.env("PATH", path);
         }
-        let spawn_err = |source| AuthError::HelperSpawn {
-            helper: helper.clone(),
-            source,
-        };
+        let spawn_err = |source| AuthError::HelperSpawn { helper: helper.clone(), source };
         let mut child = cmd.spawn().map_err(spawn_err)?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(docker_key(registry).as_bytes())
-                .await
-                .map_err(spawn_err)?;
+            stdin.write_all(docker_key(registry).as_bytes()).await.map_err(spawn_err)?;
         }
         let out = child.wait_with_output().await.map_err(spawn_err)?;
         if !out.status.success() {
@@ -314,19 +273,15 @@ impl CredentialStore {
             username: String,
             secret: String,
         }
-        let answer: HelperAnswer =
-            serde_json::from_slice(&out.stdout).map_err(|source| AuthError::HelperOutput {
-                helper: helper.clone(),
-                registry: registry.to_owned(),
-                source,
-            })?;
+        let answer: HelperAnswer = serde_json::from_slice(&out.stdout).map_err(|source| AuthError::HelperOutput {
+            helper: helper.clone(),
+            registry: registry.to_owned(),
+            source,
+        })?;
         Ok(Some(if answer.username == "<token>" {
             Credential::IdentityToken(Secret::new(answer.secret))
         } else {
-            Credential::Basic {
-                username: answer.username,
-                password: Secret::new(answer.secret),
-            }
+            Credential::Basic { username: answer.username, password: Secret::new(answer.secret) }
         }))
     }
 }
@@ -352,27 +307,21 @@ impl CredentialSource {
         if config.explicit.contains_key(registry) {
             return Self::Explicit;
         }
-        let path = config
-            .docker_config_dir
-            .as_ref()
-            .map(|d| d.join("config.json"));
-        let Some((path, file)) = path
-            .as_deref()
-            .and_then(|p| read_config_file(p).ok().flatten())
-        else {
+        let path = config.docker_config_dir.as_ref().map(|d| d.join("config.json"));
+        let Some((path, file)) = path.as_deref().and_then(|p| read_config_file(p).ok().flatten()) else {
             return Self::Nothing { config: path };
         };
         let keyed = |map: &HashMap<String, String>| {
-            map.iter()
-                .find(|(k, _)| normalise_key(k) == registry)
-                .map(|(_, v)| v.clone())
+            map.iter().find(|(k, _)| normalise_key(k) == registry).map(|(_, v)| v.clone())
         };
         if let Some(name) = keyed(&file.cred_helpers) {
             return Self::Helper { name, config: path };
         }
-        if file.auths.iter().any(|(k, e)| {
-            normalise_key(k) == registry && matches!(entry_credential(k, e, &path), Ok(Some(_)))
-        }) {
+        if file
+            .auths
+            .iter()
+            .any(|(k, e)| normalise_key(k) == registry && matches!(entry_credential(k, e, &path), Ok(Some(_))))
+        {
             return Self::ConfigFile(path);
         }
         match file.creds_store {
@@ -392,19 +341,13 @@ impl fmt::Display for CredentialSource {
         match self {
             Self::Explicit => f.write_str("given explicitly"),
             Self::ConfigFile(path) => write!(f, "from the auths entry in {}", path.display()),
-            Self::Helper { name, config } => write!(
-                f,
-                "from credential helper docker-credential-{name} (named in {})",
-                config.display()
-            ),
-            Self::Nothing { config: Some(path) } => write!(
-                f,
-                "none ({} has no entry for this registry)",
-                path.display()
-            ),
-            Self::Nothing { config: None } => {
-                f.write_str("none (no DOCKER_CONFIG or HOME to find config.json in)")
+            Self::Helper { name, config } => {
+                write!(f, "from credential helper docker-credential-{name} (named in {})", config.display())
             }
+            Self::Nothing { config: Some(path) } => {
+                write!(f, "none ({} has no entry for this registry)", path.display())
+            }
+            Self::Nothing { config: None } => f.write_str("none (no DOCKER_CONFIG or HOME to find config.json in)"),
         }
     }
 }
@@ -413,48 +356,26 @@ fn read_config_file(path: &Path) -> Result<Option<(PathBuf, DockerConfigFile)>, 
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(AuthError::ReadConfig {
-                path: path.to_owned(),
-                source,
-            })
-        }
+        Err(source) => return Err(AuthError::ReadConfig { path: path.to_owned(), source }),
     };
-    let file = serde_json::from_slice(&bytes).map_err(|source| AuthError::ParseConfig {
-        path: path.to_owned(),
-        source,
-    })?;
+    let file =
+        serde_json::from_slice(&bytes).map_err(|source| AuthError::ParseConfig { path: path.to_owned(), source })?;
     Ok(Some((path.to_owned(), file)))
 }
 
-fn entry_credential(
-    key: &str,
-    entry: &AuthEntry,
-    path: &Path,
-) -> Result<Option<Credential>, AuthError> {
+fn entry_credential(key: &str, entry: &AuthEntry, path: &Path) -> Result<Option<Credential>, AuthError> {
     if let Some(token) = entry.identitytoken.as_ref().filter(|t| !t.is_empty()) {
         return Ok(Some(Credential::IdentityToken(Secret::new(token.clone()))));
     }
-    let invalid = || AuthError::InvalidAuthEntry {
-        registry: key.to_owned(),
-        path: path.to_owned(),
-    };
+    let invalid = || AuthError::InvalidAuthEntry { registry: key.to_owned(), path: path.to_owned() };
     if let Some(auth) = entry.auth.as_ref().filter(|a| !a.is_empty()) {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(auth.trim())
-            .map_err(|_| invalid())?;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| invalid())?;
         let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
         let (user, pass) = decoded.split_once(':').ok_or_else(invalid)?;
-        return Ok(Some(Credential::Basic {
-            username: user.to_owned(),
-            password: Secret::new(pass),
-        }));
+        return Ok(Some(Credential::Basic { username: user.to_owned(), password: Secret::new(pass) }));
     }
     match (&entry.username, &entry.password) {
-        (Some(u), Some(p)) => Ok(Some(Credential::Basic {
-            username: u.clone(),
-            password: Secret::new(p.clone()),
-        })),
+        (Some(u), Some(p)) => Ok(Some(Credential::Basic { username: u.clone(), password: Secret::new(p.clone()) })),
         _ => Ok(None),
     }
 }
@@ -499,11 +420,7 @@ fn parse_params(input: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let mut rest = input.trim();
     while let Some((key, after)) = rest.split_once('=') {
-        let key = key
-            .trim()
-            .trim_start_matches(',')
-            .trim()
-            .to_ascii_lowercase();
+        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
         let after = after.trim_start();
         let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
             match quoted.find('"') {

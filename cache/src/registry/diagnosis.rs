@@ -70,10 +70,7 @@ impl TransportFailure {
             return Some(kind);
         }
         let io = e.downcast_ref::<std::io::Error>()?;
-        if let Some(kind) = io
-            .get_ref()
-            .and_then(|inner| Self::of_error(inner, dns, depth + 1))
-        {
+        if let Some(kind) = io.get_ref().and_then(|inner| Self::of_error(inner, dns, depth + 1)) {
             return Some(kind);
         }
         match io.kind() {
@@ -86,10 +83,7 @@ impl TransportFailure {
 
     /// Whether a retry may succeed.
     pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            Self::DnsTemporary | Self::Refused | Self::Timeout | Self::Other
-        )
+        matches!(self, Self::DnsTemporary | Self::Refused | Self::Timeout | Self::Other)
     }
 
     /// What happened and what to do, for `registry` (`host[:port]`).
@@ -128,13 +122,11 @@ impl fmt::Display for TransportFailure {
 fn tls_kind(err: &rustls::Error) -> Option<TransportFailure> {
     use rustls::{CertificateError as C, Error as E, InvalidMessage as M};
     Some(match err {
-        E::InvalidMessage(
-            M::InvalidContentType | M::UnknownProtocolVersion | M::MessageTooLarge,
-        ) => TransportFailure::PlainHttp,
-        E::InvalidCertificate(C::UnknownIssuer) => TransportFailure::UnknownAuthority,
-        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
-            TransportFailure::WrongName
+        E::InvalidMessage(M::InvalidContentType | M::UnknownProtocolVersion | M::MessageTooLarge) => {
+            TransportFailure::PlainHttp
         }
+        E::InvalidCertificate(C::UnknownIssuer) => TransportFailure::UnknownAuthority,
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => TransportFailure::WrongName,
         E::InvalidCertificate(_) => TransportFailure::BadCertificate,
         _ => return None,
     })
@@ -160,10 +152,7 @@ mod tests {
     }
 
     fn tls(e: rustls::Error) -> Context {
-        Context(
-            "client error (Connect)",
-            Box::new(io::Error::new(io::ErrorKind::InvalidData, e)),
-        )
+        Context("client error (Connect)", Box::new(io::Error::new(io::ErrorKind::InvalidData, e)))
     }
 
     #[rstest::rstest]
@@ -194,9 +183,7 @@ mod tests {
     #[case::dns(
         Context(
             "dns error",
-            Box::new(io::Error::other(
-                "failed to lookup address information: Name or service not known"
-            ))
+            Box::new(io::Error::other("failed to lookup address information: Name or service not known"))
         ),
         TransportFailure::Dns,
         false,
@@ -205,28 +192,20 @@ mod tests {
     #[case::dns_again(
         Context(
             "dns error",
-            Box::new(io::Error::other(
-                "failed to lookup address information: Temporary failure in name resolution"
-            ))
+            Box::new(io::Error::other("failed to lookup address information: Temporary failure in name resolution"))
         ),
         TransportFailure::DnsTemporary,
         true,
         "name server"
     )]
     #[case::refused(
-        Context(
-            "tcp connect error",
-            Box::new(io::Error::from(io::ErrorKind::ConnectionRefused))
-        ),
+        Context("tcp connect error", Box::new(io::Error::from(io::ErrorKind::ConnectionRefused))),
         TransportFailure::Refused,
         true,
         "nothing listens at reg:5000"
     )]
     #[case::timeout(
-        Context(
-            "tcp connect error",
-            Box::new(io::Error::from(io::ErrorKind::TimedOut))
-        ),
+        Context("tcp connect error", Box::new(io::Error::from(io::ErrorKind::TimedOut))),
         TransportFailure::Timeout,
         true,
         "in time"
@@ -244,10 +223,7 @@ mod tests {
         "--registry-certificate"
     )]
     #[case::reset(
-        Context(
-            "connection error",
-            Box::new(io::Error::from(io::ErrorKind::ConnectionReset))
-        ),
+        Context("connection error", Box::new(io::Error::from(io::ErrorKind::ConnectionReset))),
         TransportFailure::Other,
         true,
         "failed"
@@ -261,10 +237,6 @@ mod tests {
         let got = TransportFailure::of_chain(&err);
         assert_eq!(got, kind);
         assert_eq!(got.is_transient(), transient);
-        assert!(
-            got.explain("reg:5000").contains(hint),
-            "{}",
-            got.explain("reg:5000")
-        );
+        assert!(got.explain("reg:5000").contains(hint), "{}", got.explain("reg:5000"));
     }
 }

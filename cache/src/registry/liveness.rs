@@ -66,10 +66,7 @@ pub struct Activity {
 impl Activity {
     /// Activity starting now.
     pub fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-        }
+        Self { start: Instant::now(), last_ms: Arc::new(AtomicU64::new(0)) }
     }
 
     /// Something moved.
@@ -102,11 +99,7 @@ pub struct BodyWatch {
 impl BodyWatch {
     /// A watch starting now.
     pub fn new(timeouts: Timeouts) -> Self {
-        Self {
-            timeouts,
-            window_start: Instant::now(),
-            window_bytes: 0,
-        }
+        Self { timeouts, window_start: Instant::now(), window_bytes: 0 }
     }
 
     fn record(&mut self, bytes: u64) -> Result<(), Stall> {
@@ -115,10 +108,7 @@ impl BodyWatch {
             return Ok(());
         }
         if self.window_bytes < self.timeouts.min_bytes {
-            return Err(Stall::TooSlow {
-                bytes: self.timeouts.min_bytes,
-                window: self.timeouts.window,
-            });
+            return Err(Stall::TooSlow { bytes: self.timeouts.min_bytes, window: self.timeouts.window });
         }
         self.window_start = Instant::now();
         self.window_bytes = 0;
@@ -202,18 +192,11 @@ mod tests {
 
     #[test]
     fn trickle_fails_after_a_window_and_moving_bodies_pass() {
-        let timeouts = Timeouts {
-            min_bytes: 100,
-            window: Duration::from_millis(30),
-            ..Timeouts::default()
-        };
+        let timeouts = Timeouts { min_bytes: 100, window: Duration::from_millis(30), ..Timeouts::default() };
         let mut slow = BodyWatch::new(timeouts);
         assert!(slow.record(10).is_ok());
         std::thread::sleep(Duration::from_millis(40));
-        assert!(matches!(
-            slow.record(10),
-            Err(Stall::TooSlow { bytes: 100, .. })
-        ));
+        assert!(matches!(slow.record(10), Err(Stall::TooSlow { bytes: 100, .. })));
         let mut fast = BodyWatch::new(timeouts);
         for _ in 0..4 {
             std::thread::sleep(Duration::from_millis(20));
@@ -239,28 +222,12 @@ mod tests {
 
     #[tokio::test]
     async fn silent_bodies_time_out_naming_the_site() {
-        let timeouts = Timeouts {
-            idle: Duration::from_millis(20),
-            ..Timeouts::default()
-        };
+        let timeouts = Timeouts { idle: Duration::from_millis(20), ..Timeouts::default() };
         let mut body = futures_util::stream::pending::<reqwest::Result<Bytes>>();
-        let site = Site {
-            registry: "r.test:5000",
-            repository: "team/app",
-            operation: Operation::GetBlob,
-        };
-        let err = next_chunk(
-            &mut body,
-            &mut BodyWatch::new(timeouts),
-            site,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+        let site = Site { registry: "r.test:5000", repository: "team/app", operation: Operation::GetBlob };
+        let err =
+            next_chunk(&mut body, &mut BodyWatch::new(timeouts), site, &CancellationToken::new()).await.unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("r.test:5000/team/app") && msg.contains("no data"),
-            "{msg}"
-        );
+        assert!(msg.contains("r.test:5000/team/app") && msg.contains("no data"), "{msg}");
     }
 }

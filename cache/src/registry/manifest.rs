@@ -5,9 +5,7 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::Method;
 
-use crate::oci::{
-    sha256_digest, Digest, ImageIndex, ImageManifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
-};
+use crate::oci::{sha256_digest, Digest, ImageIndex, ImageManifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST};
 use crate::reference::Reference;
 use crate::registry::error::{Operation, RegistryError};
 use crate::registry::liveness::MAX_MANIFEST_SIZE;
@@ -99,11 +97,7 @@ impl RawManifest {
     /// Wrap bytes of a known kind.
     pub fn new(bytes: impl Into<Bytes>, kind: ManifestKind) -> Self {
         let bytes = bytes.into();
-        Self {
-            digest: sha256_digest(&bytes),
-            bytes,
-            kind,
-        }
+        Self { digest: sha256_digest(&bytes), bytes, kind }
     }
 
     /// Parse the document according to its kind.
@@ -114,13 +108,9 @@ impl RawManifest {
             source,
         };
         if self.kind.is_index() {
-            serde_json::from_slice(&self.bytes)
-                .map(|i| Manifest::Index(Box::new(i)))
-                .map_err(err)
+            serde_json::from_slice(&self.bytes).map(|i| Manifest::Index(Box::new(i))).map_err(err)
         } else {
-            serde_json::from_slice(&self.bytes)
-                .map(|m| Manifest::Image(Box::new(m)))
-                .map_err(err)
+            serde_json::from_slice(&self.bytes).map(|m| Manifest::Image(Box::new(m))).map_err(err)
         }
     }
 }
@@ -151,27 +141,9 @@ pub async fn get_manifest(
     reference: &Reference,
 ) -> Result<RawManifest, RegistryError> {
     let repo = reference.repository();
-    let url = manifest_url(
-        endpoint,
-        repo,
-        &reference.manifest_ref(),
-        Operation::GetManifest,
-    )?;
-    let mut call = Call::new(
-        endpoint,
-        repo,
-        Operation::GetManifest,
-        Method::GET,
-        url,
-        &[pull_scope(repo)],
-    );
-    let accept = [
-        OCI_INDEX,
-        OCI_MANIFEST,
-        DOCKER_MANIFEST_LIST,
-        DOCKER_MANIFEST,
-    ]
-    .join(", ");
+    let url = manifest_url(endpoint, repo, &reference.manifest_ref(), Operation::GetManifest)?;
+    let mut call = Call::new(endpoint, repo, Operation::GetManifest, Method::GET, url, &[pull_scope(repo)]);
+    let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST].join(", ");
     call.headers.push((ACCEPT.as_str(), accept));
     call.retryable = false;
     let (content_type, bytes) = transport
@@ -180,14 +152,8 @@ pub async fn get_manifest(
             if !response.status().is_success() {
                 return Err(call.status_failure(response).await);
             }
-            let content_type = response
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let bytes = transport
-                .read_body(&call, response, MAX_MANIFEST_SIZE, "manifests")
-                .await?;
+            let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let bytes = transport.read_body(&call, response, MAX_MANIFEST_SIZE, "manifests").await?;
             Ok((content_type, bytes))
         })
         .await?;
@@ -223,16 +189,8 @@ pub async fn put_manifest(
     manifest: &RawManifest,
 ) -> Result<Digest, RegistryError> {
     let url = manifest_url(endpoint, repository, tag_or_digest, Operation::PutManifest)?;
-    let mut call = Call::new(
-        endpoint,
-        repository,
-        Operation::PutManifest,
-        Method::PUT,
-        url,
-        &[push_scope(repository)],
-    );
-    call.headers
-        .push((CONTENT_TYPE.as_str(), manifest.kind.media_type().to_owned()));
+    let mut call = Call::new(endpoint, repository, Operation::PutManifest, Method::PUT, url, &[push_scope(repository)]);
+    call.headers.push((CONTENT_TYPE.as_str(), manifest.kind.media_type().to_owned()));
     call.body = CallBody::Bytes(manifest.bytes.clone());
     let response = transport.send(&call).await?;
     if response.status().as_u16() != 201 && !response.status().is_success() {
@@ -262,10 +220,7 @@ mod tests {
 
     #[rstest]
     #[case(OCI_MANIFEST, Some(ManifestKind::OciManifest))]
-    #[case(
-        "application/vnd.oci.image.index.v1+json; charset=utf-8",
-        Some(ManifestKind::OciIndex)
-    )]
+    #[case("application/vnd.oci.image.index.v1+json; charset=utf-8", Some(ManifestKind::OciIndex))]
     #[case(DOCKER_MANIFEST, Some(ManifestKind::DockerManifest))]
     #[case(DOCKER_MANIFEST_LIST, Some(ManifestKind::DockerManifestList))]
     #[case("application/json", None)]

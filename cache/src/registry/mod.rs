@@ -28,8 +28,8 @@ pub use liveness::{Timeouts, MAX_MANIFEST_SIZE};
 pub use manifest::{Manifest, ManifestKind, RawManifest};
 pub use pull::{PulledImage, ResolvedImage};
 pub use push::{ImageToPush, PushReport};
-pub use transfer::{Direction, TransferProgress};
 pub use retry::{is_transient, RetryPolicy};
+pub use transfer::{Direction, TransferProgress};
 pub use transport::Endpoint;
 pub use upload::BlobPush;
 
@@ -110,16 +110,9 @@ fn http_client(config: &RegistryConfig, accept_invalid: bool) -> Result<reqwest:
         .pool_max_idle_per_host(config.concurrency.max(1) * 2)
         .danger_accept_invalid_certs(accept_invalid);
     for path in &config.ca_certificates {
-        let pem = std::fs::read(path).map_err(|source| RegistryError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
-            RegistryError::Certificate {
-                path: path.clone(),
-                source,
-            }
-        })?;
+        let pem = std::fs::read(path).map_err(|source| RegistryError::Io { path: path.clone(), source })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|source| RegistryError::Certificate { path: path.clone(), source })?;
         for cert in certs {
             builder = builder.add_root_certificate(cert);
         }
@@ -137,11 +130,7 @@ impl RegistryClient {
             let unverified = http_client(&config, true)?;
             transport = transport.with_unverified(unverified, config.skip_tls_verify_registries.clone());
         }
-        Ok(Self {
-            transport,
-            config,
-            progress: ProgressSink::default(),
-        })
+        Ok(Self { transport, config, progress: ProgressSink::default() })
     }
 
     /// Report the byte progress of blob downloads and uploads to `progress`.
@@ -171,25 +160,12 @@ impl RegistryClient {
 
     /// The endpoint for a registry name (`docker.io` → `https://registry-1.docker.io`).
     pub fn endpoint(&self, registry: &str) -> Endpoint {
-        let host = if registry == DOCKER_HUB {
-            crate::reference::DOCKER_HUB_API
-        } else {
-            registry
-        };
-        Endpoint {
-            name: registry.to_owned(),
-            host: host.to_owned(),
-            scheme: self.scheme(registry),
-        }
+        let host = if registry == DOCKER_HUB { crate::reference::DOCKER_HUB_API } else { registry };
+        Endpoint { name: registry.to_owned(), host: host.to_owned(), scheme: self.scheme(registry) }
     }
 
     fn scheme(&self, registry: &str) -> &'static str {
-        let insecure = self.config.insecure_all
-            || self
-                .config
-                .insecure_registries
-                .iter()
-                .any(|r| r == registry);
+        let insecure = self.config.insecure_all || self.config.insecure_registries.iter().any(|r| r == registry);
         if insecure {
             "http"
         } else {
@@ -223,20 +199,12 @@ mod tests {
         assert_eq!(client.endpoint("127.0.0.1:5000").scheme, "http");
         assert_eq!(client.endpoint("reg.io").scheme, "https");
         let hub: Reference = "busybox".parse().unwrap();
-        let hosts: Vec<String> = client
-            .read_endpoints(&hub)
-            .into_iter()
-            .map(|e| e.host)
-            .collect();
+        let hosts: Vec<String> = client.read_endpoints(&hub).into_iter().map(|e| e.host).collect();
         assert_eq!(hosts, ["mirror.local:5000", "registry-1.docker.io"]);
         let other: Reference = "reg.io/a".parse().unwrap();
         assert_eq!(client.read_endpoints(&other).len(), 1);
         // `--insecure`: plain HTTP for every registry.
-        let all = RegistryClient::new(RegistryConfig {
-            insecure_all: true,
-            ..RegistryConfig::default()
-        })
-        .unwrap();
+        let all = RegistryClient::new(RegistryConfig { insecure_all: true, ..RegistryConfig::default() }).unwrap();
         assert_eq!(all.endpoint("reg.io").scheme, "http");
     }
 }

@@ -54,13 +54,7 @@ impl RegistryClient {
         let (endpoint, first) = self.first_manifest(reference).await?;
         let Manifest::Index(index) = first.parse(reference)? else {
             let image = image_of(&first, reference)?;
-            return Ok(ResolvedImage {
-                reference: reference.clone(),
-                endpoint,
-                index: None,
-                manifest: first,
-                image,
-            });
+            return Ok(ResolvedImage { reference: reference.clone(), endpoint, index: None, manifest: first, image });
         };
         let chosen = platform.select(&index).ok_or_else(|| {
             let available: Vec<String> = index
@@ -79,20 +73,11 @@ impl RegistryClient {
         let manifest = get_manifest(self.transport(), &endpoint, &child_ref).await?;
         let image = image_of(&manifest, &child_ref)?;
         tracing::debug!(%reference, %platform, digest = %manifest.digest, "platform selected");
-        Ok(ResolvedImage {
-            reference: reference.clone(),
-            endpoint,
-            index: Some(first),
-            manifest,
-            image,
-        })
+        Ok(ResolvedImage { reference: reference.clone(), endpoint, index: Some(first), manifest, image })
     }
 
     /// The first manifest, from the first endpoint (mirror or registry) that serves it.
-    async fn first_manifest(
-        &self,
-        reference: &Reference,
-    ) -> Result<(Endpoint, RawManifest), RegistryError> {
+    async fn first_manifest(&self, reference: &Reference) -> Result<(Endpoint, RawManifest), RegistryError> {
         let endpoints = self.read_endpoints(reference);
         let last = endpoints.len().saturating_sub(1);
         for (i, endpoint) in endpoints.into_iter().enumerate() {
@@ -124,28 +109,21 @@ impl RegistryClient {
         for raw in resolved.index.iter().chain([&resolved.manifest]) {
             store.put_bytes(&raw.bytes)?;
         }
-        let descriptors: Vec<&Descriptor> = std::iter::once(resolved.image.config())
-            .chain(resolved.image.layers())
-            .collect();
+        let descriptors: Vec<&Descriptor> =
+            std::iter::once(resolved.image.config()).chain(resolved.image.layers()).collect();
         futures_util::stream::iter(descriptors)
             .map(|d| self.fetch_blob(&resolved.endpoint, reference.repository(), d, store))
             .buffer_unordered(self.config().concurrency.max(1))
             .try_collect::<Vec<_>>()
             .await?;
         let config_bytes = store.read_blob(resolved.image.config().digest())?;
-        let config = serde_json::from_slice(&config_bytes).map_err(|source| {
-            RegistryError::ManifestParse {
-                reference: reference.to_string(),
-                media_type: resolved.image.config().media_type().to_string(),
-                source,
-            }
+        let config = serde_json::from_slice(&config_bytes).map_err(|source| RegistryError::ManifestParse {
+            reference: reference.to_string(),
+            media_type: resolved.image.config().media_type().to_string(),
+            source,
         })?;
         tracing::info!(%reference, digest = %resolved.manifest.digest, layers = resolved.image.layers().len(), "image pulled");
-        Ok(PulledImage {
-            resolved,
-            config_bytes,
-            config,
-        })
+        Ok(PulledImage { resolved, config_bytes, config })
     }
 
     /// Download the config of a resolved image into memory, verified by digest and size;
@@ -197,10 +175,7 @@ impl RegistryClient {
         let digest = descriptor.digest();
         let size = descriptor.size();
         if store.size(digest) == Some(size) {
-            return Ok(StoredBlob {
-                digest: digest.clone(),
-                size,
-            });
+            return Ok(StoredBlob { digest: digest.clone(), size });
         }
         let progress = &self.progress().0;
         let call = self.blob_call(endpoint, repository, digest)?;
@@ -252,16 +227,11 @@ impl RegistryClient {
             if writer.written() + chunk.len() as u64 > size {
                 return Err(oversized());
             }
-            self.progress()
-                .0
-                .advanced(Direction::Download, digest, chunk.len() as u64);
+            self.progress().0.advanced(Direction::Download, digest, chunk.len() as u64);
             // A page-cache write of one network chunk; short enough not to stall the runtime.
-            writer.write_all(&chunk).map_err(|source| {
-                RegistryError::Store(StoreError::Io {
-                    path: store.path(digest),
-                    source,
-                })
-            })?;
+            writer
+                .write_all(&chunk)
+                .map_err(|source| RegistryError::Store(StoreError::Io { path: store.path(digest), source }))?;
         }
         writer.commit(Some(digest), Some(size)).map_err(|e| match e {
             StoreError::DigestMismatch { expected, actual } => RegistryError::DigestMismatch {

@@ -10,10 +10,8 @@ use crate::oci::Digest;
 use crate::reference::Reference;
 use crate::registry::error::RegistryError;
 use crate::registry::manifest::{pull_scope, push_scope, put_manifest, Manifest, RawManifest};
-use crate::registry::upload::{
-    blob_exists, place_remote_blob, push_blob, BlobPush, BlobUpload, UploadPlan,
-};
 use crate::registry::transport::Endpoint;
+use crate::registry::upload::{blob_exists, place_remote_blob, push_blob, BlobPush, BlobUpload, UploadPlan};
 use crate::registry::RegistryClient;
 use crate::store::{BlobStore, StoreError};
 
@@ -37,15 +35,11 @@ pub struct ImageToPush {
 
 impl ImageToPush {
     /// Take the blob list from an image manifest (config + layers).
-    pub fn from_manifest(
-        manifest: RawManifest,
-        reference: &Reference,
-    ) -> Result<Self, RegistryError> {
+    pub fn from_manifest(manifest: RawManifest, reference: &Reference) -> Result<Self, RegistryError> {
         let blobs = match manifest.parse(reference)? {
-            Manifest::Image(image) => std::iter::once(image.config())
-                .chain(image.layers())
-                .map(|d| (d.digest().clone(), d.size()))
-                .collect(),
+            Manifest::Image(image) => {
+                std::iter::once(image.config()).chain(image.layers()).map(|d| (d.digest().clone(), d.size())).collect()
+            }
             Manifest::Index(_) => Vec::new(),
         };
         Ok(Self { manifest, blobs, sources: BTreeMap::new(), assumed: BTreeSet::new() })
@@ -105,12 +99,7 @@ impl RegistryClient {
         let mut pull_from: Vec<&String> = mount_from.iter().chain(sources.values()).collect();
         pull_from.sort();
         pull_from.dedup();
-        scopes.extend(
-            pull_from
-                .into_iter()
-                .filter(|r| r.as_str() != repository)
-                .map(|r| pull_scope(r)),
-        );
+        scopes.extend(pull_from.into_iter().filter(|r| r.as_str() != repository).map(|r| pull_scope(r)));
         let plan = UploadPlan {
             endpoint: &endpoint,
             repository,
@@ -123,10 +112,7 @@ impl RegistryClient {
         let mut paths = Vec::with_capacity(blobs.len());
         for (digest, size) in blobs {
             if !store.contains(digest) && mount_from.is_empty() && !sources.contains_key(&digest.to_string()) {
-                return Err(StoreError::NotFound {
-                    digest: digest.clone(),
-                }
-                .into());
+                return Err(StoreError::NotFound { digest: digest.clone() }.into());
             }
             paths.push((digest, *size, store.path(digest)));
         }
@@ -139,10 +125,8 @@ impl RegistryClient {
             .try_collect()
             .await?;
         let (there, missing): (Vec<_>, Vec<_>) = paths.iter().zip(present).partition(|(_, p)| *p);
-        let mut existed: Vec<(Digest, BlobPush)> = there
-            .into_iter()
-            .map(|((digest, _, _), _)| ((*digest).clone(), BlobPush::Existed))
-            .collect();
+        let mut existed: Vec<(Digest, BlobPush)> =
+            there.into_iter().map(|((digest, _, _), _)| ((*digest).clone(), BlobPush::Existed)).collect();
         tracing::debug!(present = existed.len(), missing = missing.len(), "blobs checked");
         let mut pushed = futures_util::stream::iter(missing.into_iter().map(|(p, _)| p))
             .map(|(digest, size, path)| async move {
@@ -153,14 +137,8 @@ impl RegistryClient {
                         None => Err(StoreError::NotFound { digest: (*digest).clone() }.into()),
                     };
                 }
-                let blob = BlobUpload {
-                    digest,
-                    size: *size,
-                    path,
-                };
-                push_blob(self.transport(), plan_ref, blob, preferred)
-                    .await
-                    .map(|outcome| ((*digest).clone(), outcome))
+                let blob = BlobUpload { digest, size: *size, path };
+                push_blob(self.transport(), plan_ref, blob, preferred).await.map(|outcome| ((*digest).clone(), outcome))
             })
             .buffer_unordered(self.config().concurrency.max(1))
             .try_collect::<Vec<_>>()
@@ -181,18 +159,18 @@ impl RegistryClient {
         image: &ImageToPush,
         mount_from: &[String],
     ) -> Result<PushReport, RegistryError> {
-        let (assumed, checked): (Vec<_>, Vec<_>) = image.blobs.iter().cloned().partition(|(d, _)| image.assumed.contains(&d.to_string()));
+        let (assumed, checked): (Vec<_>, Vec<_>) =
+            image.blobs.iter().cloned().partition(|(d, _)| image.assumed.contains(&d.to_string()));
         let mut blobs = self.push_blobs(store, target, &checked, &image.sources, mount_from).await?;
         let endpoint = self.endpoint(target.registry());
         let repository = target.repository();
-        let refs: Vec<String> = if tags.is_empty() {
-            vec![image.manifest.digest.to_string()]
-        } else {
-            tags.to_vec()
-        };
+        let refs: Vec<String> = if tags.is_empty() { vec![image.manifest.digest.to_string()] } else { tags.to_vec() };
         match self.put_tags(&endpoint, repository, &refs, &image.manifest, assumed.is_empty()).await {
             Err(e) if is_blob_unknown(&e) && !assumed.is_empty() => {
-                tracing::info!(assumed = assumed.len(), "the registry lacks a blob this state pushed before; checking them all");
+                tracing::info!(
+                    assumed = assumed.len(),
+                    "the registry lacks a blob this state pushed before; checking them all"
+                );
                 blobs.extend(self.push_blobs(store, target, &assumed, &image.sources, mount_from).await?);
                 self.put_tags(&endpoint, repository, &refs, &image.manifest, true).await?;
             }
@@ -201,10 +179,7 @@ impl RegistryClient {
                 blobs.extend(assumed.into_iter().map(|(d, _)| (d, BlobPush::Existed)));
             }
         }
-        Ok(PushReport {
-            digest: image.manifest.digest.clone(),
-            blobs,
-        })
+        Ok(PushReport { digest: image.manifest.digest.clone(), blobs })
     }
 
     /// One `PUT` per tag, all at once (a build usually pushes two tags): every `PUT` names
@@ -217,8 +192,12 @@ impl RegistryClient {
         manifest: &RawManifest,
         retry_unknown: bool,
     ) -> Result<(), RegistryError> {
-        let results = futures_util::future::join_all(tags.iter().map(|tag| self.put_tag(endpoint, repository, tag, manifest, retry_unknown))).await;
-        let written: Vec<&str> = tags.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(t, _)| t.as_str()).collect();
+        let results = futures_util::future::join_all(
+            tags.iter().map(|tag| self.put_tag(endpoint, repository, tag, manifest, retry_unknown)),
+        )
+        .await;
+        let written: Vec<&str> =
+            tags.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(t, _)| t.as_str()).collect();
         let Some((tag, error)) = tags.iter().zip(results).find_map(|(t, r)| r.err().map(|e| (t, e))) else {
             return Ok(());
         };
@@ -226,7 +205,12 @@ impl RegistryClient {
         let state = if written.is_empty() {
             format!("every blob is in the registry; no tag was written: {}", failed.join(", "))
         } else {
-            format!("every blob and the manifest {} are in the registry; written: {}; not written: {}", manifest.digest, written.join(", "), failed.join(", "))
+            format!(
+                "every blob and the manifest {} are in the registry; written: {}; not written: {}",
+                manifest.digest,
+                written.join(", "),
+                failed.join(", ")
+            )
         };
         Err(RegistryError::Tag {
             registry: endpoint.name.clone(),
@@ -264,20 +248,13 @@ impl RegistryClient {
     }
 
     /// Fetch the raw manifest `reference` names (tag or digest), without platform selection.
-    pub async fn get_raw_manifest(
-        &self,
-        reference: &Reference,
-    ) -> Result<RawManifest, RegistryError> {
+    pub async fn get_raw_manifest(&self, reference: &Reference) -> Result<RawManifest, RegistryError> {
         let endpoint = self.endpoint(reference.registry());
         crate::registry::manifest::get_manifest(self.transport(), &endpoint, reference).await
     }
 
     /// Check that `reference`'s repository holds blob `digest`.
-    pub async fn blob_exists(
-        &self,
-        reference: &Reference,
-        digest: &Digest,
-    ) -> Result<bool, RegistryError> {
+    pub async fn blob_exists(&self, reference: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
         let endpoint = self.endpoint(reference.registry());
         let scopes = [pull_scope(reference.repository())];
         let plan = UploadPlan {
@@ -297,7 +274,9 @@ impl RegistryClient {
 fn is_blob_unknown(e: &RegistryError) -> bool {
     match e {
         RegistryError::Tag { source, .. } => is_blob_unknown(source),
-        RegistryError::Status { status: 400, message, .. } => message.errors.iter().any(|(code, _)| code == "MANIFEST_BLOB_UNKNOWN"),
+        RegistryError::Status { status: 400, message, .. } => {
+            message.errors.iter().any(|(code, _)| code == "MANIFEST_BLOB_UNKNOWN")
+        }
         _ => false,
     }
 }

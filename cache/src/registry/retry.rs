@@ -31,9 +31,7 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// Delay before attempt `attempt + 1` (attempt counts from 1).
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+        let exp = self.base_delay.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
         let capped = exp.min(self.max_delay);
         capped.mul_f64(0.5 + fastrand::f64())
     }
@@ -48,9 +46,7 @@ pub fn is_transient(error: &RegistryError) -> bool {
         // A TLS/HTTP mismatch, an unknown CA or a name that does not resolve will not heal by
         // waiting: fail at once with the hint (crate::registry::diagnosis).
         RegistryError::Unreachable { source, .. } => TransportFailure::of(source).is_transient(),
-        RegistryError::Download { .. }
-        | RegistryError::Body { .. }
-        | RegistryError::TimedOut { .. } => true,
+        RegistryError::Download { .. } | RegistryError::Body { .. } | RegistryError::TimedOut { .. } => true,
         _ => false,
     }
 }
@@ -75,10 +71,7 @@ pub struct Failure {
 
 impl From<RegistryError> for Failure {
     fn from(error: RegistryError) -> Self {
-        Self {
-            error,
-            retry_after: None,
-        }
+        Self { error, retry_after: None }
     }
 }
 
@@ -132,10 +125,7 @@ where
         if cancel.is_cancelled() {
             return Err(site.cancelled());
         }
-        let attempt = Attempt {
-            number,
-            last: number > policy.retries,
-        };
+        let attempt = Attempt { number, last: number > policy.retries };
         let failure = match op(attempt).await {
             Ok(value) => return Ok(value),
             Err(failure) => failure,
@@ -151,10 +141,7 @@ where
             }
             return Err(error);
         }
-        let delay = failure
-            .retry_after
-            .unwrap_or_else(|| policy.delay(number))
-            .min(policy.max_delay);
+        let delay = failure.retry_after.unwrap_or_else(|| policy.delay(number)).min(policy.max_delay);
         tracing::warn!(registry = site.registry, repository = site.repository, operation = %site.operation, attempt = number, ?delay, error = %failure.error, "registry request failed, retrying");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -169,18 +156,10 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn policy(retries: u32) -> RetryPolicy {
-        RetryPolicy {
-            retries,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-        }
+        RetryPolicy { retries, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(5) }
     }
 
-    const SITE: Site<'static> = Site {
-        registry: "r.test",
-        repository: "app",
-        operation: Operation::GetBlob,
-    };
+    const SITE: Site<'static> = Site { registry: "r.test", repository: "app", operation: Operation::GetBlob };
 
     fn status(code: u16) -> RegistryError {
         RegistryError::Status {
@@ -249,38 +228,25 @@ mod tests {
     #[tokio::test]
     async fn cancellation_ends_the_backoff() {
         let cancel = CancellationToken::new();
-        let slow = RetryPolicy {
-            retries: 5,
-            base_delay: Duration::from_secs(60),
-            max_delay: Duration::from_secs(60),
-        };
+        let slow = RetryPolicy { retries: 5, base_delay: Duration::from_secs(60), max_delay: Duration::from_secs(60) };
         let trigger = cancel.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
             trigger.cancel();
         });
-        let err = retry(&slow, &cancel, SITE, |_| async {
-            Err::<(), _>(Failure::from(status(503)))
-        })
-        .await
-        .unwrap_err();
+        let err =
+            retry(&slow, &cancel, SITE, |_| async { Err::<(), _>(Failure::from(status(503))) }).await.unwrap_err();
         assert!(matches!(err, RegistryError::Cancelled { .. }), "{err:?}");
     }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
-        let p = RetryPolicy {
-            retries: 5,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(1000),
-        };
+        let p =
+            RetryPolicy { retries: 5, base_delay: Duration::from_millis(100), max_delay: Duration::from_millis(1000) };
         for attempt in 1..=8u32 {
             let nominal = (100u64 << (attempt - 1).min(20)).min(1000) as f64;
             let d = p.delay(attempt).as_millis() as f64;
-            assert!(
-                d >= nominal * 0.5 - 1.0 && d <= nominal * 1.5 + 1.0,
-                "{attempt}: {d}"
-            );
+            assert!(d >= nominal * 0.5 - 1.0 && d <= nominal * 1.5 + 1.0, "{attempt}: {d}");
         }
     }
 }

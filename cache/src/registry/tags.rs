@@ -45,7 +45,8 @@ impl RegistryClient {
                 .and_then(next_link)
                 .and_then(|link| url.join(&link).ok());
             let body = self.transport().read_body(&call, response, MAX_MANIFEST_SIZE, "tag lists").await?;
-            let page: TagList = serde_json::from_slice(&body).map_err(|_| call.invalid("tag list is not valid JSON"))?;
+            let page: TagList =
+                serde_json::from_slice(&body).map_err(|_| call.invalid("tag list is not valid JSON"))?;
             tags.extend(page.tags.unwrap_or_default());
             match next {
                 Some(n) if n != url => url = n,

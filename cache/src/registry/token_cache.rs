@@ -29,10 +29,7 @@ impl TokenKey {
         let mut sorted = scopes.to_vec();
         sorted.sort();
         sorted.dedup();
-        Self {
-            registry: registry.to_owned(),
-            scopes: sorted.join(" "),
-        }
+        Self { registry: registry.to_owned(), scopes: sorted.join(" ") }
     }
 }
 
@@ -52,23 +49,15 @@ impl TokenCache {
     /// A token still valid for `key`.
     pub async fn get(&self, key: &TokenKey) -> Option<Secret> {
         let tokens = self.tokens.lock().await;
-        tokens
-            .get(key)
-            .filter(|c| c.valid_until > Instant::now())
-            .map(|c| c.token.clone())
+        tokens.get(key).filter(|c| c.valid_until > Instant::now()).map(|c| c.token.clone())
     }
 
     /// Store a token; its lifetime comes from the JWT `exp` claim when readable, else from
     /// `expires_in`, else 60 s.
     pub async fn insert(&self, key: TokenKey, token: Secret, expires_in: Option<u64>) {
-        let lifetime = jwt_lifetime(token.expose())
-            .or(expires_in.map(Duration::from_secs))
-            .unwrap_or(DEFAULT_LIFETIME);
+        let lifetime = jwt_lifetime(token.expose()).or(expires_in.map(Duration::from_secs)).unwrap_or(DEFAULT_LIFETIME);
         let valid_until = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN);
-        self.tokens
-            .lock()
-            .await
-            .insert(key, Cached { token, valid_until });
+        self.tokens.lock().await.insert(key, Cached { token, valid_until });
     }
 
     /// Forget a token the registry rejected.
@@ -81,18 +70,13 @@ impl TokenCache {
 /// opaque to us, this only schedules a refresh).
 fn jwt_lifetime(token: &str) -> Option<Duration> {
     let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     #[derive(serde::Deserialize)]
     struct Claims {
         exp: u64,
     }
     let claims: Claims = serde_json::from_slice(&bytes).ok()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
     Some(Duration::from_secs(claims.exp.saturating_sub(now)))
 }
 
@@ -102,37 +86,22 @@ mod tests {
 
     fn jwt(exp: u64) -> String {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!(
-            "{}.{}.sig",
-            b64.encode(r#"{"alg":"RS256"}"#),
-            b64.encode(format!(r#"{{"exp":{exp}}}"#))
-        )
+        format!("{}.{}.sig", b64.encode(r#"{"alg":"RS256"}"#), b64.encode(format!(r#"{{"exp":{exp}}}"#)))
     }
 
     fn now() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
     }
 
     #[tokio::test]
     async fn scope_order_does_not_matter_and_registries_are_separate() {
         let cache = TokenCache::default();
-        let scopes = vec![
-            "repository:a:pull".to_owned(),
-            "repository:b:push".to_owned(),
-        ];
+        let scopes = vec!["repository:a:pull".to_owned(), "repository:b:push".to_owned()];
         let reversed: Vec<String> = scopes.iter().rev().cloned().collect();
-        cache
-            .insert(TokenKey::new("r1", &scopes), Secret::new("t"), Some(300))
-            .await;
+        cache.insert(TokenKey::new("r1", &scopes), Secret::new("t"), Some(300)).await;
         assert!(cache.get(&TokenKey::new("r1", &reversed)).await.is_some());
         assert!(cache.get(&TokenKey::new("r2", &scopes)).await.is_none());
-        assert!(cache
-            .get(&TokenKey::new("r1", &scopes[..1]))
-            .await
-            .is_none());
+        assert!(cache.get(&TokenKey::new("r1", &scopes[..1])).await.is_none());
     }
 
     #[tokio::test]
@@ -140,13 +109,9 @@ mod tests {
         let cache = TokenCache::default();
         let key = TokenKey::new("r", &["s".to_owned()]);
         // Expires in 5 s: inside the safety margin, so never served.
-        cache
-            .insert(key.clone(), Secret::new(jwt(now() + 5)), Some(3600))
-            .await;
+        cache.insert(key.clone(), Secret::new(jwt(now() + 5)), Some(3600)).await;
         assert!(cache.get(&key).await.is_none());
-        cache
-            .insert(key.clone(), Secret::new(jwt(now() + 600)), Some(1))
-            .await;
+        cache.insert(key.clone(), Secret::new(jwt(now() + 600)), Some(1)).await;
         assert!(cache.get(&key).await.is_some());
         cache.invalidate(&key).await;
         assert!(cache.get(&key).await.is_none());
@@ -156,9 +121,7 @@ mod tests {
     async fn opaque_tokens_use_expires_in() {
         let cache = TokenCache::default();
         let key = TokenKey::new("r", &[]);
-        cache
-            .insert(key.clone(), Secret::new("opaque"), Some(3))
-            .await;
+        cache.insert(key.clone(), Secret::new("opaque"), Some(3)).await;
         assert!(cache.get(&key).await.is_none());
         cache.insert(key.clone(), Secret::new("opaque"), None).await;
         assert!(cache.get(&key).await.is_some());

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
-use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Mutex;
 use url::Url;
@@ -130,28 +130,19 @@ impl Call {
 
     /// Where the call goes, for messages and cancellation.
     pub fn site(&self) -> Site<'_> {
-        Site {
-            registry: &self.endpoint.name,
-            repository: &self.repository,
-            operation: self.operation,
-        }
+        Site { registry: &self.endpoint.name, repository: &self.repository, operation: self.operation }
     }
 
     /// [`Call::status_error`] with the registry's `Retry-After`, for [`Transport::retry`].
     pub async fn status_failure(&self, response: Response) -> Failure {
         let retry_after = retry_after(&response);
-        Failure {
-            error: self.status_error(response).await,
-            retry_after,
-        }
+        Failure { error: self.status_error(response).await, retry_after }
     }
 
     /// An error for a non-success response (reads the registry's error body).
     pub async fn status_error(&self, response: Response) -> RegistryError {
         let status = response.status().as_u16();
-        let body = tokio::time::timeout(ERROR_BODY_WAIT, read_limited(response))
-            .await
-            .unwrap_or_default();
+        let body = tokio::time::timeout(ERROR_BODY_WAIT, read_limited(response)).await.unwrap_or_default();
         RegistryError::Status {
             registry: self.endpoint.name.clone(),
             repository: self.repository.clone(),
@@ -210,12 +201,7 @@ struct TokenAnswer {
 
 impl Transport {
     /// Wrap an HTTP client.
-    pub fn new(
-        http: reqwest::Client,
-        credentials: CredentialStore,
-        retry: RetryPolicy,
-        timeouts: Timeouts,
-    ) -> Self {
+    pub fn new(http: reqwest::Client, credentials: CredentialStore, retry: RetryPolicy, timeouts: Timeouts) -> Self {
         Self {
             http,
             unverified: None,
@@ -354,43 +340,24 @@ impl Transport {
     /// Record the registry's challenge after a 401 and drop the rejected token. Returns whether
     /// there was a challenge to answer (then the call is resent once).
     async fn learn_challenge(&self, call: &Call, response: &Response) -> bool {
-        let Some(challenge) = response
-            .headers()
-            .get(WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(Challenge::parse)
+        let Some(challenge) =
+            response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(Challenge::parse)
         else {
             return false;
         };
-        self.tokens
-            .invalidate(&TokenKey::new(&call.endpoint.host, &call.scopes))
-            .await;
-        self.challenges
-            .lock()
-            .await
-            .insert(call.endpoint.host.clone(), challenge);
+        self.tokens.invalidate(&TokenKey::new(&call.endpoint.host, &call.scopes)).await;
+        self.challenges.lock().await.insert(call.endpoint.host.clone(), challenge);
         true
     }
 
     async fn authorization(&self, call: &Call) -> Result<Option<String>, RegistryError> {
-        let challenge = self
-            .challenges
-            .lock()
-            .await
-            .get(&call.endpoint.host)
-            .cloned();
+        let challenge = self.challenges.lock().await.get(&call.endpoint.host).cloned();
         match challenge {
             None => Ok(None),
-            Some(Challenge::Basic) => Ok(self
-                .credentials
-                .lookup(&call.endpoint.name)
-                .await?
-                .and_then(|c| c.basic_header())),
-            Some(Challenge::Bearer {
-                realm,
-                service,
-                scope,
-            }) => {
+            Some(Challenge::Basic) => {
+                Ok(self.credentials.lookup(&call.endpoint.name).await?.and_then(|c| c.basic_header()))
+            }
+            Some(Challenge::Bearer { realm, service, scope }) => {
                 let mut scopes = call.scopes.clone();
                 if scopes.is_empty() {
                     scopes.extend(scope);
@@ -399,9 +366,7 @@ impl Transport {
                 if let Some(token) = self.tokens.get(&key).await {
                     return Ok(Some(format!("Bearer {}", token.expose())));
                 }
-                let (token, expires_in) = self
-                    .fetch_token(call, &realm, service.as_deref(), &scopes)
-                    .await?;
+                let (token, expires_in) = self.fetch_token(call, &realm, service.as_deref(), &scopes).await?;
                 let header = format!("Bearer {}", token.expose());
                 self.tokens.insert(key, token, expires_in).await;
                 Ok(Some(header))
@@ -416,12 +381,8 @@ impl Transport {
         service: Option<&str>,
         scopes: &[String],
     ) -> Result<(Secret, Option<u64>), RegistryError> {
-        let token_call = Call {
-            operation: Operation::Token,
-            ..call.clone()
-        };
-        let mut url =
-            Url::parse(realm).map_err(|_| token_call.invalid("token realm is not a url"))?;
+        let token_call = Call { operation: Operation::Token, ..call.clone() };
+        let mut url = Url::parse(realm).map_err(|_| token_call.invalid("token realm is not a url"))?;
         let credential = self.credentials.lookup(&call.endpoint.name).await?;
         let request = match &credential {
             Some(Credential::IdentityToken(refresh)) => {
@@ -432,9 +393,7 @@ impl Transport {
                     ("scope", scopes.join(" ")),
                 ];
                 form.extend(service.map(|s| ("service", s.to_owned())));
-                let body = url::form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(form)
-                    .finish();
+                let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
                 self.http_for(&call.endpoint.name)
                     .post(url)
                     .header("content-type", "application/x-www-form-urlencoded")
@@ -459,21 +418,15 @@ impl Transport {
         };
         let request = request.build().map_err(RegistryError::Client)?;
         let sent = self.http_for(&call.endpoint.name).execute(request);
-        let response = self
-            .await_response(&token_call, sent, &Activity::new())
-            .await?;
+        let response = self.await_response(&token_call, sent, &Activity::new()).await?;
         if !response.status().is_success() {
             return Err(token_call.status_error(response).await);
         }
-        let body = self
-            .read_body(&token_call, response, MAX_TOKEN_BODY, "token answers")
-            .await?;
-        let answer: TokenAnswer = serde_json::from_slice(&body)
-            .map_err(|_| token_call.invalid("token answer is not json"))?;
-        let token = answer
-            .token
-            .or(answer.access_token)
-            .ok_or_else(|| token_call.invalid("token answer has no token"))?;
+        let body = self.read_body(&token_call, response, MAX_TOKEN_BODY, "token answers").await?;
+        let answer: TokenAnswer =
+            serde_json::from_slice(&body).map_err(|_| token_call.invalid("token answer is not json"))?;
+        let token =
+            answer.token.or(answer.access_token).ok_or_else(|| token_call.invalid("token answer has no token"))?;
         tracing::debug!(registry = %call.endpoint.name, ?scopes, "bearer token obtained");
         Ok((Secret::new(token), answer.expires_in))
     }
@@ -486,8 +439,8 @@ impl Transport {
     ) -> Result<reqwest::Request, RegistryError> {
         let mut builder = self.http_for(&call.endpoint.name).request(call.method.clone(), call.url.clone());
         if let Some(auth) = authorization {
-            let mut value = HeaderValue::from_str(&auth)
-                .map_err(|_| call.invalid("credentials are not a valid header"))?;
+            let mut value =
+                HeaderValue::from_str(&auth).map_err(|_| call.invalid("credentials are not a valid header"))?;
             value.set_sensitive(true);
             builder = builder.header(AUTHORIZATION, value);
         }
@@ -498,25 +451,19 @@ impl Transport {
             CallBody::Empty => builder,
             CallBody::Bytes(bytes) => builder.body(bytes.clone()),
             CallBody::File { path, offset, len, progress } => {
-                let io_err = |source| RegistryError::Io {
-                    path: path.clone(),
-                    source,
-                };
+                let io_err = |source| RegistryError::Io { path: path.clone(), source };
                 let mut file = tokio::fs::File::open(path).await.map_err(io_err)?;
                 file.seek(SeekFrom::Start(*offset)).await.map_err(io_err)?;
                 let progress = progress.clone();
                 let activity = activity.clone();
                 let stream =
-                    tokio_util::io::ReaderStream::with_capacity(file.take(*len), STREAM_BUFFER)
-                        .inspect(move |chunk| {
-                            activity.bump();
-                            if let (Some(p), Ok(bytes)) = (&progress, chunk) {
-                                p.advanced(bytes.len() as u64);
-                            }
-                        });
-                builder
-                    .header(CONTENT_LENGTH, *len)
-                    .body(reqwest::Body::wrap_stream(stream))
+                    tokio_util::io::ReaderStream::with_capacity(file.take(*len), STREAM_BUFFER).inspect(move |chunk| {
+                        activity.bump();
+                        if let (Some(p), Ok(bytes)) = (&progress, chunk) {
+                            p.advanced(bytes.len() as u64);
+                        }
+                    });
+                builder.header(CONTENT_LENGTH, *len).body(reqwest::Body::wrap_stream(stream))
             }
         };
         builder.build().map_err(RegistryError::Client)
@@ -525,14 +472,7 @@ impl Transport {
 
 /// `Retry-After` in seconds, if the registry sent one.
 fn retry_after(response: &Response) -> Option<Duration> {
-    let secs: u64 = response
-        .headers()
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let secs: u64 = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs))
 }
 
@@ -542,11 +482,7 @@ mod tests {
 
     #[test]
     fn endpoint_urls() {
-        let e = Endpoint {
-            name: "docker.io".into(),
-            host: "registry-1.docker.io".into(),
-            scheme: "https",
-        };
+        let e = Endpoint { name: "docker.io".into(), host: "registry-1.docker.io".into(), scheme: "https" };
         assert_eq!(
             e.url("library/busybox/manifests/latest").unwrap().as_str(),
             "https://registry-1.docker.io/v2/library/busybox/manifests/latest"

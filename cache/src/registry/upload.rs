@@ -12,8 +12,8 @@ use url::Url;
 
 use crate::oci::Digest;
 use crate::registry::error::{Operation, RegistryError};
-use crate::registry::transfer::{BlobProgress, Direction, ProgressSink};
 use crate::registry::retry::{RetryPolicy, Site};
+use crate::registry::transfer::{BlobProgress, Direction, ProgressSink};
 use crate::registry::transport::{Call, CallBody, Endpoint, Transport};
 
 /// What pushing one blob took.
@@ -59,14 +59,7 @@ pub struct UploadPlan<'a> {
 
 impl UploadPlan<'_> {
     fn call(&self, operation: Operation, method: Method, url: Url) -> Call {
-        Call::new(
-            self.endpoint,
-            self.repository,
-            operation,
-            method,
-            url,
-            self.scopes,
-        )
+        Call::new(self.endpoint, self.repository, operation, method, url, self.scopes)
     }
 
     /// A request sent once: the session it belongs to is retried as a whole.
@@ -77,11 +70,7 @@ impl UploadPlan<'_> {
     }
 
     fn site(&self, operation: Operation) -> Site<'_> {
-        Site {
-            registry: &self.endpoint.name,
-            repository: self.repository,
-            operation,
-        }
+        Site { registry: &self.endpoint.name, repository: self.repository, operation }
     }
 
     fn url(&self, path: &str, operation: Operation) -> Result<Url, RegistryError> {
@@ -89,11 +78,7 @@ impl UploadPlan<'_> {
     }
 
     fn blob_progress(&self, digest: &Digest) -> BlobProgress {
-        BlobProgress {
-            sink: self.progress.clone(),
-            direction: Direction::Upload,
-            digest: digest.clone(),
-        }
+        BlobProgress { sink: self.progress.clone(), direction: Direction::Upload, digest: digest.clone() }
     }
 }
 
@@ -142,11 +127,7 @@ pub async fn place_remote_blob(
 }
 
 /// `HEAD /v2/<repo>/blobs/<digest>`: 200 means present, 404 absent.
-pub async fn blob_exists(
-    transport: &Transport,
-    plan: &UploadPlan<'_>,
-    digest: &Digest,
-) -> Result<bool, RegistryError> {
+pub async fn blob_exists(transport: &Transport, plan: &UploadPlan<'_>, digest: &Digest) -> Result<bool, RegistryError> {
     let url = plan.url(&format!("blobs/{digest}"), Operation::CheckBlob)?;
     let call = plan.call(Operation::CheckBlob, Method::HEAD, url);
     let response = transport.send(&call).await?;
@@ -193,11 +174,8 @@ async fn upload_session(
         Some(l) => l,
         None => start_upload(transport, plan).await?,
     };
-    let finish_url = if blob.size <= plan.chunk_size {
-        location
-    } else {
-        patch_chunks(transport, plan, blob, location).await?
-    };
+    let finish_url =
+        if blob.size <= plan.chunk_size { location } else { patch_chunks(transport, plan, blob, location).await? };
     finish(transport, plan, blob, finish_url).await?;
     tracing::info!(digest = %blob.digest, size = blob.size, "blob uploaded");
     Ok(BlobPush::Uploaded(blob.size))
@@ -216,9 +194,7 @@ async fn try_mount(
     source: &str,
 ) -> Result<MountAnswer, RegistryError> {
     let mut url = plan.url("blobs/uploads/", Operation::MountBlob)?;
-    url.query_pairs_mut()
-        .append_pair("mount", digest.as_ref())
-        .append_pair("from", source);
+    url.query_pairs_mut().append_pair("mount", digest.as_ref()).append_pair("from", source);
     let call = plan.once(Operation::MountBlob, Method::POST, url);
     let response = transport.send(&call).await?;
     match response.status() {
@@ -257,16 +233,10 @@ async fn patch_chunks(
     while offset < blob.size {
         let len = plan.chunk_size.min(blob.size - offset);
         let mut call = plan.once(Operation::UploadChunk, Method::PATCH, location.clone());
-        call.headers
-            .push((CONTENT_TYPE.as_str(), "application/octet-stream".to_owned()));
-        call.headers
-            .push(("content-range", format!("{}-{}", offset, offset + len - 1)));
-        call.body = CallBody::File {
-            path: blob.path.to_owned(),
-            offset,
-            len,
-            progress: Some(plan.blob_progress(blob.digest)),
-        };
+        call.headers.push((CONTENT_TYPE.as_str(), "application/octet-stream".to_owned()));
+        call.headers.push(("content-range", format!("{}-{}", offset, offset + len - 1)));
+        call.body =
+            CallBody::File { path: blob.path.to_owned(), offset, len, progress: Some(plan.blob_progress(blob.digest)) };
         let response = transport.send(&call).await?;
         if response.status() != StatusCode::ACCEPTED {
             return Err(call.status_error(response).await);
@@ -284,12 +254,10 @@ async fn finish(
     blob: BlobUpload<'_>,
     mut url: Url,
 ) -> Result<(), RegistryError> {
-    url.query_pairs_mut()
-        .append_pair("digest", blob.digest.as_ref());
+    url.query_pairs_mut().append_pair("digest", blob.digest.as_ref());
     let mut call = plan.once(Operation::FinishUpload, Method::PUT, url);
     if blob.size <= plan.chunk_size {
-        call.headers
-            .push((CONTENT_TYPE.as_str(), "application/octet-stream".to_owned()));
+        call.headers.push((CONTENT_TYPE.as_str(), "application/octet-stream".to_owned()));
         call.body = CallBody::File {
             path: blob.path.to_owned(),
             offset: 0,

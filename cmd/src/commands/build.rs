@@ -5,23 +5,26 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use rbuild_builder::executor::{resolve_bases, BaseSet, BuildContext, CacheSettings, ExecuteError, Executor, Remote, SandboxChoice, StageRoots, StepCacheReport};
+use rbuild_builder::executor::{
+    resolve_bases, BaseSet, BuildContext, CacheSettings, ExecuteError, Executor, Remote, SandboxChoice, StageRoots,
+    StepCacheReport,
+};
 use rbuild_builder::frontend::load_plan;
 use rbuild_builder::image::assemble;
 use rbuild_builder::plan::UnresolvedBases;
 use rbuild_builder::sandbox::{cancel_on_signals, CancelToken, Sandbox};
 use rbuild_cache::push_record::PushRecord;
 use rbuild_cache::reference::Reference;
-use rbuild_cache::remote_cache::RemoteCache;
-use rbuild_cache::state::{sweep_dead, sweep_dead_secrets, ProcessLock};
 use rbuild_cache::registry::manifest::ManifestKind;
 use rbuild_cache::registry::{ImageToPush, RawManifest, RegistryClient};
+use rbuild_cache::remote_cache::RemoteCache;
+use rbuild_cache::state::{sweep_dead, sweep_dead_secrets, ProcessLock};
 use rbuild_cache::store::BlobStore;
 
 use crate::cli::BuildArgs;
-use crate::outputs::write_outputs;
 use crate::exit;
 use crate::isolation_args::describe;
+use crate::outputs::write_outputs;
 use crate::progress::{self, BuildSummary, Failure, StepLog, TransferTally};
 use crate::settings;
 
@@ -43,9 +46,17 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let display = progress::display(args.progress).map_err(exit::usage)?;
     let session = Session { log: StepLog::new(display.clone()), display, cancel };
     let platforms = settings::platforms(&args.dockerfile).map_err(exit::usage)?;
-    let result = if platforms.len() > 1 { super::build_multi::run(args, &platforms, &session) } else { build(args, None, &session).map(|_| ()) };
+    let result = if platforms.len() > 1 {
+        super::build_multi::run(args, &platforms, &session)
+    } else {
+        build(args, None, &session).map(|_| ())
+    };
     if let Err(err) = &result {
-        session.display.failed(&Failure::new(err, session.log.failed_step(), &settings::sources(&args.dockerfile).dockerfile));
+        session.display.failed(&Failure::new(
+            err,
+            session.log.failed_step(),
+            &settings::sources(&args.dockerfile).dockerfile,
+        ));
     }
     result
 }
@@ -66,7 +77,11 @@ pub struct PlatformBuild {
 
 /// Build one platform. `part` names the platform of a multi-platform build: its image is
 /// pushed by digest only and the output files are left to the index.
-pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>, session: &Session) -> anyhow::Result<PlatformBuild> {
+pub fn build(
+    args: &BuildArgs,
+    part: Option<&rbuild_builder::plan::Platform>,
+    session: &Session,
+) -> anyhow::Result<PlatformBuild> {
     let Session { display, log, cancel } = session;
     let started = Instant::now();
     let s = settings::build_settings(args).map_err(exit::usage)?;
@@ -138,10 +153,18 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>, se
     let pushing = !s.no_push && !s.cache_only;
     // What this state pushed to each destination before (read once: the cache's local
     // entries and the push both use it).
-    let recorded: Vec<BTreeSet<String>> = if pushing { s.destinations.iter().map(|(repo, _)| pushed.known(repo)).collect() } else { Vec::new() };
-    let work = tempfile::Builder::new().prefix(&ProcessLock::build_dir_prefix()).tempdir_in(&s.cache_dir).context("creating the work directory")?;
+    let recorded: Vec<BTreeSet<String>> =
+        if pushing { s.destinations.iter().map(|(repo, _)| pushed.known(repo)).collect() } else { Vec::new() };
+    let work = tempfile::Builder::new()
+        .prefix(&ProcessLock::build_dir_prefix())
+        .tempdir_in(&s.cache_dir)
+        .context("creating the work directory")?;
     let cache = s.cache.as_ref().map(|c| CacheSettings {
-        cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl).with_local_entries(s.cache_dir.join("entries"), store.clone(), in_every(&recorded)),
+        cache: RemoteCache::new(client.clone(), c.repository.clone(), c.ttl).with_local_entries(
+            s.cache_dir.join("entries"),
+            store.clone(),
+            in_every(&recorded),
+        ),
         mode: c.mode,
         explain: c.explain,
         scope: cache_scope(&s),
@@ -157,7 +180,8 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>, se
         Isolation::Failed(why) => (SandboxChoice::deferred(std::thread::spawn(move || Err(why))), StageRoots::Fresh),
         Isolation::Chosen(chosen) => {
             let docker_config = args.registry.to_config().auth.docker_config_dir;
-            let keep: Vec<std::path::PathBuf> = [Some(s.cache_dir.clone()), Some(s.context.clone()), docker_config].into_iter().flatten().collect();
+            let keep: Vec<std::path::PathBuf> =
+                [Some(s.cache_dir.clone()), Some(s.context.clone()), docker_config].into_iter().flatten().collect();
             (SandboxChoice::ready(sandbox_for(&chosen)), crate::isolation_args::stage_roots(chosen.mode, &keep)?)
         }
     };
@@ -204,11 +228,16 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>, se
     // A part of a multi-platform build, or `--push-by-digest`: no tag moves.
     let by_digest = part.is_some() || args.push_by_digest;
     if pushing {
-        let kind = ManifestKind::from_media_type(image.manifest.media_type().as_ref()).context("manifest media type")?;
+        let kind =
+            ManifestKind::from_media_type(image.manifest.media_type().as_ref()).context("manifest media type")?;
         let raw = RawManifest::new(image.manifest_json.clone(), kind);
         for ((repo, tags), recorded) in s.destinations.iter().zip(&recorded) {
             check(cancel)?;
-            let shown = if by_digest { format!("by digest{}", part.map(|p| format!(", {p}")).unwrap_or_default()) } else { tags.join(", ") };
+            let shown = if by_digest {
+                format!("by digest{}", part.map(|p| format!(", {p}")).unwrap_or_default())
+            } else {
+                tags.join(", ")
+            };
             display.phase(&format!("pushing {}/{} ({shown})", repo.registry(), repo.repository()));
             let mut to_push = ImageToPush::from_manifest(raw.clone(), repo)?;
             let image_blobs = to_push.blobs.clone();
@@ -234,7 +263,8 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>, se
             if by_digest {
                 references.push(format!("{}/{}@{digest}", repo.registry(), repo.repository()));
             }
-            references.extend(push_tags.iter().map(|t| format!("{}/{}:{t}@{digest}", repo.registry(), repo.repository())));
+            references
+                .extend(push_tags.iter().map(|t| format!("{}/{}:{t}@{digest}", repo.registry(), repo.repository())));
         }
     }
     if s.cache.is_some() {
@@ -279,14 +309,22 @@ pub fn build(args: &BuildArgs, part: Option<&rbuild_builder::plan::Platform>, se
 /// are per registry, so a destination there covers them; a cache write refused later is a
 /// warning, not a failed build, and a warm rebuild then asks the cache repository nothing.
 fn write_targets(s: &settings::BuildSettings) -> Vec<Reference> {
-    let mut targets: Vec<Reference> = if s.no_push || s.cache_only { Vec::new() } else { s.destinations.iter().map(|(repo, _)| repo.clone()).collect() };
-    let cache = s.cache.iter().map(|c| c.repository.clone()).filter(|c| targets.iter().all(|t| t.registry() != c.registry()));
+    let mut targets: Vec<Reference> = if s.no_push || s.cache_only {
+        Vec::new()
+    } else {
+        s.destinations.iter().map(|(repo, _)| repo.clone()).collect()
+    };
+    let cache =
+        s.cache.iter().map(|c| c.repository.clone()).filter(|c| targets.iter().all(|t| t.registry() != c.registry()));
     targets.extend(cache.collect::<Vec<_>>());
     targets
 }
 
 /// Kaniko's push-permission check for each of `targets`, one after the other.
-async fn check_push_access(client: Arc<RegistryClient>, targets: Vec<Reference>) -> Result<(), rbuild_cache::registry::RegistryError> {
+async fn check_push_access(
+    client: Arc<RegistryClient>,
+    targets: Vec<Reference>,
+) -> Result<(), rbuild_cache::registry::RegistryError> {
     for target in &targets {
         client.check_push_access(target).await?;
     }
@@ -349,7 +387,9 @@ struct Cleanup(Option<std::thread::JoinHandle<std::io::Result<()>>>);
 
 impl Cleanup {
     fn finish(mut self) -> std::io::Result<()> {
-        self.0.take().map_or(Ok(()), |h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("cleanup thread panicked"))))
+        self.0
+            .take()
+            .map_or(Ok(()), |h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("cleanup thread panicked"))))
     }
 }
 

@@ -23,14 +23,14 @@ pub fn run(args: &BuildArgs, platforms: &[Platform], session: &Session) -> anyho
     let started = std::time::Instant::now();
     let s = settings::build_settings(args)?;
     if s.tar_path.is_some() {
-        bail!("--tar-path holds one platform's image; a multi-platform build ({}) writes --oci-layout-path instead", list(platforms));
+        bail!(
+            "--tar-path holds one platform's image; a multi-platform build ({}) writes --oci-layout-path instead",
+            list(platforms)
+        );
     }
     let display = &session.display;
     let builds = build_all(args, platforms, session)?;
-    let images = builds
-        .iter()
-        .map(platform_image)
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let images = builds.iter().map(platform_image).collect::<anyhow::Result<Vec<_>>>()?;
     let mut index = IndexBuilder::new();
     index.upsert_all(&images)?;
     let raw = index.finish();
@@ -69,26 +69,19 @@ pub fn run(args: &BuildArgs, platforms: &[Platform], session: &Session) -> anyho
 fn build_all(args: &BuildArgs, platforms: &[Platform], session: &Session) -> anyhow::Result<Vec<PlatformBuild>> {
     // Two cores run a native and an emulated build side by side; more builds at once only
     // compete for the same cores.
-    let parallel = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, 2);
+    let parallel = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 2);
     let mut out = Vec::new();
     for chunk in platforms.chunks(parallel) {
         let results: Vec<anyhow::Result<PlatformBuild>> = std::thread::scope(|scope| {
             let handles: Vec<_> = chunk
                 .iter()
                 .map(|p| {
-                    scope.spawn(move || {
-                        build(args, Some(p), session).with_context(|| format!("building platform {p}"))
-                    })
+                    scope.spawn(move || build(args, Some(p), session).with_context(|| format!("building platform {p}")))
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a platform build panicked")))
-                })
+                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a platform build panicked"))))
                 .collect()
         });
         for result in results {
@@ -138,9 +131,8 @@ fn write_index_outputs(
     images: &[PlatformImage],
     summary: &BuildSummary,
 ) -> anyhow::Result<()> {
-    let write = |path: &Path, text: &str| {
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-    };
+    let write =
+        |path: &Path, text: &str| std::fs::write(path, text).with_context(|| format!("writing {}", path.display()));
     let digest = &summary.digest;
     if let Some(p) = &s.digest_file {
         write(p, digest)?;
@@ -155,21 +147,10 @@ fn write_index_outputs(
         )?;
     }
     if let Some(p) = &s.image_name_tag_with_digest_file {
-        write(
-            p,
-            &summary
-                .references
-                .iter()
-                .map(|r| format!("{r}\n"))
-                .collect::<String>(),
-        )?;
+        write(p, &summary.references.iter().map(|r| format!("{r}\n")).collect::<String>())?;
     }
     if let Some(p) = &s.oci_layout_path {
-        let parts: Vec<_> = builds
-            .iter()
-            .zip(images)
-            .map(|(b, i)| (&b.image, i.platform.clone()))
-            .collect();
+        let parts: Vec<_> = builds.iter().zip(images).map(|(b, i)| (&b.image, i.platform.clone())).collect();
         write_oci_layout_index(p, &parts, s.tag_names().first().map(String::as_str))?;
     }
     if let Some(dir) = &s.output_dir {
@@ -189,9 +170,5 @@ fn write_index_outputs(
 }
 
 fn list(platforms: &[Platform]) -> String {
-    platforms
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    platforms.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }

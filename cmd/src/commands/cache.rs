@@ -27,12 +27,7 @@ pub enum CacheCommand {
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
     /// The cache repository.
-    #[arg(
-        long,
-        value_name = "REPO",
-        required_unless_present = "local",
-        conflicts_with = "local"
-    )]
+    #[arg(long, value_name = "REPO", required_unless_present = "local", conflicts_with = "local")]
     pub cache_repo: Option<String>,
     /// Delete entries written (`--local`: files last used) longer ago than this (Go
     /// duration: `336h`, `7d`, `90s`).
@@ -62,15 +57,9 @@ pub fn run(command: &CacheCommand) -> anyhow::Result<()> {
     }
 }
 
-fn prune_registry(
-    args: &PruneArgs,
-    repo: &str,
-    older_than: std::time::Duration,
-) -> anyhow::Result<()> {
-    let repository: Reference = repo
-        .parse()
-        .with_context(|| format!("invalid --cache-repo {repo:?}"))
-        .map_err(exit::usage)?;
+fn prune_registry(args: &PruneArgs, repo: &str, older_than: std::time::Duration) -> anyhow::Result<()> {
+    let repository: Reference =
+        repo.parse().with_context(|| format!("invalid --cache-repo {repo:?}")).map_err(exit::usage)?;
     let client = Arc::new(RegistryClient::new(args.registry.to_config())?);
     let cache = RemoteCache::new(client, repository, older_than);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -92,10 +81,7 @@ fn prune_local(args: &PruneArgs) -> anyhow::Result<()> {
         Some(d) => d.clone(),
         None => crate::settings::default_cache_dir()?,
     };
-    let policy = PrunePolicy {
-        older_than: args.older_than,
-        max_size: args.max_size,
-    };
+    let policy = PrunePolicy { older_than: args.older_than, max_size: args.max_size };
     let report = rbuild_cache::cache_dir::prune(&dir, policy, std::time::SystemTime::now())?;
     eprintln!(
         "prune {}: {} items removed ({}), {} kept ({})",

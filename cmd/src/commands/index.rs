@@ -72,18 +72,10 @@ pub fn run(command: &IndexCommand) -> anyhow::Result<()> {
     }
     let client = RegistryClient::new(args.registry.to_config())?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let mut index = if append {
-        runtime.block_on(existing(&client, first))?
-    } else {
-        IndexBuilder::new()
-    };
+    let mut index = if append { runtime.block_on(existing(&client, first))? } else { IndexBuilder::new() };
     let mut images: Vec<PlatformImage> = Vec::new();
     for source in &sources {
-        images.extend(
-            runtime
-                .block_on(images_of(&client, source))
-                .with_context(|| format!("reading {source}"))?,
-        );
+        images.extend(runtime.block_on(images_of(&client, source)).with_context(|| format!("reading {source}"))?);
     }
     index.upsert_all(&images)?;
     // Nothing is tagged unless every expected platform made it.
@@ -95,20 +87,13 @@ pub fn run(command: &IndexCommand) -> anyhow::Result<()> {
     };
     let store = BlobStore::open(cache_dir.join("store"))?;
     let to_push = ImageToPush::from_manifest(raw.clone(), first)?;
-    let tags: Vec<String> = targets
-        .iter()
-        .filter_map(|t| t.tag().map(str::to_owned))
-        .collect();
+    let tags: Vec<String> = targets.iter().filter_map(|t| t.tag().map(str::to_owned)).collect();
     runtime.block_on(client.push_image(&store, first, &tags, &to_push, &[]))?;
     let digest = raw.digest.to_string();
     if let Some(p) = &args.digest_file {
         std::fs::write(p, &digest).with_context(|| format!("writing {}", p.display()))?;
     }
-    eprintln!(
-        "index {digest} ({}) pushed as {}",
-        index.platforms().join(", "),
-        args.targets.join(", ")
-    );
+    eprintln!("index {digest} ({}) pushed as {}", index.platforms().join(", "), args.targets.join(", "));
     writeln!(std::io::stdout(), "{digest}")?;
     Ok(())
 }
@@ -117,10 +102,7 @@ pub fn run(command: &IndexCommand) -> anyhow::Result<()> {
 fn targets(raw: &[String]) -> anyhow::Result<Vec<Reference>> {
     let refs = raw
         .iter()
-        .map(|t| {
-            t.parse::<Reference>()
-                .with_context(|| format!("invalid target {t:?}"))
-        })
+        .map(|t| t.parse::<Reference>().with_context(|| format!("invalid target {t:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let first = refs.first().context("give the index's REPO:TAG")?;
     for r in &refs {
@@ -138,8 +120,7 @@ fn targets(raw: &[String]) -> anyhow::Result<Vec<Reference>> {
 fn sources(args: &IndexArgs, target: &Reference) -> anyhow::Result<Vec<Reference>> {
     let mut texts: Vec<String> = args.from.clone();
     for file in &args.from_file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading --from-file {}", file.display()))?;
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading --from-file {}", file.display()))?;
         texts.extend(parse_list(&text).with_context(|| format!("--from-file {}", file.display()))?);
     }
     texts
@@ -166,19 +147,15 @@ fn sources(args: &IndexArgs, target: &Reference) -> anyhow::Result<Vec<Reference
 fn parse_list(text: &str) -> anyhow::Result<Vec<String>> {
     fn walk(v: &serde_json::Value, out: &mut Vec<String>) -> anyhow::Result<()> {
         match v {
-            serde_json::Value::String(s)
-                if s.trim_start().starts_with('[') || s.trim_start().starts_with('{') =>
-            {
+            serde_json::Value::String(s) if s.trim_start().starts_with('[') || s.trim_start().starts_with('{') => {
                 walk(&serde_json::from_str(s)?, out)?
             }
             serde_json::Value::String(s) => out.push(s.trim().to_owned()),
             serde_json::Value::Array(items) => items.iter().try_for_each(|i| walk(i, out))?,
-            serde_json::Value::Object(map) => {
-                match map.get("image").or_else(|| map.get("digest")) {
-                    Some(v) => walk(v, out)?,
-                    None => bail!("an entry has neither \"image\" nor \"digest\": {v}"),
-                }
-            }
+            serde_json::Value::Object(map) => match map.get("image").or_else(|| map.get("digest")) {
+                Some(v) => walk(v, out)?,
+                None => bail!("an entry has neither \"image\" nor \"digest\": {v}"),
+            },
             other => bail!("unexpected entry {other}"),
         }
         Ok(())
@@ -186,12 +163,7 @@ fn parse_list(text: &str) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(v) => walk(&v, &mut out)?,
-        Err(_) => out.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned),
-        ),
+        Err(_) => out.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned)),
     }
     Ok(out)
 }

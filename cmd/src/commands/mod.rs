@@ -2,10 +2,10 @@
 
 pub mod build;
 pub mod build_multi;
-pub mod index;
 pub mod cache;
+pub mod index;
 pub mod inspect;
 pub mod plan;
 pub mod pull;
-pub mod warm;
 pub mod unshare;
+pub mod warm;

@@ -38,17 +38,10 @@ pub fn run(args: &PullArgs) -> anyhow::Result<()> {
 }
 
 /// Write `oci-layout` and add (or replace) the image's entry in `index.json`.
-fn write_layout_index(
-    dir: &Path,
-    reference: &Reference,
-    pulled: &PulledImage,
-) -> anyhow::Result<()> {
+fn write_layout_index(dir: &Path, reference: &Reference, pulled: &PulledImage) -> anyhow::Result<()> {
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
         .with_context(|| format!("writing {}/oci-layout", dir.display()))?;
-    let name = reference
-        .tag()
-        .map(str::to_owned)
-        .unwrap_or_else(|| pulled.resolved.manifest.digest.to_string());
+    let name = reference.tag().map(str::to_owned).unwrap_or_else(|| pulled.resolved.manifest.digest.to_string());
     let index_path = dir.join("index.json");
     let mut manifests: Vec<serde_json::Value> = match std::fs::read(&index_path) {
         Ok(bytes) => {
@@ -72,9 +65,7 @@ fn write_layout_index(
         "manifests": manifests,
     });
     let tmp = dir.join(".index.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&index)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &index_path)
-        .with_context(|| format!("writing {}", index_path.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&index)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &index_path).with_context(|| format!("writing {}", index_path.display()))?;
     Ok(())
 }

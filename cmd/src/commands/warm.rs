@@ -47,7 +47,9 @@ pub fn run(args: &WarmArgs) -> anyhow::Result<()> {
                 bytes += layer.size();
             }
         }
-        let pulled = runtime.block_on(client.pull(&reference, &platform, &store)).with_context(|| format!("prefetching {image}"))?;
+        let pulled = runtime
+            .block_on(client.pull(&reference, &platform, &store))
+            .with_context(|| format!("prefetching {image}"))?;
         eprintln!("warmed {image}@{}", pulled.resolved.manifest.digest);
     }
     eprintln!("warm: {present} layer(s) already present, {fetched} fetched ({bytes} bytes) into {}", dir.display());

@@ -27,12 +27,7 @@ impl Tail {
         let mut pieces = text.split('\n').peekable();
         while let Some(piece) = pieces.next() {
             if self.partial.len() < MAX_LINE {
-                self.partial.extend(
-                    piece
-                        .trim_end_matches('\r')
-                        .chars()
-                        .take(MAX_LINE - self.partial.len()),
-                );
+                self.partial.extend(piece.trim_end_matches('\r').chars().take(MAX_LINE - self.partial.len()));
             }
             if pieces.peek().is_some() {
                 self.end_line();
@@ -89,11 +84,7 @@ pub struct Failure {
 impl Failure {
     /// The failure of a build of `dockerfile` that ended with `err`.
     pub fn new(err: &anyhow::Error, step: Option<FailedStep>, dockerfile: &Path) -> Self {
-        Self {
-            message: format!("{err:#}"),
-            file: dockerfile.display().to_string(),
-            step,
-        }
+        Self { message: format!("{err:#}"), file: dockerfile.display().to_string(), step }
     }
 
     /// The box the human displays print (BuildKit's shape): the step, its file and line,
@@ -114,10 +105,7 @@ impl Failure {
         }
         lines.extend(s.output.iter().map(|l| format!("   {l}")));
         lines.push("------".to_string());
-        lines.push(format!(
-            "{}:{}: {}: {}",
-            self.file, s.line, s.instruction, s.error
-        ));
+        lines.push(format!("{}:{}: {}: {}", self.file, s.line, s.instruction, s.error));
         lines
     }
 }
@@ -159,11 +147,7 @@ mod tests {
             error: "exit code 2".into(),
             output: vec!["cc: error".into()],
         };
-        let failure = Failure {
-            message: "m".into(),
-            file: "app/Dockerfile".into(),
-            step: Some(step),
-        };
+        let failure = Failure { message: "m".into(), file: "app/Dockerfile".into(), step: Some(step) };
         assert_eq!(
             failure.lines(),
             [

@@ -57,7 +57,9 @@ impl Progress for Json {
 
 impl TransferProgress for Json {
     fn started(&self, d: Direction, digest: &Digest, size: u64) {
-        emit(&json!({"type": "transfer_started", "direction": direction(d), "digest": digest.to_string(), "size": size}));
+        emit(
+            &json!({"type": "transfer_started", "direction": direction(d), "digest": digest.to_string(), "size": size}),
+        );
     }
 
     /// Per-chunk events would flood the stream; start and end are enough for a machine.

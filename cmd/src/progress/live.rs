@@ -27,14 +27,18 @@ pub struct Live {
 impl Live {
     /// A view drawing on stderr; `colour: false` draws without ANSI styles.
     pub fn new(colour: bool) -> Self {
-        let style = |template: &str| ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style =
+            |template: &str| ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
         Self {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             steps: Mutex::new(HashMap::new()),
             transfers: Mutex::new(HashMap::new()),
-            step_style: style(if colour { "{spinner} {prefix} {elapsed:>4} {wide_msg:.dim}" } else { "{spinner} {prefix} {elapsed:>4} {wide_msg}" }),
-            transfer_style: style("  {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                .progress_chars("=> "),
+            step_style: style(if colour {
+                "{spinner} {prefix} {elapsed:>4} {wide_msg:.dim}"
+            } else {
+                "{spinner} {prefix} {elapsed:>4} {wide_msg}"
+            }),
+            transfer_style: style("  {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}").progress_chars("=> "),
         }
     }
 

@@ -66,12 +66,22 @@ impl Progress for StepLog {
     }
 
     fn output(&self, event: &StepEvent<'_>, chunk: &[u8]) {
-        self.tails.lock().unwrap_or_else(PoisonError::into_inner).entry((event.stage, event.step)).or_default().push(chunk);
+        self.tails
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((event.stage, event.step))
+            .or_default()
+            .push(chunk);
         self.display.output(event, chunk);
     }
 
     fn step_failed(&self, event: &StepEvent<'_>, line: usize, error: &dyn std::error::Error) {
-        let tail = self.tails.lock().unwrap_or_else(PoisonError::into_inner).remove(&(event.stage, event.step)).unwrap_or_default();
+        let tail = self
+            .tails
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(event.stage, event.step))
+            .unwrap_or_default();
         let mut why = error.to_string();
         let mut cause = error.source();
         while let Some(c) = cause {

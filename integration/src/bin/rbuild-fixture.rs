@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use rbuild_cache::reference::Reference;
-use rbuild_cache::registry::{
-    AuthConfig, ImageToPush, ManifestKind, RawManifest, RegistryClient, RegistryConfig,
-};
+use rbuild_cache::registry::{AuthConfig, ImageToPush, ManifestKind, RawManifest, RegistryClient, RegistryConfig};
 use rbuild_cache::store::BlobStore;
 use rbuild_integration::images::{write_image, write_layer, Entry, Flavor};
 
@@ -36,10 +34,7 @@ fn client_for(registry: &str, ca: Option<PathBuf>) -> Result<RegistryClient, Err
 }
 
 fn ca_flag(args: &[String]) -> Option<PathBuf> {
-    args.iter()
-        .position(|a| a == "--ca")
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from)
+    args.iter().position(|a| a == "--ca").and_then(|i| args.get(i + 1)).map(PathBuf::from)
 }
 
 fn random_layout(dir: &Path, size_mb: u64) -> Result<(), Error> {
@@ -63,18 +58,14 @@ fn random_layout(dir: &Path, size_mb: u64) -> Result<(), Error> {
 async fn push_layout(dir: &Path, target: &str, ca: Option<PathBuf>) -> Result<(), Error> {
     let target: Reference = target.parse()?;
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json"))?)?;
-    let digest: rbuild_cache::oci::Digest = index["manifests"][0]["digest"]
-        .as_str()
-        .ok_or("index.json has no manifest")?
-        .parse()?;
+    let digest: rbuild_cache::oci::Digest =
+        index["manifests"][0]["digest"].as_str().ok_or("index.json has no manifest")?.parse()?;
     let store = BlobStore::open(dir)?;
     let manifest = RawManifest::new(store.read_blob(&digest)?, ManifestKind::OciManifest);
     let image = ImageToPush::from_manifest(manifest, &target)?;
     let client = client_for(target.registry(), ca)?;
     let tags: Vec<String> = target.tag().map(str::to_owned).into_iter().collect();
-    let report = client
-        .push_image(&store, &target, &tags, &image, &[])
-        .await?;
+    let report = client.push_image(&store, &target, &tags, &image, &[]).await?;
     println!("{}", report.digest);
     Ok(())
 }

@@ -120,7 +120,12 @@ impl PodSecurity {
 
     /// The container's bounding set, `CAP_*` names.
     pub fn capabilities(&self) -> Vec<String> {
-        DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).chain(self.capabilities_add.iter().cloned()).map(|c| format!("CAP_{c}")).collect()
+        DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| c.to_string())
+            .chain(self.capabilities_add.iter().cloned())
+            .map(|c| format!("CAP_{c}"))
+            .collect()
     }
 }
 
@@ -147,7 +152,10 @@ pub fn runtime_spec(container: &Container, rootfs: &Path, seccomp_profile: &Valu
     let sc = &container.security;
     let caps = sc.capabilities();
     let uid = sc.run_as_user;
-    let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(), "HOSTNAME=pod".to_string()];
+    let mut env = vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        "HOSTNAME=pod".to_string(),
+    ];
     env.extend(container.env.iter().map(|(k, v)| format!("{k}={v}")));
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
@@ -162,7 +170,13 @@ pub fn runtime_spec(container: &Container, rootfs: &Path, seccomp_profile: &Valu
         let mode = if v.read_only { "ro" } else { "rw" };
         mounts.push(json!({"destination": v.mount_path, "type": "bind", "source": v.host, "options": ["rbind", mode, "nosuid", "nodev"]}));
     }
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"}), json!({"type": "cgroup"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
     let mut linux = json!({"namespaces": [], "resources": {"devices": [{"allow": false, "access": "rwm"}]}});
     if !sc.host_users {
         namespaces.push(json!({"type": "user"}));

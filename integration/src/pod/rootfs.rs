@@ -32,7 +32,10 @@ const ETC: [(&str, &str); 8] = [
     ("etc/shadow", "root:*:19000:0:99999:7:::\nrbuild:!:19000:0:99999:7:::\n"),
     ("etc/subuid", "rbuild:100000:65536\n"),
     ("etc/subgid", "rbuild:100000:65536\n"),
-    ("etc/rbuild/own-image", "This root file system is the rbuild image; rbuild --isolation container may replace it.\n"),
+    (
+        "etc/rbuild/own-image",
+        "This root file system is the rbuild image; rbuild --isolation container may replace it.\n",
+    ),
     ("etc/hosts", "127.0.0.1 localhost\n::1 localhost\n"),
     ("etc/resolv.conf", "nameserver 127.0.0.1\n"),
 ];

@@ -44,10 +44,15 @@ pub fn convert(profile: &Value, caps: &[String], arch: &str, kernel: &str) -> Va
         .into_iter()
         .flatten()
         .filter(|a| a["architecture"] == native)
-        .flat_map(|a| std::iter::once(a["architecture"].clone()).chain(a["subArchitectures"].as_array().cloned().unwrap_or_default()))
+        .flat_map(|a| {
+            std::iter::once(a["architecture"].clone())
+                .chain(a["subArchitectures"].as_array().cloned().unwrap_or_default())
+        })
         .collect();
-    let holds_caps = |list: &Value| list.as_array().into_iter().flatten().all(|c| caps.iter().any(|have| c == have.as_str()));
-    let any_cap = |list: &Value| list.as_array().into_iter().flatten().any(|c| caps.iter().any(|have| c == have.as_str()));
+    let holds_caps =
+        |list: &Value| list.as_array().into_iter().flatten().all(|c| caps.iter().any(|have| c == have.as_str()));
+    let any_cap =
+        |list: &Value| list.as_array().into_iter().flatten().any(|c| caps.iter().any(|have| c == have.as_str()));
     let has_arch = |list: &Value| list.as_array().into_iter().flatten().any(|a| a == arch);
     let running = kernel_version(kernel);
     let syscalls: Vec<Value> = profile["syscalls"]
@@ -99,8 +104,17 @@ mod tests {
         let default_caps: Vec<String> = crate::pod::DEFAULT_CAPABILITIES.iter().map(|c| format!("CAP_{c}")).collect();
         let pod = convert(&docker, &default_caps, "amd64", "6.1.0");
         assert_eq!(pod["architectures"], json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]));
-        assert!(!allowed(&pod, "unshare") && !allowed(&pod, "mount") && allowed(&pod, "arch_prctl") && !allowed(&pod, "sync_file_range2"));
-        assert!(pod["syscalls"].as_array().unwrap().iter().all(|r| r.get("includes").is_none() && r.get("excludes").is_none()));
+        assert!(
+            !allowed(&pod, "unshare")
+                && !allowed(&pod, "mount")
+                && allowed(&pod, "arch_prctl")
+                && !allowed(&pod, "sync_file_range2")
+        );
+        assert!(pod["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("includes").is_none() && r.get("excludes").is_none()));
         let mut admin = default_caps.clone();
         admin.push("CAP_SYS_ADMIN".into());
         let privileged = convert(&docker, &admin, "amd64", "6.1.0");

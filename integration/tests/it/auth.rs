@@ -19,11 +19,7 @@ async fn every_variant_pushes_and_pulls(#[case] variant: Variant) {
     };
     let store = ctx.fresh_store("pulled");
     let reference = ctx.registry.reference("busybox:latest");
-    let pulled = ctx
-        .client
-        .pull(&reference, &TargetPlatform::host(), &store)
-        .await
-        .unwrap();
+    let pulled = ctx.client.pull(&reference, &TargetPlatform::host(), &store).await.unwrap();
     assert_eq!(pulled.resolved.manifest.digest, ctx.base.busybox);
     assert_blobs_verified(&store, &pulled);
 }
@@ -36,27 +32,14 @@ async fn wrong_password_is_a_clear_error(#[case] variant: Variant, #[case] opera
     let Some(ctx) = TestContext::start(variant).await else {
         return;
     };
-    let client = ctx.client_as(Credential::Basic {
-        username: USER.into(),
-        password: Secret::new("not-the-password"),
-    });
+    let client = ctx.client_as(Credential::Basic { username: USER.into(), password: Secret::new("not-the-password") });
     let err = client
-        .pull(
-            &ctx.registry.reference("busybox"),
-            &TargetPlatform::host(),
-            &ctx.fresh_store("p"),
-        )
+        .pull(&ctx.registry.reference("busybox"), &TargetPlatform::host(), &ctx.fresh_store("p"))
         .await
         .unwrap_err();
     assert_eq!(err.status(), Some(401), "{err}");
     let msg = err.to_string();
-    for part in [
-        ctx.registry.addr(),
-        "busybox",
-        operation,
-        "HTTP 401",
-        "UNAUTHORIZED",
-    ] {
+    for part in [ctx.registry.addr(), "busybox", operation, "HTTP 401", "UNAUTHORIZED"] {
         assert!(msg.contains(part), "{part:?} missing from {msg:?}");
     }
     assert!(!msg.contains("not-the-password") && !format!("{err:?}").contains("not-the-password"));
@@ -69,14 +52,8 @@ async fn anonymous_pull_is_refused_with_the_registry_message() {
         return;
     };
     let client = ctx.client_with(|c| c.auth.explicit.clear());
-    let err = client
-        .get_raw_manifest(&ctx.registry.reference("busybox"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, RegistryError::Status { status: 401, .. }),
-        "{err}"
-    );
+    let err = client.get_raw_manifest(&ctx.registry.reference("busybox")).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Status { status: 401, .. }), "{err}");
 }
 
 #[tokio::test]
@@ -85,10 +62,7 @@ async fn identity_token_is_exchanged_at_the_realm() {
         return;
     };
     let client = ctx.client_as(Credential::IdentityToken(Secret::new(REFRESH_TOKEN)));
-    let raw = client
-        .get_raw_manifest(&ctx.registry.reference("busybox"))
-        .await
-        .unwrap();
+    let raw = client.get_raw_manifest(&ctx.registry.reference("busybox")).await.unwrap();
     assert_eq!(raw.digest, ctx.base.busybox);
 }
 
@@ -97,25 +71,16 @@ async fn read_only_token_cannot_push() {
     let Some(ctx) = TestContext::start(Variant::Token).await else {
         return;
     };
-    let client = ctx.client_as(Credential::Basic {
-        username: "reader".into(),
-        password: Secret::new("readerpassword"),
-    });
+    let client =
+        ctx.client_as(Credential::Basic { username: "reader".into(), password: Secret::new("readerpassword") });
     let manifest = ctx.store.read_blob(&ctx.base.busybox).unwrap();
-    let manifest = rbuild_cache::registry::RawManifest::new(
-        manifest,
-        rbuild_cache::registry::ManifestKind::OciManifest,
-    );
+    let manifest =
+        rbuild_cache::registry::RawManifest::new(manifest, rbuild_cache::registry::ManifestKind::OciManifest);
     let repo = format!("{}/readonly", ctx.registry.addr());
-    let err = rbuild_integration::images::push(&client, &ctx.store, &repo, &["v1"], &manifest)
-        .await
-        .unwrap_err();
+    let err = rbuild_integration::images::push(&client, &ctx.store, &repo, &["v1"], &manifest).await.unwrap_err();
     assert_eq!(err.status(), Some(401), "{err}");
     // Pulling works with the same token server and user.
-    client
-        .get_raw_manifest(&ctx.registry.reference("busybox"))
-        .await
-        .unwrap();
+    client.get_raw_manifest(&ctx.registry.reference("busybox")).await.unwrap();
 }
 
 /// Which registries skip certificate verification.
@@ -154,9 +119,7 @@ async fn tls_trust(#[case] with_ca: bool, #[case] skip: SkipVerify) {
         }
         c.retry.retries = 0;
     });
-    let result = client
-        .get_raw_manifest(&ctx.registry.reference("busybox"))
-        .await;
+    let result = client.get_raw_manifest(&ctx.registry.reference("busybox")).await;
     let trusted = with_ca || matches!(skip, SkipVerify::All | SkipVerify::ThisRegistry);
     match (trusted, result) {
         (true, Ok(raw)) => assert_eq!(raw.digest, ctx.base.busybox),
@@ -181,14 +144,7 @@ async fn bearer_tokens_are_reused_per_scope() {
     let before = token_requests();
     for _ in 0..2 {
         let store = ctx.fresh_store("pulled");
-        client
-            .pull(
-                &ctx.registry.reference("busybox"),
-                &TargetPlatform::host(),
-                &store,
-            )
-            .await
-            .unwrap();
+        client.pull(&ctx.registry.reference("busybox"), &TargetPlatform::host(), &store).await.unwrap();
     }
     // One token for `repository:busybox:pull`, reused for the manifest, the config, the layer
     // and the whole second pull.

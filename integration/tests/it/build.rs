@@ -75,8 +75,7 @@ impl Harness {
     /// The `rbuild build ARGS` command as `user`, not started.
     pub(crate) fn build_command(&self, user: &str, cache: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new("setpriv");
-        cmd
-            .args(["--reuid", user, "--regid", user, "--init-groups"])
+        cmd.args(["--reuid", user, "--regid", user, "--init-groups"])
             .arg(self.shared.path().join("rbuild"))
             .arg("build")
             .args(["--insecure-registry", self.ctx.registry.addr()])
@@ -94,7 +93,13 @@ impl Harness {
         let dir = self.ctx.dir.path().join(image.replace(['/', ':', '.'], "_"));
         std::fs::create_dir_all(&dir).unwrap();
         let layout = format!("oci:{}:img", dir.join("oci").display());
-        self.ctx.skopeo(&["copy".into(), "-q".into(), "--src-tls-verify=false".into(), format!("docker://{image}"), layout.clone()]);
+        self.ctx.skopeo(&[
+            "copy".into(),
+            "-q".into(),
+            "--src-tls-verify=false".into(),
+            format!("docker://{image}"),
+            layout.clone(),
+        ]);
         let bundle = dir.join("bundle");
         let out = Command::new("umoci").args(["unpack", "--image", &layout[4..]]).arg(&bundle).output().unwrap();
         assert!(out.status.success(), "umoci: {}", String::from_utf8_lossy(&out.stderr));
@@ -103,7 +108,13 @@ impl Harness {
 
     /// The image config blob as the registry serves it.
     pub(crate) fn config(&self, image: &str) -> serde_json::Value {
-        let out = self.ctx.skopeo(&["inspect".into(), "--tls-verify=false".into(), "--config".into(), "--raw".into(), format!("docker://{image}")]);
+        let out = self.ctx.skopeo(&[
+            "inspect".into(),
+            "--tls-verify=false".into(),
+            "--config".into(),
+            "--raw".into(),
+            format!("docker://{image}"),
+        ]);
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -158,7 +169,16 @@ async fn single_stage_image_has_files_owners_config_and_runs() {
     let Some(h) = Harness::start().await else { return };
     let context = h.context("build/single");
     let image = h.image("build/single:v1");
-    let out = ok(h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--build-arg", "FLAVOUR=tested", "--destination", &image]));
+    let out = ok(h.build(&[
+        "--context",
+        context.to_str().unwrap(),
+        "--build-arg",
+        &h.base(),
+        "--build-arg",
+        "FLAVOUR=tested",
+        "--destination",
+        &image,
+    ]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("[stage 1/1] STEP 7/12: RUN echo"), "{stderr}");
     let rootfs = h.unpack(&image);
@@ -189,7 +209,9 @@ async fn single_stage_image_has_files_owners_config_and_runs() {
     assert_eq!(c["Labels"]["case"], "single");
     assert!(c["Env"].as_array().unwrap().contains(&"GREETING=hello".into()), "{c}");
     let history = config["history"].as_array().unwrap();
-    assert!(history.iter().any(|e| e["created_by"].as_str().unwrap().starts_with("ENV GREETING") && e["empty_layer"] == true));
+    assert!(history
+        .iter()
+        .any(|e| e["created_by"].as_str().unwrap().starts_with("ENV GREETING") && e["empty_layer"] == true));
     let argv: Vec<String> = serde_json::from_value(c["Cmd"].clone()).unwrap();
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     assert_eq!(run_in(&rootfs, &argv), "hello from run (tested)\n");
@@ -216,8 +238,19 @@ async fn multi_stage_app_with_commit_suffix_pushes_both_tags_and_runs() {
     std::fs::write(&digest_file, "").unwrap();
     chown_to_user(&digest_file);
     let out = ok(h.build(&[
-        "-c", context.to_str().unwrap(), "--build-arg", &h.base(), "--image", &repo, "--tag", "v1.0.0",
-        "--commit-suffix", "auto", "--latest", "--digest-file", digest_file.to_str().unwrap(),
+        "-c",
+        context.to_str().unwrap(),
+        "--build-arg",
+        &h.base(),
+        "--image",
+        &repo,
+        "--tag",
+        "v1.0.0",
+        "--commit-suffix",
+        "auto",
+        "--latest",
+        "--digest-file",
+        digest_file.to_str().unwrap(),
     ]));
     let digest = std::fs::read_to_string(&digest_file).unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&digest));
@@ -240,7 +273,11 @@ async fn multi_stage_app_with_commit_suffix_pushes_both_tags_and_runs() {
 #[case::failing_after_layers("build/fail-late", &["exit code 3", "RUN (line 6)"], 2)]
 #[case::unsupported_security("build/unsupported", &["RUN (line 3)", "RUN --security=insecure is not supported yet"], 0)]
 #[tokio::test]
-async fn failing_builds_explain_and_exit_non_zero(#[case] case: &str, #[case] expected: &[&str], #[case] early_uploads: usize) {
+async fn failing_builds_explain_and_exit_non_zero(
+    #[case] case: &str,
+    #[case] expected: &[&str],
+    #[case] early_uploads: usize,
+) {
     let Some(h) = Harness::start().await else { return };
     let context = h.context(case);
     let image = h.image("build/failing:v1");
@@ -278,7 +315,14 @@ async fn reproducible_builds_give_the_same_digest() {
     let context = h.context("build/single");
     let digests: Vec<String> = (0..2)
         .map(|_| {
-            let out = ok(h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--reproducible", "--no-push"]));
+            let out = ok(h.build(&[
+                "--context",
+                context.to_str().unwrap(),
+                "--build-arg",
+                &h.base(),
+                "--reproducible",
+                "--no-push",
+            ]));
             String::from_utf8(out.stdout).unwrap().trim().to_string()
         })
         .collect();

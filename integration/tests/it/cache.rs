@@ -28,7 +28,13 @@ fn explained(out: &Output) -> Vec<Explained> {
             let (step, rest) = rest.split_once(": ")?;
             let (outcome, rest) = rest.split_once(" key ")?;
             let key = rest.split_whitespace().next()?.to_string();
-            Some(Explained { stage: stage.into(), step: step.parse().ok()?, hit: outcome == "hit", key, line: l.into() })
+            Some(Explained {
+                stage: stage.into(),
+                step: step.parse().ok()?,
+                hit: outcome == "hit",
+                key,
+                line: l.into(),
+            })
         })
         .collect()
 }
@@ -78,7 +84,15 @@ impl Case {
 
     fn build_with(&self, context: &Path, state: &Path, image: &str, extra: &[&str]) -> Output {
         let base = self.h.base();
-        let mut args = vec!["--context", context.to_str().unwrap(), "--build-arg", &base, "--cache-repo", &self.cache_repo, "--explain-cache"];
+        let mut args = vec![
+            "--context",
+            context.to_str().unwrap(),
+            "--build-arg",
+            &base,
+            "--cache-repo",
+            &self.cache_repo,
+            "--explain-cache",
+        ];
         let image = self.h.image(image);
         args.extend(["--destination", &image]);
         args.extend(extra);
@@ -107,7 +121,9 @@ impl Case {
     /// The entry manifest stored under a key.
     fn entry(&self, key: &str) -> serde_json::Value {
         let out = self.h.ctx.skopeo(&[
-            "inspect".into(), "--tls-verify=false".into(), "--raw".into(),
+            "inspect".into(),
+            "--tls-verify=false".into(),
+            "--raw".into(),
             format!("docker://{}:{}", self.cache_repo, key.replacen(':', "-", 1)),
         ]);
         serde_json::from_slice(&out.stdout).unwrap()
@@ -117,7 +133,15 @@ impl Case {
     fn put_entry(&self, tag: &str, manifest: &serde_json::Value) {
         let (addr, repo) = self.cache_repo.split_once('/').unwrap();
         let mut child = Command::new("curl")
-            .args(["-sSf", "-X", "PUT", "-H", "Content-Type: application/vnd.oci.image.manifest.v1+json", "--data-binary", "@-"])
+            .args([
+                "-sSf",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/vnd.oci.image.manifest.v1+json",
+                "--data-binary",
+                "@-",
+            ])
             .arg(format!("http://{addr}/v2/{repo}/manifests/{tag}"))
             .stdin(std::process::Stdio::piped())
             .spawn()
@@ -127,7 +151,11 @@ impl Case {
     }
 
     fn tags(&self) -> Vec<String> {
-        let out = self.h.ctx.skopeo(&["list-tags".into(), "--tls-verify=false".into(), format!("docker://{}", self.cache_repo)]);
+        let out = self.h.ctx.skopeo(&[
+            "list-tags".into(),
+            "--tls-verify=false".into(),
+            format!("docker://{}", self.cache_repo),
+        ]);
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         json["Tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()
     }
@@ -149,12 +177,20 @@ async fn fully_cached_rebuild_hits_every_step_downloads_no_layer_and_keeps_the_d
     assert!(stderr.contains("0 layer bytes downloaded"), "{stderr}");
     // The registry's own log: the first build fetched the base layer (it ran RUN), the second
     // fetched no layer of the image at all.
-    let manifest = c.h.ctx.skopeo(&["inspect".into(), "--tls-verify=false".into(), "--raw".into(), format!("docker://{}", c.h.image("cache/app:v2"))]);
+    let manifest = c.h.ctx.skopeo(&[
+        "inspect".into(),
+        "--tls-verify=false".into(),
+        "--raw".into(),
+        format!("docker://{}", c.h.image("cache/app:v2")),
+    ]);
     let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
-    let layers: Vec<String> = manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect();
+    let layers: Vec<String> =
+        manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect();
     assert_eq!(layers.len(), 6, "base + 5 filesystem steps: {manifest}");
     let log = c.h.ctx.registry.log();
-    let blob_gets = |text: &str, digest: &str| text.lines().filter(|l| l.contains("GET /v2/") && l.contains(&format!("/blobs/{digest}"))).count();
+    let blob_gets = |text: &str, digest: &str| {
+        text.lines().filter(|l| l.contains("GET /v2/") && l.contains(&format!("/blobs/{digest}"))).count()
+    };
     assert!(blob_gets(&log[..log_before], &layers[0]) >= 1, "the log must show the first build's base layer download");
     for layer in &layers {
         assert_eq!(blob_gets(&log[log_before..], layer), 0, "layer {layer} downloaded by the cached rebuild");
@@ -173,7 +209,13 @@ struct Change {
 }
 
 const CHANGES: [Change; 6] = [
-    Change { name: "ignored file changed", edit: |c| c.edit("src/noise.log", "other noise\n"), args: &[], hits: ALL_HIT, why: None },
+    Change {
+        name: "ignored file changed",
+        edit: |c| c.edit("src/noise.log", "other noise\n"),
+        args: &[],
+        hits: ALL_HIT,
+        why: None,
+    },
     Change { name: "undeclared build arg", edit: |_| {}, args: &["--build-arg", "OTHER=1"], hits: ALL_HIT, why: None },
     Change {
         name: "build arg used late",
@@ -223,8 +265,14 @@ async fn new_base_digest_misses_everything_and_expired_entries_miss() {
     let Some(c) = Case::start("build/cache-steps").await else { return };
     let addr = c.h.ctx.registry.addr().to_string();
     let copy = |from: &str| {
-        c.h.ctx.skopeo(&["copy".into(), "-q".into(), "--src-tls-verify=false".into(), "--dest-tls-verify=false".into(),
-            format!("docker://{addr}/{from}:latest"), format!("docker://{addr}/movingbase:latest")]);
+        c.h.ctx.skopeo(&[
+            "copy".into(),
+            "-q".into(),
+            "--src-tls-verify=false".into(),
+            "--dest-tls-verify=false".into(),
+            format!("docker://{addr}/{from}:latest"),
+            format!("docker://{addr}/movingbase:latest"),
+        ]);
         c.h.digest(&format!("{addr}/movingbase:latest"))
     };
     let before = copy("busybox");
@@ -232,7 +280,10 @@ async fn new_base_digest_misses_everything_and_expired_entries_miss() {
     // --cache-only fills the cache without pushing an image.
     let warm = c.build_context(&c.context, "unused:v1", &["--build-arg", &base, "--cache-only"]);
     assert_eq!(hits(&warm), ALL_MISS);
-    let pushed = Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{}", c.h.image("unused:v1"))]).output().unwrap();
+    let pushed = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{}", c.h.image("unused:v1"))])
+        .output()
+        .unwrap();
     assert!(!pushed.status.success(), "--cache-only must not push");
     assert_eq!(hits(&c.build("cache/moving:v1", &["--build-arg", &base])), ALL_HIT);
     let after = copy("busybox-docker");
@@ -286,7 +337,9 @@ async fn corrupt_entries_are_ignored_rebuilt_and_never_used() {
                 entry["config"].as_object_mut().unwrap().remove("data");
                 c.put_entry(&tag, &entry);
             }
-            Tamper::LayerGone => std::fs::remove_file(c.blob_file(entry["layers"][0]["digest"].as_str().unwrap())).unwrap(),
+            Tamper::LayerGone => {
+                std::fs::remove_file(c.blob_file(entry["layers"][0]["digest"].as_str().unwrap())).unwrap()
+            }
             Tamper::OldFormatBadConfig => {
                 std::fs::write(c.blob_file(entry["config"]["digest"].as_str().unwrap()), b"{not json").unwrap();
                 entry["config"].as_object_mut().unwrap().remove("data");
@@ -307,8 +360,13 @@ async fn corrupt_entries_are_ignored_rebuilt_and_never_used() {
     }
     assert_eq!(c.run("cache/app:v2"), "app v1\ndependency v1\ncommit none\n");
     let third = c.build("cache/app:v3", &[]);
-    assert_eq!(hits(&third), ALL_HIT, "rebuilt entries replace the corrupt ones; second build:\n{}\nthird build:\n{}",
-        String::from_utf8_lossy(&second.stderr), String::from_utf8_lossy(&third.stderr));
+    assert_eq!(
+        hits(&third),
+        ALL_HIT,
+        "rebuilt entries replace the corrupt ones; second build:\n{}\nthird build:\n{}",
+        String::from_utf8_lossy(&second.stderr),
+        String::from_utf8_lossy(&third.stderr)
+    );
     assert_eq!(c.run("cache/app:v3"), "app v1\ndependency v1\ncommit none\n");
 }
 
@@ -335,7 +393,11 @@ async fn warm_rebuild_answers_from_the_local_entry_index_while_its_layers_are_lo
     assert_eq!(hits(&second), ALL_HIT, "{}", String::from_utf8_lossy(&second.stderr));
     assert_eq!(Case::digest_of(&first), Case::digest_of(&second));
     let log = c.h.ctx.registry.log();
-    assert_eq!(cache_repo_requests(&c, &log[mark..]), Vec::<&str>::new(), "a warm rebuild asks the cache repository nothing");
+    assert_eq!(
+        cache_repo_requests(&c, &log[mark..]),
+        Vec::<&str>::new(),
+        "a warm rebuild asks the cache repository nothing"
+    );
     // Step 3's layer leaves the local store: its entry is looked up in the registry again
     // (and only it); the image, pushed to a new repository, is still complete.
     let steps = explained(&first);
@@ -348,7 +410,10 @@ async fn warm_rebuild_answers_from_the_local_entry_index_while_its_layers_are_lo
     let log = c.h.ctx.registry.log();
     let asked = cache_repo_requests(&c, &log[mark..]);
     let tag = steps[1].key.replacen(':', "-", 1);
-    assert!(!asked.is_empty() && asked.iter().all(|l| l.contains(&tag) || l.contains(&layer)), "only step 3 goes to the registry: {asked:#?}");
+    assert!(
+        !asked.is_empty() && asked.iter().all(|l| l.contains(&tag) || l.contains(&layer)),
+        "only step 3 goes to the registry: {asked:#?}"
+    );
     assert_eq!(Case::digest_of(&first), Case::digest_of(&third));
     assert_eq!(c.run("cache/warm-elsewhere:v3"), "app v1\ndependency v1\ncommit none\n");
 }
@@ -375,7 +440,13 @@ async fn a_push_trusts_its_record_of_pushed_blobs_until_the_registry_lost_one() 
     assert_eq!(hits(&third), ALL_HIT, "{}", String::from_utf8_lossy(&third.stderr));
     let log = c.h.ctx.registry.log();
     assert!(heads(&log[mark..]) > 0, "after the refused manifest every recorded blob is checked");
-    assert!(log[mark..].lines().any(|l| l.contains("\"PUT /v2/cache/rec/blobs/uploads/") && l.contains(layer.trim_start_matches("sha256:"))), "the lost layer is uploaded again: {}", &log[mark..]);
+    assert!(
+        log[mark..].lines().any(
+            |l| l.contains("\"PUT /v2/cache/rec/blobs/uploads/") && l.contains(layer.trim_start_matches("sha256:"))
+        ),
+        "the lost layer is uploaded again: {}",
+        &log[mark..]
+    );
     assert_eq!(c.run("cache/rec:v3"), "app v1\ndependency v1\ncommit none\n");
 }
 
@@ -418,7 +489,10 @@ async fn cache_mode_min_skips_stages_outside_the_image() {
     let second = c.build("cache/min:v2", &["--cache-mode", "min"]);
     let by_stage: Vec<(String, bool)> = explained(&second).into_iter().map(|e| (e.stage, e.hit)).collect();
     // Numbered as the progress view numbers them (issue 18): position/count of the stages that ran.
-    assert_eq!(by_stage, [("1/2".to_string(), false), ("2/2".into(), true), ("2/2".into(), true), ("2/2".into(), true)]);
+    assert_eq!(
+        by_stage,
+        [("1/2".to_string(), false), ("2/2".into(), true), ("2/2".into(), true), ("2/2".into(), true)]
+    );
     let rootfs = c.h.unpack(&c.h.image("cache/min:v2"));
     assert_eq!(run_in(&rootfs, &["cat", "/artifact.txt"]), "built\n");
 }
@@ -435,7 +509,16 @@ async fn prune_deletes_old_entries_only() {
     let tag = |e: &Explained| e.key.replacen(':', "-", 1);
     let prune = |older_than: String| {
         let out = Command::new(rbuild_bin())
-            .args(["cache", "prune", "--cache-repo", &c.cache_repo, "--older-than", &older_than, "--insecure-registry", c.h.ctx.registry.addr()])
+            .args([
+                "cache",
+                "prune",
+                "--cache-repo",
+                &c.cache_repo,
+                "--older-than",
+                &older_than,
+                "--insecure-registry",
+                c.h.ctx.registry.addr(),
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "prune: {}", String::from_utf8_lossy(&out.stderr));
@@ -471,7 +554,8 @@ async fn warm_prefetches_base_images_into_a_local_dir() {
     };
     assert!(warm(&dir).contains("0 layer(s) already present, 1 fetched"));
     assert!(warm(&dir).contains("1 layer(s) already present, 0 fetched"));
-    let manifest = c.h.ctx.skopeo(&["inspect".into(), "--tls-verify=false".into(), "--raw".into(), format!("docker://{image}")]);
+    let manifest =
+        c.h.ctx.skopeo(&["inspect".into(), "--tls-verify=false".into(), "--raw".into(), format!("docker://{image}")]);
     let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
     let layer = manifest["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
     assert!(dir.join("store/blobs/sha256").join(layer).is_file());

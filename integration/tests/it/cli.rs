@@ -23,17 +23,12 @@ fn rbuild(registry: &TestRegistry, docker_config: &Path, args: &[&str]) -> Comma
         Some(ca) => cmd.arg("--registry-certificate").arg(ca),
         None => cmd.arg("--insecure-registry").arg(registry.addr()),
     };
-    cmd.env("DOCKER_CONFIG", docker_config)
-        .env_remove("RBUILD_LOG");
+    cmd.env("DOCKER_CONFIG", docker_config).env_remove("RBUILD_LOG");
     cmd
 }
 
 fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "rbuild failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "rbuild failed: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
@@ -44,15 +39,11 @@ async fn pull_writes_an_oci_layout_skopeo_reads() {
     };
     let layout = ctx.dir.path().join("layout");
     let image = format!("{}/multiarch:latest", ctx.registry.addr());
-    let out = ok(rbuild(
-        &ctx.registry,
-        ctx.dir.path(),
-        &["pull", &image, "--platform", "linux/arm64"],
-    )
-    .arg("--oci-layout")
-    .arg(&layout)
-    .output()
-    .unwrap());
+    let out = ok(rbuild(&ctx.registry, ctx.dir.path(), &["pull", &image, "--platform", "linux/arm64"])
+        .arg("--oci-layout")
+        .arg(&layout)
+        .output()
+        .unwrap());
     let arm64 = ctx.base.multiarch_children[1].to_string();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), arm64);
     let inspect = ctx.skopeo(&["inspect".into(), format!("oci:{}:latest", layout.display())]);
@@ -67,18 +58,12 @@ async fn inspect_prints_manifest_config_and_digest() {
         return;
     };
     let image = format!("{}/busybox", ctx.registry.addr());
-    let out = ok(rbuild(&ctx.registry, ctx.dir.path(), &["inspect", &image])
-        .output()
-        .unwrap());
+    let out = ok(rbuild(&ctx.registry, ctx.dir.path(), &["inspect", &image]).output().unwrap());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["digest"], ctx.base.busybox.to_string());
     assert_eq!(json["config"]["os"], "linux");
     assert_eq!(json["manifest"]["layers"].as_array().unwrap().len(), 1);
-    let raw = ok(
-        rbuild(&ctx.registry, ctx.dir.path(), &["inspect", "--raw", &image])
-            .output()
-            .unwrap(),
-    );
+    let raw = ok(rbuild(&ctx.registry, ctx.dir.path(), &["inspect", "--raw", &image]).output().unwrap());
     assert_eq!(sha256_digest(&raw.stdout), ctx.base.busybox);
 }
 
@@ -100,51 +85,26 @@ async fn credentials_from_config_json_and_a_helper() {
     let image = format!("{addr}/busybox");
     let cases = [
         ("none", serde_json::json!({}), false),
-        (
-            "auths",
-            serde_json::json!({"auths": {addr: {"auth": encode_basic(USER, PASSWORD)}}}),
-            true,
-        ),
-        (
-            "wrong",
-            serde_json::json!({"auths": {addr: {"auth": encode_basic(USER, "wrong-pw")}}}),
-            false,
-        ),
-        (
-            "helper",
-            serde_json::json!({"credHelpers": {addr: "test"}}),
-            true,
-        ),
+        ("auths", serde_json::json!({"auths": {addr: {"auth": encode_basic(USER, PASSWORD)}}}), true),
+        ("wrong", serde_json::json!({"auths": {addr: {"auth": encode_basic(USER, "wrong-pw")}}}), false),
+        ("helper", serde_json::json!({"credHelpers": {addr: "test"}}), true),
     ];
     let helpers = ctx.dir.path().join("helpers");
     std::fs::create_dir_all(&helpers).unwrap();
     write_helper(&helpers);
-    let path = format!(
-        "{}:{}",
-        helpers.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", helpers.display(), std::env::var("PATH").unwrap_or_default());
     for (name, config, succeeds) in cases {
         let dir = ctx.dir.path().join(format!("docker-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-        let out = rbuild(&ctx.registry, &dir, &["inspect", "--raw", &image])
-            .env("PATH", &path)
-            .output()
-            .unwrap();
+        let out = rbuild(&ctx.registry, &dir, &["inspect", "--raw", &image]).env("PATH", &path).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.success(), succeeds, "{name}: {stderr}");
         if !succeeds {
             for part in [addr, "busybox", "401", "UNAUTHORIZED"] {
-                assert!(
-                    stderr.contains(part),
-                    "{name}: {part:?} missing from {stderr}"
-                );
+                assert!(stderr.contains(part), "{name}: {part:?} missing from {stderr}");
             }
-            assert!(
-                !stderr.contains("wrong-pw") && !stderr.contains(PASSWORD),
-                "{stderr}"
-            );
+            assert!(!stderr.contains("wrong-pw") && !stderr.contains(PASSWORD), "{stderr}");
         }
     }
 }

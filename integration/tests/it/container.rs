@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::build::{Harness, workspace};
+use crate::build::{workspace, Harness};
 use crate::support::rbuild_bin;
 
 /// A throwaway root for rbuild under container isolation.
@@ -23,7 +23,18 @@ impl ThrowawayRoot {
     fn new(marker: bool) -> Self {
         let dir = tempfile::Builder::new().prefix("rbuild-container-root-").tempdir_in("/tmp").unwrap();
         let root = dir.path();
-        for d in ["bin", "etc/rbuild", "proc", "dev", "tmp", "state", "mnt/volume", "run/secrets/kubernetes.io/serviceaccount", "usr/local/bin", "workspace"] {
+        for d in [
+            "bin",
+            "etc/rbuild",
+            "proc",
+            "dev",
+            "tmp",
+            "state",
+            "mnt/volume",
+            "run/secrets/kubernetes.io/serviceaccount",
+            "usr/local/bin",
+            "workspace",
+        ] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
@@ -72,11 +83,7 @@ impl ThrowawayRoot {
 /// The absolute library paths `ldd` lists for `binary` (a static binary has none).
 fn shared_libraries(binary: &Path) -> Vec<PathBuf> {
     let out = Command::new("ldd").arg(binary).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter(|w| w.starts_with('/'))
-        .map(PathBuf::from)
-        .collect()
+    String::from_utf8_lossy(&out.stdout).split_whitespace().filter(|w| w.starts_with('/')).map(PathBuf::from).collect()
 }
 
 #[tokio::test]
@@ -85,8 +92,19 @@ async fn auto_picks_container_isolation_and_builds_in_the_own_root() {
     let root = ThrowawayRoot::new(true);
     let image = h.image("container/app:v1");
     let out = root.rbuild(&[
-        "build", "--context", "/workspace/ctx", "--cache-dir", "/state", "--insecure-registry", h.ctx.registry.addr(),
-        "--build-arg", &h.base(), "--destination", &image, "--digest-file", "/state/digest",
+        "build",
+        "--context",
+        "/workspace/ctx",
+        "--cache-dir",
+        "/state",
+        "--insecure-registry",
+        h.ctx.registry.addr(),
+        "--build-arg",
+        &h.base(),
+        "--destination",
+        &image,
+        "--digest-file",
+        "/state/digest",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "rbuild in the throwaway root failed:\n{stderr}");
@@ -96,15 +114,28 @@ async fn auto_picks_container_isolation_and_builds_in_the_own_root() {
     let digest = std::fs::read_to_string(root.path().join("state/digest")).unwrap();
     assert_eq!(h.digest(&image), digest);
     let rootfs = h.unpack(&image);
-    for (path, content) in [("app/hello.txt", "hello from the context\n"), ("app/run.txt", "run in the container's own root\n"), ("out/uid", "1000\n"), ("app/from-tool.txt", "from the first stage\n")] {
+    for (path, content) in [
+        ("app/hello.txt", "hello from the context\n"),
+        ("app/run.txt", "run in the container's own root\n"),
+        ("out/uid", "1000\n"),
+        ("app/from-tool.txt", "from the first stage\n"),
+    ] {
         assert_eq!(std::fs::read_to_string(rootfs.join(path)).unwrap(), content, "{path}");
     }
     assert_eq!(std::fs::metadata(rootfs.join("out/by-user")).unwrap().uid(), 1000);
     // The RUN saw the base, not the rbuild image it replaced nor the first stage.
     assert!(!rootfs.join("app/leftover").exists());
     for absent in [
-        "etc/rbuild/own-image", "etc/image-only.txt", "state", "workspace", "mnt/volume/keep.txt", "run/secrets",
-        "usr/local/bin/rbuild", "proc/self", "dev/null", "tool",
+        "etc/rbuild/own-image",
+        "etc/image-only.txt",
+        "state",
+        "workspace",
+        "mnt/volume/keep.txt",
+        "run/secrets",
+        "usr/local/bin/rbuild",
+        "proc/self",
+        "dev/null",
+        "tool",
     ] {
         assert!(std::fs::symlink_metadata(rootfs.join(absent)).is_err(), "{absent} must not be in the image");
     }
@@ -114,7 +145,10 @@ async fn auto_picks_container_isolation_and_builds_in_the_own_root() {
     assert!(!r.join("etc/image-only.txt").exists(), "the rbuild image's own files are wiped");
     assert!(!r.join("etc/rbuild/own-image").exists(), "the marker goes with them: a second build refuses");
     assert_eq!(std::fs::read_to_string(r.join("app/run.txt")).unwrap(), "run in the container's own root\n");
-    assert_eq!(std::fs::read_to_string(r.join("run/secrets/kubernetes.io/serviceaccount/token")).unwrap(), "secret token\n");
+    assert_eq!(
+        std::fs::read_to_string(r.join("run/secrets/kubernetes.io/serviceaccount/token")).unwrap(),
+        "secret token\n"
+    );
     assert!(r.join("workspace/ctx/Dockerfile").is_file());
     assert!(r.join("usr/local/bin/rbuild").is_file());
 }
@@ -123,14 +157,29 @@ async fn auto_picks_container_isolation_and_builds_in_the_own_root() {
 #[case::explicit_container(&["--isolation", "container"], "refusing container isolation: /etc/rbuild/own-image is missing")]
 #[case::auto_without_namespaces(&[], "no RUN isolation works here: user namespaces are refused")]
 #[tokio::test]
-async fn outside_the_own_image_container_isolation_refuses_and_touches_nothing(#[case] flags: &[&str], #[case] message: &str) {
+async fn outside_the_own_image_container_isolation_refuses_and_touches_nothing(
+    #[case] flags: &[&str],
+    #[case] message: &str,
+) {
     let Some(h) = Harness::start().await else { return };
     let root = ThrowawayRoot::new(false);
     let image = h.image("container/refused:v1");
     // Under `auto` the refusal comes with the first RUN (a Dockerfile without RUN would build),
     // so the base must resolve.
     let base = h.base();
-    let mut args = vec!["build", "--context", "/workspace/ctx", "--cache-dir", "/state", "--insecure-registry", h.ctx.registry.addr(), "--build-arg", &base, "--destination", &image];
+    let mut args = vec![
+        "build",
+        "--context",
+        "/workspace/ctx",
+        "--cache-dir",
+        "/state",
+        "--insecure-registry",
+        h.ctx.registry.addr(),
+        "--build-arg",
+        &base,
+        "--destination",
+        &image,
+    ];
     args.extend_from_slice(flags);
     let out = root.rbuild(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -53,7 +53,15 @@ async fn hostile_archives_are_contained_or_refused() {
     assert!(!rootfs.join("contained.txt").exists() && !rootfs.join("etc/contained.txt").exists());
 
     let climb = context.join("Dockerfile.climb");
-    let out = h.build(&["--context", context.to_str().unwrap(), "-f", climb.to_str().unwrap(), "--build-arg", &h.base(), "--no-push"]);
+    let out = h.build(&[
+        "--context",
+        context.to_str().unwrap(),
+        "-f",
+        climb.to_str().unwrap(),
+        "--build-arg",
+        &h.base(),
+        "--no-push",
+    ]);
     let stderr = failed(&out);
     assert!(stderr.contains("ADD (line 4)") && stderr.contains("'..' component"), "{stderr}");
     assert!(!Path::new("/tmp/rbuild-escaped").exists(), "the archive wrote outside the root");
@@ -77,7 +85,11 @@ impl FileServer {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
-        let port = line.split(" port ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("http.server said {line:?}"));
+        let port = line
+            .split(" port ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("http.server said {line:?}"));
         Self { child, url: format!("http://127.0.0.1:{port}") }
     }
 }
@@ -102,17 +114,41 @@ async fn add_url_verifies_the_checksum() {
     let image = h.image("copy/url:v1");
     let url = format!("URL={}", server.url);
     let sum = format!("SUM={PAYLOAD_SHA256}");
-    ok(h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--build-arg", &url, "--build-arg", &sum, "--destination", &image]));
+    ok(h.build(&[
+        "--context",
+        context.to_str().unwrap(),
+        "--build-arg",
+        &h.base(),
+        "--build-arg",
+        &url,
+        "--build-arg",
+        &sum,
+        "--destination",
+        &image,
+    ]));
     let rootfs = h.unpack(&image);
     let data = std::fs::metadata(rootfs.join("dl/data.bin")).unwrap();
     assert_eq!(read(&rootfs, "dl/data.bin"), "payload");
     assert_eq!((data.permissions().mode() & 0o7777, data.uid(), data.gid()), (0o600, 0, 0));
     assert_eq!(data.mtime(), 1_700_000_000, "mtime from Last-Modified");
-    assert!(rootfs.join("dl/app.tar").is_file() && !rootfs.join("dl/app").exists(), "remote archives are not extracted");
+    assert!(
+        rootfs.join("dl/app.tar").is_file() && !rootfs.join("dl/app").exists(),
+        "remote archives are not extracted"
+    );
     assert_eq!(std::fs::metadata(rootfs.join("dl/renamed.bin")).unwrap().permissions().mode() & 0o7777, 0o644);
 
     let wrong = "SUM=sha256:1111111111111111111111111111111111111111111111111111111111111111";
-    let out = h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--build-arg", &url, "--build-arg", wrong, "--no-push"]);
+    let out = h.build(&[
+        "--context",
+        context.to_str().unwrap(),
+        "--build-arg",
+        &h.base(),
+        "--build-arg",
+        &url,
+        "--build-arg",
+        wrong,
+        "--no-push",
+    ]);
     let stderr = failed(&out);
     assert!(stderr.contains("checksum mismatch"), "{stderr}");
     assert!(stderr.contains("expected sha256:1111") && stderr.contains(&format!("got {PAYLOAD_SHA256}")), "{stderr}");
@@ -139,7 +175,15 @@ async fn copy_selects_parents_excludes_symlinks_and_heredocs() {
     assert_eq!(read(&rootfs, "literal.txt"), "$GREETING\n");
 
     let climbing = context.join("Dockerfile.climbing");
-    let out = h.build(&["--context", context.to_str().unwrap(), "-f", climbing.to_str().unwrap(), "--build-arg", &h.base(), "--no-push"]);
+    let out = h.build(&[
+        "--context",
+        context.to_str().unwrap(),
+        "-f",
+        climbing.to_str().unwrap(),
+        "--build-arg",
+        &h.base(),
+        "--no-push",
+    ]);
     let stderr = failed(&out);
     assert!(stderr.contains("\"climbing\" not found in the build context"), "{stderr}");
 }
@@ -171,11 +215,16 @@ async fn onbuild_triggers_run_in_the_child_build() {
     make_readable(&child_ctx);
     let child = h.image("copy/onbuild-child:v1");
     let parent_arg = format!("PARENT={parent}");
-    let out = ok(h.build(&["--context", child_ctx.to_str().unwrap(), "--build-arg", &parent_arg, "--destination", &child]));
+    let out =
+        ok(h.build(&["--context", child_ctx.to_str().unwrap(), "--build-arg", &parent_arg, "--destination", &child]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("RUN echo \"trigger ran\""), "the trigger shows as a step: {stderr}");
     let rootfs = h.unpack(&child);
-    assert_eq!(read(&rootfs, "onbuild/child.txt"), "from the child context\n", "COPY trigger reads the child's context");
+    assert_eq!(
+        read(&rootfs, "onbuild/child.txt"),
+        "from the child context\n",
+        "COPY trigger reads the child's context"
+    );
     assert_eq!(read(&rootfs, "onbuild/after.txt"), "trigger ran\n", "triggers run before the child's own steps");
     let config = h.config(&child);
     let c = &config["config"];

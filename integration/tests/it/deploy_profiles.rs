@@ -88,9 +88,7 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 }
 
 fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
-    list.as_array()
-        .and_then(|a| a.iter().find(|t| t["name"] == name))
-        .unwrap_or_else(|| panic!("no {name} in {list}"))
+    list.as_array().and_then(|a| a.iter().find(|t| t["name"] == name)).unwrap_or_else(|| panic!("no {name} in {list}"))
 }
 
 fn documents() -> Vec<Value> {
@@ -108,14 +106,8 @@ fn level(pod: &Value, container: &Value, host_users: bool) -> Level {
         }
     };
     let unconfined = |key: &str| field(key)["type"] == "Unconfined";
-    let added = container["capabilities"]["add"]
-        .as_array()
-        .map_or(0, Vec::len);
-    if container["privileged"] == true
-        || unconfined("seccompProfile")
-        || unconfined("appArmorProfile")
-        || added > 0
-    {
+    let added = container["capabilities"]["add"].as_array().map_or(0, Vec::len);
+    if container["privileged"] == true || unconfined("seccompProfile") || unconfined("appArmorProfile") || added > 0 {
         return Level::Privileged;
     }
     if container["procMount"] == "Unmasked" && host_users {
@@ -124,13 +116,8 @@ fn level(pod: &Value, container: &Value, host_users: bool) -> Level {
     let restricted = field("runAsNonRoot") == true
         && field("runAsUser").as_u64() != Some(0)
         && container["allowPrivilegeEscalation"] == false
-        && container["capabilities"]["drop"]
-            .as_array()
-            .is_some_and(|d| d.iter().any(|c| c == "ALL"))
-        && matches!(
-            field("seccompProfile")["type"].as_str(),
-            Some("RuntimeDefault" | "Localhost")
-        )
+        && container["capabilities"]["drop"].as_array().is_some_and(|d| d.iter().any(|c| c == "ALL"))
+        && matches!(field("seccompProfile")["type"].as_str(), Some("RuntimeDefault" | "Localhost"))
         && container["procMount"].is_null();
     if restricted {
         Level::Restricted
@@ -141,9 +128,7 @@ fn level(pod: &Value, container: &Value, host_users: bool) -> Level {
 
 /// `hostUsers` of an Argo template: set through `podSpecPatch` (Argo's Template has no field).
 fn argo_host_users(template: &Value) -> bool {
-    let patch = template["podSpecPatch"]
-        .as_str()
-        .map(|p| serde_norway::from_str::<Value>(p).unwrap());
+    let patch = template["podSpecPatch"].as_str().map(|p| serde_norway::from_str::<Value>(p).unwrap());
     patch.is_none_or(|p| p["hostUsers"] != false)
 }
 
@@ -153,11 +138,7 @@ fn argo_profiles_differ_from_rbuild_ci_only_in_the_build_pods_settings() {
     let strip = |doc: &Value| {
         let mut doc = doc.clone();
         doc["metadata"]["name"] = Value::Null;
-        for t in doc["spec"]["templates"]
-            .as_array_mut()
-            .unwrap()
-            .iter_mut()
-            .filter(|t| t["name"] == "build-push-image")
+        for t in doc["spec"]["templates"].as_array_mut().unwrap().iter_mut().filter(|t| t["name"] == "build-push-image")
         {
             t["securityContext"] = Value::Null;
             t["script"]["securityContext"] = Value::Null;
@@ -167,16 +148,8 @@ fn argo_profiles_differ_from_rbuild_ci_only_in_the_build_pods_settings() {
     };
     let base = strip(find(&docs, "ClusterWorkflowTemplate", "rbuild-ci"));
     for p in &PROFILES {
-        let variant = strip(find(
-            &docs,
-            "ClusterWorkflowTemplate",
-            &format!("rbuild-ci{}", p.suffix),
-        ));
-        assert_eq!(
-            variant, base,
-            "{}: only the build-push-image pod settings may differ from rbuild-ci",
-            p.name
-        );
+        let variant = strip(find(&docs, "ClusterWorkflowTemplate", &format!("rbuild-ci{}", p.suffix)));
+        assert_eq!(variant, base, "{}: only the build-push-image pod settings may differ from rbuild-ci", p.name);
     }
 }
 
@@ -186,12 +159,7 @@ fn tekton_profiles_differ_from_rbuild_ci_only_in_the_build_steps_settings() {
     let strip = |doc: &Value| {
         let mut doc = doc.clone();
         doc["metadata"]["name"] = Value::Null;
-        for s in doc["spec"]["steps"]
-            .as_array_mut()
-            .unwrap()
-            .iter_mut()
-            .filter(|s| s["name"] == "build-push-image")
-        {
+        for s in doc["spec"]["steps"].as_array_mut().unwrap().iter_mut().filter(|s| s["name"] == "build-push-image") {
             s["securityContext"] = Value::Null;
         }
         doc
@@ -199,11 +167,7 @@ fn tekton_profiles_differ_from_rbuild_ci_only_in_the_build_steps_settings() {
     let base = strip(find(&docs, "Task", "rbuild-ci"));
     for p in &PROFILES {
         let variant = strip(find(&docs, "Task", &format!("rbuild-ci{}", p.suffix)));
-        assert_eq!(
-            variant, base,
-            "{}: only the build-push-image step's securityContext may differ",
-            p.name
-        );
+        assert_eq!(variant, base, "{}: only the build-push-image step's securityContext may differ", p.name);
     }
 }
 
@@ -215,32 +179,12 @@ fn each_profile_has_its_pod_security_level_user_and_root_file_system() {
         let templates = &find(&docs, "ClusterWorkflowTemplate", &name)["spec"]["templates"];
         let build = named(templates, "build-push-image");
         let host_users = argo_host_users(build);
-        let (pod, container) = (
-            &build["securityContext"],
-            &build["script"]["securityContext"],
-        );
-        assert_eq!(
-            level(pod, container, host_users),
-            p.level,
-            "{name} (Argo) is not Pod Security {}",
-            p.level.word()
-        );
-        assert_eq!(
-            container["runAsUser"].as_u64(),
-            Some(p.uid),
-            "{name}: build user"
-        );
-        assert_eq!(
-            pod["runAsUser"].as_u64(),
-            Some(p.uid),
-            "{name}: the pod's user (Argo's wait container)"
-        );
+        let (pod, container) = (&build["securityContext"], &build["script"]["securityContext"]);
+        assert_eq!(level(pod, container, host_users), p.level, "{name} (Argo) is not Pod Security {}", p.level.word());
+        assert_eq!(container["runAsUser"].as_u64(), Some(p.uid), "{name}: build user");
+        assert_eq!(pod["runAsUser"].as_u64(), Some(p.uid), "{name}: the pod's user (Argo's wait container)");
         assert_eq!(host_users, p.host_users, "{name}: hostUsers");
-        assert_eq!(
-            container["readOnlyRootFilesystem"] == true,
-            p.read_only_root,
-            "{name}: readOnlyRootFilesystem"
-        );
+        assert_eq!(container["readOnlyRootFilesystem"] == true, p.read_only_root, "{name}: readOnlyRootFilesystem");
         // Clone and test need no privilege: restricted in every profile.
         for step in ["git-clone", "run-tests"] {
             let t = named(templates, step);
@@ -252,11 +196,7 @@ fn each_profile_has_its_pod_security_level_user_and_root_file_system() {
         }
         let task = find(&docs, "Task", &name);
         for step in task["spec"]["steps"].as_array().unwrap() {
-            let expected = if step["name"] == "build-push-image" {
-                p.level
-            } else {
-                Level::Restricted
-            };
+            let expected = if step["name"] == "build-push-image" { p.level } else { Level::Restricted };
             // Tekton's pod-level settings are the TaskRun's; the Task's steps carry their own.
             let got = level(&Value::Null, &step["securityContext"], p.host_users);
             assert_eq!(got, expected, "{name} (Tekton) step {}", step["name"]);
@@ -270,26 +210,17 @@ fn every_output_is_written_to_a_volume() {
     let mut checked = 0;
     for doc in deploy_documents() {
         let spec = &doc.value["spec"];
-        let templates = spec["templates"]
-            .as_array()
-            .or_else(|| spec["workflowSpec"]["templates"].as_array());
+        let templates = spec["templates"].as_array().or_else(|| spec["workflowSpec"]["templates"].as_array());
         for t in templates.into_iter().flatten() {
-            let container = if t["script"].is_null() {
-                &t["container"]
-            } else {
-                &t["script"]
-            };
+            let container = if t["script"].is_null() { &t["container"] } else { &t["script"] };
             let mounts: Vec<&str> = container["volumeMounts"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|m| m["mountPath"].as_str())
                 .collect();
-            let on_volume = |path: &str| {
-                mounts
-                    .iter()
-                    .any(|m| path.starts_with(&format!("{}/", m.trim_end_matches('/'))))
-            };
+            let on_volume =
+                |path: &str| mounts.iter().any(|m| path.starts_with(&format!("{}/", m.trim_end_matches('/'))));
             let outputs = t["outputs"]["parameters"]
                 .as_array()
                 .into_iter()
@@ -314,10 +245,7 @@ fn every_output_is_written_to_a_volume() {
             }
         }
     }
-    assert!(
-        checked >= 2 * PROFILES.len(),
-        "only {checked} outputs found"
-    );
+    assert!(checked >= 2 * PROFILES.len(), "only {checked} outputs found");
 }
 
 /// The README's table names every profile's templates and Pod Security level.
@@ -331,12 +259,7 @@ fn readme_profile_table_matches_the_templates() {
             let row = text
                 .lines()
                 .find(|l| l.starts_with(&format!("| {}", p.name)))
-                .unwrap_or_else(|| {
-                    panic!(
-                        "no table row for {} in README.md / docs/pipeline.md",
-                        p.name
-                    )
-                });
+                .unwrap_or_else(|| panic!("no table row for {} in README.md / docs/pipeline.md", p.name));
             assert!(row.contains(&name), "{} row lacks {name}: {row}", p.name);
             assert!(
                 row.contains(&format!("**{}**", p.level.word())),

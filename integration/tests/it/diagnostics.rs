@@ -72,13 +72,18 @@ async fn issue_18_tls_mismatch_and_unknown_ca_fail_within_a_second_with_the_fixi
 #[case::wrong_password(Some("wrong-password"), &["HTTP 401", "from the auths entry in", "rejected them", "docker login"])]
 #[case::no_credentials(None, &["HTTP 401", "credentials: none (", "has no entry for this registry", "docker login"])]
 #[tokio::test]
-async fn issue_18_bad_credentials_fail_before_any_step_naming_their_source(#[case] password: Option<&str>, #[case] wanted: &[&str]) {
+async fn issue_18_bad_credentials_fail_before_any_step_naming_their_source(
+    #[case] password: Option<&str>,
+    #[case] wanted: &[&str],
+) {
     let Some(ctx) = TestContext::start(Variant::Htpasswd).await else { return };
     let addr = ctx.registry.addr().to_string();
     let docker_config = ctx.dir.path().join("docker");
     std::fs::create_dir_all(&docker_config).unwrap();
     let auths = match password {
-        Some(p) => serde_json::json!({ &addr: { "auth": base64::engine::general_purpose::STANDARD.encode(format!("{REGISTRY_USER}:{p}")) } }),
+        Some(p) => {
+            serde_json::json!({ &addr: { "auth": base64::engine::general_purpose::STANDARD.encode(format!("{REGISTRY_USER}:{p}")) } })
+        }
         None => serde_json::json!({}),
     };
     let config_json = docker_config.join("config.json");
@@ -87,7 +92,12 @@ async fn issue_18_bad_credentials_fail_before_any_step_naming_their_source(#[cas
     let dir = context(ctx.dir.path(), "ctx", &format!("FROM {addr}/busybox:latest\nRUN echo step-ran\n"));
     let ca = ctx.registry.ca_cert().unwrap();
     let started = Instant::now();
-    let out = rbuild_build(&ctx, &dir, &["--registry-certificate", ca.to_str().unwrap(), "--destination", &format!("{addr}/team/app:v1")], &docker_config);
+    let out = rbuild_build(
+        &ctx,
+        &dir,
+        &["--registry-certificate", ca.to_str().unwrap(), "--destination", &format!("{addr}/team/app:v1")],
+        &docker_config,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains(&format!("push access to {addr}/team/app denied")), "{stderr}");
@@ -110,9 +120,15 @@ async fn issue_18_a_failed_run_shows_its_last_output_lines_in_every_mode(#[case]
     let context = h.context("build/fail-tail");
     let args = ["-c", context.to_str().unwrap(), "--build-arg", &h.base(), "--no-push", "--progress", mode];
     let mut cmd = h.build_command(USER, &h.shared.path().join("cache"), &args);
-    let (code, text) = if mode == "tty" { in_a_pty(&cmd) } else {
+    let (code, text) = if mode == "tty" {
+        in_a_pty(&cmd)
+    } else {
         let out = cmd.output().unwrap();
-        let text = if mode == "json" { String::from_utf8_lossy(&out.stdout).into_owned() } else { String::from_utf8_lossy(&out.stderr).into_owned() };
+        let text = if mode == "json" {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
         (out.status.code(), text)
     };
     assert_eq!(code, Some(3), "a failed RUN exits 3: {text}");
@@ -163,7 +179,8 @@ async fn issue_18_signals_exit_130_and_143(#[case] signal: &str, #[case] code: i
     let Some(h) = Harness::start().await else { return };
     let context = h.context("build/sleep");
     let args = ["-c", context.to_str().unwrap(), "--build-arg", &h.base(), "--no-push", "--progress", "plain"];
-    let mut child = h.build_command(USER, &h.shared.path().join("cache"), &args).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        h.build_command(USER, &h.shared.path().join("cache"), &args).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -200,14 +217,33 @@ async fn issue_18_cache_only_into_a_new_cache_repository_writes_every_entry() {
     std::fs::create_dir(&state).unwrap();
     chown_to_user(&state);
     let tags = |repo: &str| -> Vec<String> {
-        let out = h.ctx.skopeo(&["list-tags".into(), "--tls-verify=false".into(), format!("docker://{}", h.image(repo))]);
+        let out =
+            h.ctx.skopeo(&["list-tags".into(), "--tls-verify=false".into(), format!("docker://{}", h.image(repo))]);
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let mut t: Vec<String> = json["Tags"].as_array().unwrap().iter().filter_map(|t| t.as_str()).filter(|t| t.starts_with("sha256-")).map(String::from).collect();
+        let mut t: Vec<String> = json["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t.as_str())
+            .filter(|t| t.starts_with("sha256-"))
+            .map(String::from)
+            .collect();
         t.sort();
         t
     };
     let warm = |repo: &str| {
-        let out = h.build_in(&state, &["-c", context.to_str().unwrap(), "--build-arg", &h.base(), "--cache-only", "--cache-repo", &h.image(repo)]);
+        let out = h.build_in(
+            &state,
+            &[
+                "-c",
+                context.to_str().unwrap(),
+                "--build-arg",
+                &h.base(),
+                "--cache-only",
+                "--cache-repo",
+                &h.image(repo),
+            ],
+        );
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -237,7 +273,16 @@ async fn issue_18_commit_suffix_auto_refuses_a_dirty_tree_and_allow_dirty_tags_i
     std::fs::write(dir.join("f.txt"), "changed, not committed\n").unwrap();
     let image = format!("{addr}/team/app");
     let pipeline = |extra: &[&str]| {
-        let mut args = vec!["--insecure-registry", addr.as_str(), "--image", image.as_str(), "--tag", "v1", "--commit-suffix", "auto"];
+        let mut args = vec![
+            "--insecure-registry",
+            addr.as_str(),
+            "--image",
+            image.as_str(),
+            "--tag",
+            "v1",
+            "--commit-suffix",
+            "auto",
+        ];
         args.extend(extra);
         let out = rbuild_build(&ctx, &dir, &args, ctx.dir.path());
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())

@@ -66,7 +66,11 @@ const EXCEPTIONS: &[Exception] = &[
     Exception { what: "/run", allowed: Allowed::OnlyInReference, reason: "buildah chroot mount point" },
     Exception { what: "/etc/hosts", allowed: Allowed::OnlyInReference, reason: "buildah chroot bind-mount target" },
     Exception { what: "/etc/hostname", allowed: Allowed::OnlyInReference, reason: "buildah chroot bind-mount target" },
-    Exception { what: "/etc/resolv.conf", allowed: Allowed::OnlyInReference, reason: "buildah chroot bind-mount target" },
+    Exception {
+        what: "/etc/resolv.conf",
+        allowed: Allowed::OnlyInReference,
+        reason: "buildah chroot bind-mount target",
+    },
 ];
 
 /// Differences from Docker 20.10's builder that are its own and not BuildKit's any more.
@@ -75,21 +79,9 @@ const DOCKER_EXCEPTIONS: &[Exception] = &[
     // /etc/resolv.conf) when the root lacks them; BuildKit v0.8 (Docker 20.10) commits these
     // stubs, BuildKit ≥ v0.10 removes them after the RUN (executor/stubs.go,
     // MountStubsCleaner), as rbuild does. Allowed only as empty root-owned stubs.
-    Exception {
-        what: "/dev",
-        allowed: Allowed::OnlyInReference,
-        reason: "runc mount stub BuildKit v0.8 commits",
-    },
-    Exception {
-        what: "/proc",
-        allowed: Allowed::OnlyInReference,
-        reason: "runc mount stub BuildKit v0.8 commits",
-    },
-    Exception {
-        what: "/sys",
-        allowed: Allowed::OnlyInReference,
-        reason: "runc mount stub BuildKit v0.8 commits",
-    },
+    Exception { what: "/dev", allowed: Allowed::OnlyInReference, reason: "runc mount stub BuildKit v0.8 commits" },
+    Exception { what: "/proc", allowed: Allowed::OnlyInReference, reason: "runc mount stub BuildKit v0.8 commits" },
+    Exception { what: "/sys", allowed: Allowed::OnlyInReference, reason: "runc mount stub BuildKit v0.8 commits" },
     Exception {
         what: "/etc/hosts",
         allowed: Allowed::OnlyInReference,
@@ -106,7 +98,9 @@ const DOCKER_EXCEPTIONS: &[Exception] = &[
 /// reference alone has, at a path of [`DOCKER_EXCEPTIONS`] or at a `RUN --mount` target of
 /// the case's Dockerfile (`mount_targets`): runc makes those mount points too.
 fn docker_exception(d: &Difference, mount_targets: &[String]) -> bool {
-    let stub = d.ours == "None" && (d.theirs.contains("Dir {") || d.theirs.contains("size: 0,")) && d.theirs.contains("owner: (0, 0)");
+    let stub = d.ours == "None"
+        && (d.theirs.contains("Dir {") || d.theirs.contains("size: 0,"))
+        && d.theirs.contains("owner: (0, 0)");
     stub && (DOCKER_EXCEPTIONS.iter().any(|e| e.what == d.what) || mount_targets.iter().any(|t| *t == d.what))
 }
 
@@ -121,9 +115,7 @@ fn mount_targets(dockerfile: &str) -> Vec<String> {
 }
 
 fn buildah_exception(d: &Difference) -> Option<&'static Exception> {
-    EXCEPTIONS
-        .iter()
-        .find(|e| e.what == d.what && (matches!(e.allowed, Allowed::Any) || d.ours == "None"))
+    EXCEPTIONS.iter().find(|e| e.what == d.what && (matches!(e.allowed, Allowed::Any) || d.ours == "None"))
 }
 
 /// Files served over HTTP for `ADD <url>` cases (`${SERVER}` in a case's build args).
@@ -139,23 +131,17 @@ async fn rbuild_builds_what_buildkit_builds() {
     let root_cache = h.shared.path().join("cache-root");
     std::fs::create_dir(&root_cache).unwrap();
     chown_to("root", &root_cache);
-    let filter: Vec<String> = std::env::var("RBUILD_DIFF_CASES")
-        .map(|v| v.split(',').map(str::to_string).collect())
-        .unwrap_or_default();
+    let filter: Vec<String> =
+        std::env::var("RBUILD_DIFF_CASES").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default();
     let cases: Vec<Case> = discover()
         .into_iter()
         .filter(|c| filter.is_empty() || filter.iter().any(|f| c.name.contains(f.as_str())))
         .collect();
-    let run = Run {
-        h: &h,
-        docker: &docker,
-        server: &server.url,
-        root_cache: &root_cache,
-    };
+    let run = Run { h: &h, docker: &docker, server: &server.url, root_cache: &root_cache };
     let mut failed = Vec::new();
     for case in &cases {
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| run.case(case)))
-            .unwrap_or_else(|p| Err(panic_text(&p)));
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| run.case(case))).unwrap_or_else(|p| Err(panic_text(&p)));
         match result {
             Ok(()) => eprintln!("differential ok: {}", case.name),
             Err(e) => {
@@ -164,32 +150,14 @@ async fn rbuild_builds_what_buildkit_builds() {
             }
         }
     }
-    println!(
-        "differential: {} passed, {} failed",
-        cases.len() - failed.len(),
-        failed.len()
-    );
-    eprintln!(
-        "differential: {} passed, {} failed",
-        cases.len() - failed.len(),
-        failed.len()
-    );
-    assert!(
-        failed.is_empty(),
-        "cases differing from BuildKit: {failed:?}"
-    );
-    assert!(
-        !filter.is_empty() || cases.len() >= 80,
-        "only {} differential cases",
-        cases.len()
-    );
+    println!("differential: {} passed, {} failed", cases.len() - failed.len(), failed.len());
+    eprintln!("differential: {} passed, {} failed", cases.len() - failed.len(), failed.len());
+    assert!(failed.is_empty(), "cases differing from BuildKit: {failed:?}");
+    assert!(!filter.is_empty() || cases.len() >= 80, "only {} differential cases", cases.len());
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
 }
 
 /// Every `testdata/build/diff-*` directory with a Dockerfile, by name.
@@ -197,13 +165,7 @@ fn discover() -> Vec<Case> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(workspace().join("testdata/build"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("diff-")
-                && p.join("Dockerfile").is_file()
-        })
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("diff-") && p.join("Dockerfile").is_file())
         .collect();
     dirs.sort();
     dirs.iter().map(|d| Case::load(d)).collect()
@@ -233,21 +195,12 @@ impl Run<'_> {
         }
         let mut args = vec!["--build-arg".to_string(), self.h.base()];
         for a in &case.build_args {
-            args.extend([
-                "--build-arg".to_string(),
-                a.replace("${SERVER}", self.server),
-            ]);
+            args.extend(["--build-arg".to_string(), a.replace("${SERVER}", self.server)]);
         }
         if let Some(t) = &case.target {
             args.extend(["--target".to_string(), t.clone()]);
         }
-        let rootless = self.rbuild(
-            case,
-            &context,
-            USER,
-            &self.h.shared.path().join("cache"),
-            &args,
-        )?;
+        let rootless = self.rbuild(case, &context, USER, &self.h.shared.path().join("cache"), &args)?;
         let root = self.rbuild(case, &context, "root", self.root_cache, &args)?;
         let mut report = String::new();
         match &case.oracle {
@@ -267,11 +220,7 @@ impl Run<'_> {
             }
             Oracle::Documented(_) => {
                 for (mode, ours) in [("rootless", &rootless), ("root", &root)] {
-                    report += &describe(
-                        mode,
-                        "EXPECTED",
-                        &check_expected(&case.expected, &ours.tree, &ours.config),
-                    );
+                    report += &describe(mode, "EXPECTED", &check_expected(&case.expected, &ours.tree, &ours.config));
                 }
                 let d = compare_trees(&rootless.tree, &root.tree);
                 report += &describe("rootless", "root", &d);
@@ -296,41 +245,20 @@ impl Run<'_> {
         }
     }
 
-    fn rbuild(
-        &self,
-        case: &Case,
-        context: &Path,
-        user: &str,
-        cache: &Path,
-        args: &[String],
-    ) -> Result<Built, String> {
-        let image = self
-            .h
-            .image(&format!("diff/rbuild-{user}-{}:v1", case.name));
-        let mut all: Vec<&str> = vec![
-            "--context",
-            context.to_str().unwrap(),
-            "--destination",
-            &image,
-        ];
+    fn rbuild(&self, case: &Case, context: &Path, user: &str, cache: &Path, args: &[String]) -> Result<Built, String> {
+        let image = self.h.image(&format!("diff/rbuild-{user}-{}:v1", case.name));
+        let mut all: Vec<&str> = vec!["--context", context.to_str().unwrap(), "--destination", &image];
         all.extend(args.iter().map(String::as_str));
         let out = self.h.build_as(user, cache, &all);
         if !out.status.success() {
-            return Err(format!(
-                "rbuild as {user} failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
+            return Err(format!("rbuild as {user} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
         }
         Ok(self.fetch(&image))
     }
 
     fn fetch(&self, image: &str) -> Built {
         let rootfs = self.h.unpack(image);
-        Built {
-            config: self.h.config(image),
-            tree: snapshot(&rootfs),
-            rootfs,
-        }
+        Built { config: self.h.config(image), tree: snapshot(&rootfs), rootfs }
     }
 
     /// buildah's image against rbuild's rootless one, buildah's own ways allowed.
@@ -357,29 +285,18 @@ impl Run<'_> {
 /// Both versions of the small text files that differ, to read the difference.
 fn contents(differences: &[Difference], ours: &Built, theirs: &Built) -> String {
     let text = |b: &Built, p: &str| match b.tree.get(p) {
-        Some(Node::File { size, .. }) if *size <= 4096 => {
-            std::fs::read_to_string(b.rootfs.join(&p[1..])).ok()
-        }
+        Some(Node::File { size, .. }) if *size <= 4096 => std::fs::read_to_string(b.rootfs.join(&p[1..])).ok(),
         _ => None,
     };
     differences
         .iter()
-        .filter_map(|d| {
-            Some((
-                d.what.as_str(),
-                text(ours, &d.what)?,
-                text(theirs, &d.what)?,
-            ))
-        })
+        .filter_map(|d| Some((d.what.as_str(), text(ours, &d.what)?, text(theirs, &d.what)?)))
         .map(|(p, a, b)| format!("    {p} from rbuild:\n{a}\n    {p} from the reference:\n{b}\n"))
         .collect()
 }
 
 fn describe(mode: &str, reference: &str, differences: &[Difference]) -> String {
-    differences
-        .iter()
-        .map(|d| format!("  rbuild ({mode}) vs {reference}: {d}\n"))
-        .collect()
+    differences.iter().map(|d| format!("  rbuild ({mode}) vs {reference}: {d}\n")).collect()
 }
 
 /// Removes an unpacked image (`<dir>/bundle/rootfs`) and its layout.
@@ -392,27 +309,13 @@ fn cleanup(built: &Built) {
 /// Runs the image's entrypoint + cmd in `rootfs` as its runtime would: in a user namespace
 /// as the config's `User` (numeric `uid[:gid]`), in its `WorkingDir`, with its `Env`.
 fn run_image(rootfs: &Path, config: &Value) -> String {
-    let argv: Vec<&str> = ["Entrypoint", "Cmd"]
-        .iter()
-        .filter_map(|f| config[f].as_array())
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let user = config["User"]
-        .as_str()
-        .filter(|u| !u.is_empty())
-        .unwrap_or("0");
+    let argv: Vec<&str> =
+        ["Entrypoint", "Cmd"].iter().filter_map(|f| config[f].as_array()).flatten().filter_map(Value::as_str).collect();
+    let user = config["User"].as_str().filter(|u| !u.is_empty()).unwrap_or("0");
     let (uid, gid) = user.split_once(':').unwrap_or((user, user));
-    let workdir = config["WorkingDir"]
-        .as_str()
-        .filter(|w| !w.is_empty())
-        .unwrap_or("/");
-    let env = config["Env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .filter_map(|kv| kv.split_once('='));
+    let workdir = config["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or("/");
+    let env =
+        config["Env"].as_array().into_iter().flatten().filter_map(Value::as_str).filter_map(|kv| kv.split_once('='));
     let out = Command::new("timeout")
         .args([
             "60",
@@ -430,10 +333,6 @@ fn run_image(rootfs: &Path, config: &Value) -> String {
         .envs(env)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{argv:?} as {user:?} in the image: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{argv:?} as {user:?} in the image: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }

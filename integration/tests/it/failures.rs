@@ -20,19 +20,10 @@ async fn registry_down_gives_bounded_retries_then_a_clear_error() {
     let reference = format!("{addr}/app:v1").parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = rbuild_cache::store::BlobStore::open(dir.path()).unwrap();
-    let err = client
-        .pull(&reference, &TargetPlatform::host(), &store)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, RegistryError::Unreachable { attempts: 3, .. }),
-        "{err:?}"
-    );
+    let err = client.pull(&reference, &TargetPlatform::host(), &store).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unreachable { attempts: 3, .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(
-        msg.contains(&addr) && msg.contains("app") && msg.contains("cannot reach"),
-        "{msg}"
-    );
+    assert!(msg.contains(&addr) && msg.contains("app") && msg.contains("cannot reach"), "{msg}");
 }
 
 #[rstest]
@@ -40,19 +31,11 @@ async fn registry_down_gives_bounded_retries_then_a_clear_error() {
 // distribution 2.8 answers MANIFEST_UNKNOWN (not NAME_UNKNOWN) for a repository it never saw.
 #[case::unknown_repo("nothing/here:latest", 404, "MANIFEST_UNKNOWN")]
 #[tokio::test]
-async fn registry_error_codes_are_reported(
-    #[case] image: &str,
-    #[case] status: u16,
-    #[case] code: &str,
-) {
+async fn registry_error_codes_are_reported(#[case] image: &str, #[case] status: u16, #[case] code: &str) {
     let Some(ctx) = TestContext::start(Variant::Http).await else {
         return;
     };
-    let err = ctx
-        .client
-        .get_raw_manifest(&ctx.registry.reference(image))
-        .await
-        .unwrap_err();
+    let err = ctx.client.get_raw_manifest(&ctx.registry.reference(image)).await.unwrap_err();
     assert_eq!(err.status(), Some(status));
     match &err {
         RegistryError::Status { message, .. } => assert_eq!(message.code(), Some(code)),

@@ -53,34 +53,20 @@ fn client_via(proxy: &FaultProxy, max_delay: Duration) -> RegistryClient {
 }
 
 /// Resolve, fetch the config into memory and pull the whole image through the proxy.
-async fn pull_via(
-    ctx: &TestContext,
-    proxy: &FaultProxy,
-    max_delay: Duration,
-) -> Result<(), RegistryError> {
+async fn pull_via(ctx: &TestContext, proxy: &FaultProxy, max_delay: Duration) -> Result<(), RegistryError> {
     let client = client_via(proxy, max_delay);
     let reference = format!("{}/busybox:latest", proxy.addr()).parse().unwrap();
     let resolved = client.resolve(&reference, &TargetPlatform::host()).await?;
     let config = client.fetch_config(&resolved).await?;
-    assert_eq!(
-        rbuild_cache::oci::sha256_digest(&config),
-        *resolved.image.config().digest()
-    );
+    assert_eq!(rbuild_cache::oci::sha256_digest(&config), *resolved.image.config().digest());
     let store = ctx.fresh_store(&format!("pull-{}", proxy.addr().replace([':', '.'], "_")));
-    let pulled = client
-        .pull(&reference, &TargetPlatform::host(), &store)
-        .await?;
+    let pulled = client.pull(&reference, &TargetPlatform::host(), &store).await?;
     assert_blobs_verified(&store, &pulled);
     Ok(())
 }
 
 fn rule(method: &'static str, path: String, fault: Fault, times: usize) -> Rule {
-    Rule {
-        method,
-        path,
-        fault,
-        times,
-    }
+    Rule { method, path, fault, times }
 }
 
 #[rstest]
@@ -102,14 +88,8 @@ async fn transient_download_faults_are_retried_and_the_result_verified(
     let Some(ctx) = TestContext::start(Variant::Http).await else {
         return;
     };
-    let proxy = FaultProxy::start(
-        ctx.registry.addr(),
-        vec![rule("GET", path_of(&ctx, target), fault, times)],
-    )
-    .unwrap();
-    pull_via(&ctx, &proxy, Duration::from_millis(200))
-        .await
-        .unwrap_or_else(|e| panic!("{target:?} {fault:?}: {e}"));
+    let proxy = FaultProxy::start(ctx.registry.addr(), vec![rule("GET", path_of(&ctx, target), fault, times)]).unwrap();
+    pull_via(&ctx, &proxy, Duration::from_millis(200)).await.unwrap_or_else(|e| panic!("{target:?} {fault:?}: {e}"));
     assert_eq!(proxy.applied(), times, "every injected fault was hit");
 }
 
@@ -120,24 +100,13 @@ async fn too_many_requests_waits_as_retry_after_says() {
     };
     let proxy = FaultProxy::start(
         ctx.registry.addr(),
-        vec![rule(
-            "GET",
-            path_of(&ctx, Target::Manifest),
-            Fault::TooMany(1),
-            1,
-        )],
+        vec![rule("GET", path_of(&ctx, Target::Manifest), Fault::TooMany(1), 1)],
     )
     .unwrap();
     let started = Instant::now();
-    pull_via(&ctx, &proxy, Duration::from_secs(5))
-        .await
-        .unwrap();
+    pull_via(&ctx, &proxy, Duration::from_secs(5)).await.unwrap();
     assert_eq!(proxy.applied(), 1);
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "Retry-After: 1 was not honoured ({:?})",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was not honoured ({:?})", started.elapsed());
 }
 
 /// Permanent answers are not retried; persistent faults give up after the budget; a flipped
@@ -160,36 +129,16 @@ async fn permanent_faults_fail_with_a_clear_error(
         return;
     };
     let path = path_of(&ctx, target);
-    let proxy = FaultProxy::start(
-        ctx.registry.addr(),
-        vec![rule("GET", path.clone(), fault, 100)],
-    )
-    .unwrap();
-    let err = pull_via(&ctx, &proxy, Duration::from_millis(50))
-        .await
-        .unwrap_err();
-    let msg = format!(
-        "{err}: {:?}",
-        std::error::Error::source(&err).map(ToString::to_string)
-    );
-    assert!(
-        msg.contains(message) && (msg.contains(proxy.addr()) || msg.contains("busybox")),
-        "{msg}"
-    );
-    let hits = proxy
-        .seen()
-        .iter()
-        .filter(|l| l.starts_with("GET ") && l.contains(&path))
-        .count();
+    let proxy = FaultProxy::start(ctx.registry.addr(), vec![rule("GET", path.clone(), fault, 100)]).unwrap();
+    let err = pull_via(&ctx, &proxy, Duration::from_millis(50)).await.unwrap_err();
+    let msg = format!("{err}: {:?}", std::error::Error::source(&err).map(ToString::to_string));
+    assert!(msg.contains(message) && (msg.contains(proxy.addr()) || msg.contains("busybox")), "{msg}");
+    let hits = proxy.seen().iter().filter(|l| l.starts_with("GET ") && l.contains(&path)).count();
     assert_eq!(hits, attempts, "requests for {path}: {:?}", proxy.seen());
     if matches!(fault, Fault::Flip(_)) {
         let digest: Digest = path.trim_start_matches("/blobs/").parse().unwrap();
         let store = ctx.fresh_store(&format!("pull-{}", proxy.addr().replace([':', '.'], "_")));
-        assert_eq!(
-            store.size(&digest),
-            None,
-            "a corrupt blob reached the store"
-        );
+        assert_eq!(store.size(&digest), None, "a corrupt blob reached the store");
     }
 }
 
@@ -212,11 +161,7 @@ async fn upload_faults_are_retried_and_the_image_is_whole(
     let Some(ctx) = TestContext::start(Variant::Http).await else {
         return;
     };
-    let proxy = FaultProxy::start(
-        ctx.registry.addr(),
-        vec![rule(method, path.to_owned(), fault, 1)],
-    )
-    .unwrap();
+    let proxy = FaultProxy::start(ctx.registry.addr(), vec![rule(method, path.to_owned(), fault, 1)]).unwrap();
     let mut client = client_via(&proxy, Duration::from_millis(200));
     if chunk != u64::MAX {
         client = {
@@ -225,38 +170,16 @@ async fn upload_faults_are_retried_and_the_image_is_whole(
             RegistryClient::new(config).unwrap()
         };
     }
-    let manifest = RawManifest::new(
-        ctx.store.read_blob(&ctx.base.busybox).unwrap(),
-        ManifestKind::OciManifest,
-    );
-    let repo = format!(
-        "faults/{}-{}",
-        method.to_lowercase(),
-        proxy.addr().rsplit(':').next().unwrap()
-    );
+    let manifest = RawManifest::new(ctx.store.read_blob(&ctx.base.busybox).unwrap(), ManifestKind::OciManifest);
+    let repo = format!("faults/{}-{}", method.to_lowercase(), proxy.addr().rsplit(':').next().unwrap());
     let target = format!("{}/{repo}", proxy.addr()).parse().unwrap();
     let image = rbuild_cache::registry::ImageToPush::from_manifest(manifest, &target).unwrap();
-    client
-        .push_image(&ctx.store, &target, &["v1".to_owned()], &image, &[])
-        .await
-        .unwrap();
-    assert_eq!(
-        proxy.applied(),
-        1,
-        "the fault was injected: {:?}",
-        proxy.seen()
-    );
+    client.push_image(&ctx.store, &target, &["v1".to_owned()], &image, &[]).await.unwrap();
+    assert_eq!(proxy.applied(), 1, "the fault was injected: {:?}", proxy.seen());
     // Read back straight from the registry, verified blob by blob.
     let store = ctx.fresh_store(&format!("readback-{repo}").replace('/', "_"));
-    let pulled = ctx
-        .client
-        .pull(
-            &ctx.registry.reference(&format!("{repo}:v1")),
-            &TargetPlatform::host(),
-            &store,
-        )
-        .await
-        .unwrap();
+    let pulled =
+        ctx.client.pull(&ctx.registry.reference(&format!("{repo}:v1")), &TargetPlatform::host(), &store).await.unwrap();
     assert_eq!(pulled.resolved.manifest.digest, ctx.base.busybox);
     assert_blobs_verified(&store, &pulled);
 }
@@ -270,26 +193,15 @@ async fn a_failed_tag_is_named_with_the_partial_state() {
     };
     let proxy = FaultProxy::start(
         ctx.registry.addr(),
-        vec![rule(
-            "PUT",
-            "/manifests/refused".to_owned(),
-            Fault::Status(403),
-            100,
-        )],
+        vec![rule("PUT", "/manifests/refused".to_owned(), Fault::Status(403), 100)],
     )
     .unwrap();
     let client = client_via(&proxy, Duration::from_millis(50));
-    let manifest = RawManifest::new(
-        ctx.store.read_blob(&ctx.base.busybox).unwrap(),
-        ManifestKind::OciManifest,
-    );
+    let manifest = RawManifest::new(ctx.store.read_blob(&ctx.base.busybox).unwrap(), ManifestKind::OciManifest);
     let target = format!("{}/faults/tags", proxy.addr()).parse().unwrap();
     let image = rbuild_cache::registry::ImageToPush::from_manifest(manifest, &target).unwrap();
     let tags = vec!["accepted".to_owned(), "refused".to_owned()];
-    let err = client
-        .push_image(&ctx.store, &target, &tags, &image, &[])
-        .await
-        .unwrap_err();
+    let err = client.push_image(&ctx.store, &target, &tags, &image, &[]).await.unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("tag refused was not written")
@@ -298,10 +210,6 @@ async fn a_failed_tag_is_named_with_the_partial_state() {
         "{msg}"
     );
     assert_eq!(err.status(), Some(403));
-    let accepted = ctx
-        .client
-        .get_raw_manifest(&ctx.registry.reference("faults/tags:accepted"))
-        .await
-        .unwrap();
+    let accepted = ctx.client.get_raw_manifest(&ctx.registry.reference("faults/tags:accepted")).await.unwrap();
     assert_eq!(accepted.digest, ctx.base.busybox);
 }

@@ -17,11 +17,7 @@ use crate::support::rbuild_bin;
 fn stalled_context(dir: &Path, registry: &str) -> std::path::PathBuf {
     let context = dir.join("context");
     std::fs::create_dir_all(&context).unwrap();
-    std::fs::write(
-        context.join("Dockerfile"),
-        format!("FROM {registry}/stalled/base:1\nRUN true\n"),
-    )
-    .unwrap();
+    std::fs::write(context.join("Dockerfile"), format!("FROM {registry}/stalled/base:1\nRUN true\n")).unwrap();
     context
 }
 
@@ -36,8 +32,7 @@ fn spawn_build(dir: &Path, context: &Path, registry: &str, user: Option<&str>) -
             make_readable(dir);
             chown_to_user(&cache);
             let mut c = Command::new("setpriv");
-            c.args(["--reuid", user, "--regid", user, "--init-groups"])
-                .arg(bin);
+            c.args(["--reuid", user, "--regid", user, "--init-groups"]).arg(bin);
             c
         }
         None => Command::new(rbuild_bin()),
@@ -59,10 +54,7 @@ fn wait_bounded(mut child: Child, limit: Duration) -> Option<(Option<i32>, Strin
     while start.elapsed() < limit {
         if child.try_wait().unwrap().is_some() {
             let out = child.wait_with_output().unwrap();
-            return Some((
-                out.status.code(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            ));
+            return Some((out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -91,10 +83,7 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .args(["-s", sig, &pid.to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-s", sig, &pid.to_string()]).status().unwrap();
     assert!(status.success(), "kill -s {sig} {pid}");
 }
 
@@ -105,17 +94,10 @@ fn issue_16_a_registry_that_never_answers_fails_the_build_within_a_minute_naming
     let context = stalled_context(dir.path(), server.addr());
     let started = Instant::now();
     let child = spawn_build(dir.path(), &context, server.addr(), None);
-    let (code, stderr) =
-        wait_bounded(child, Duration::from_secs(60)).expect("the build must end within 60 s");
+    let (code, stderr) = wait_bounded(child, Duration::from_secs(60)).expect("the build must end within 60 s");
     assert_ne!(code, Some(0), "{stderr}");
-    assert!(
-        server.wait_for_client(Duration::ZERO),
-        "the build never connected to the registry"
-    );
-    eprintln!(
-        "a silent registry failed the build after {:?}",
-        started.elapsed()
-    );
+    assert!(server.wait_for_client(Duration::ZERO), "the build never connected to the registry");
+    eprintln!("a silent registry failed the build after {:?}", started.elapsed());
     assert!(
         stderr.contains(&format!("{}/stalled/base", server.addr())) && stderr.contains("timed out"),
         "the error must name the registry, the repository and the timeout:\n{stderr}"
@@ -133,36 +115,22 @@ fn issue_16_sigterm_ends_a_stalled_build_within_two_seconds(#[case] user: Option
         return;
     }
     let server = SilentServer::start().unwrap();
-    let dir = tempfile::Builder::new()
-        .prefix("rbuild-liveness-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let dir = tempfile::Builder::new().prefix("rbuild-liveness-").tempdir_in("/tmp").unwrap();
     let context = stalled_context(dir.path(), server.addr());
     let child = spawn_build(dir.path(), &context, server.addr(), user);
-    assert!(
-        server.wait_for_client(Duration::from_secs(30)),
-        "the build never reached the registry"
-    );
+    assert!(server.wait_for_client(Duration::from_secs(30)), "the build never reached the registry");
     std::thread::sleep(Duration::from_millis(300));
     let pid = child.id();
     let sent = Instant::now();
     signal(pid, "TERM");
-    let (code, stderr) =
-        wait_bounded(child, Duration::from_secs(10)).expect("the build ignored SIGTERM");
+    let (code, stderr) = wait_bounded(child, Duration::from_secs(10)).expect("the build ignored SIGTERM");
     let took = sent.elapsed();
-    assert!(
-        took < Duration::from_secs(2),
-        "SIGTERM took {took:?} to end the build:\n{stderr}"
-    );
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?} to end the build:\n{stderr}");
     assert_ne!(code, Some(0), "{stderr}");
     // Nothing of the build is left running (the build-namespace child included).
     std::thread::sleep(Duration::from_millis(200));
     let cache = dir.path().join("cache");
-    assert_eq!(
-        processes_mentioning(cache.to_str().unwrap()),
-        Vec::<u32>::new(),
-        "{stderr}"
-    );
+    assert_eq!(processes_mentioning(cache.to_str().unwrap()), Vec::<u32>::new(), "{stderr}");
 }
 
 /// The build namespace's parent killed outright: its child (the actual build) must not go on
@@ -174,34 +142,21 @@ fn issue_16_the_build_child_dies_with_its_parent() {
         return;
     }
     let server = SilentServer::start().unwrap();
-    let dir = tempfile::Builder::new()
-        .prefix("rbuild-liveness-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let dir = tempfile::Builder::new().prefix("rbuild-liveness-").tempdir_in("/tmp").unwrap();
     let context = stalled_context(dir.path(), server.addr());
     let child = spawn_build(dir.path(), &context, server.addr(), Some(USER));
-    assert!(
-        server.wait_for_client(Duration::from_secs(30)),
-        "the build never reached the registry"
-    );
+    assert!(server.wait_for_client(Duration::from_secs(30)), "the build never reached the registry");
     let cache = dir.path().join("cache");
     let needle = cache.to_str().unwrap().to_owned();
     let before = processes_mentioning(&needle);
-    assert!(
-        before.len() >= 2,
-        "expected the parent and the build-namespace child, got {before:?}"
-    );
+    assert!(before.len() >= 2, "expected the parent and the build-namespace child, got {before:?}");
     signal(child.id(), "KILL");
     let _ = wait_bounded(child, Duration::from_secs(5));
     let start = Instant::now();
     while !processes_mentioning(&needle).is_empty() && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(
-        processes_mentioning(&needle),
-        Vec::<u32>::new(),
-        "the build child outlived its parent by 5 s"
-    );
+    assert_eq!(processes_mentioning(&needle), Vec::<u32>::new(), "the build child outlived its parent by 5 s");
 }
 
 /// kill -9 of a build in the middle of a RUN (parent and build-namespace child at once): its
@@ -221,19 +176,12 @@ async fn issue_16_kill_9_mid_build_then_a_rebuild_leaves_nothing_behind() {
     let base = base.trim_start_matches("BASE=");
     // A sleep no other test runs, so the processes found are this build's.
     let sleep = format!("sleep {}", 30000 + std::process::id() % 30000);
-    std::fs::write(
-        context.join("Dockerfile"),
-        format!("FROM {base}\nRUN echo started > /started && {sleep}\n"),
-    )
-    .unwrap();
+    std::fs::write(context.join("Dockerfile"), format!("FROM {base}\nRUN echo started > /started && {sleep}\n"))
+        .unwrap();
     make_readable(&context);
     let log = h.shared.path().join("kill9.log");
     let mut child = h
-        .build_command(
-            USER,
-            &cache,
-            &["-c", context.to_str().unwrap(), "--no-push"],
-        )
+        .build_command(USER, &cache, &["-c", context.to_str().unwrap(), "--no-push"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -259,56 +207,34 @@ async fn issue_16_kill_9_mid_build_then_a_rebuild_leaves_nothing_behind() {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect::<Vec<_>>()
     };
-    assert!(
-        listing().iter().any(|n| n.starts_with("build-")),
-        "no work directory: {:?}",
-        listing()
-    );
+    assert!(listing().iter().any(|n| n.starts_with("build-")), "no work directory: {:?}", listing());
     for pid in running(&needle) {
         signal(pid, "KILL");
     }
     let _ = child.wait();
     let start = Instant::now();
-    while !(running(&sleep).is_empty() && running(&needle).is_empty())
-        && start.elapsed() < Duration::from_secs(5)
-    {
+    while !(running(&sleep).is_empty() && running(&needle).is_empty()) && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(running(&sleep).is_empty(), "the RUN outlived its build");
     // The next build in the same state dir succeeds and cleans up what the killed one left.
-    std::fs::write(
-        context.join("Dockerfile"),
-        format!("FROM {base}\nRUN echo ok > /ok\n"),
-    )
-    .unwrap();
+    std::fs::write(context.join("Dockerfile"), format!("FROM {base}\nRUN echo ok > /ok\n")).unwrap();
     let out = h.build_in(&cache, &["-c", context.to_str().unwrap(), "--no-push"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let leftovers: Vec<String> = std::fs::read_dir(&cache)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("build-"))
         .collect();
-    assert_eq!(
-        leftovers,
-        Vec::<String>::new(),
-        "work directories left behind"
-    );
+    assert_eq!(leftovers, Vec::<String>::new(), "work directories left behind");
     let tmp: Vec<String> = std::fs::read_dir(cache.join("store/blobs/sha256"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(".tmp-"))
         .collect();
-    assert_eq!(
-        tmp,
-        Vec::<String>::new(),
-        "temporary store files left behind"
-    );
+    assert_eq!(tmp, Vec::<String>::new(), "temporary store files left behind");
     assert_eq!(running(&needle), Vec::<u32>::new());
 }
 
@@ -319,9 +245,7 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         for pattern in &self.0 {
             for pid in processes_mentioning(pattern) {
-                let _ = Command::new("kill")
-                    .args(["-s", "KILL", &pid.to_string()])
-                    .status();
+                let _ = Command::new("kill").args(["-s", "KILL", &pid.to_string()]).status();
             }
         }
     }
@@ -340,8 +264,7 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
         if kind.is_dir() {
             found.extend(files_containing(&entry.path(), needle));
         } else if kind.is_file()
-            && std::fs::read(entry.path())
-                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            && std::fs::read(entry.path()).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
         {
             found.push(entry.path());
         }
@@ -368,21 +291,15 @@ async fn issue_16_secrets_live_only_in_memory_and_a_killed_builds_are_removed() 
     let base = h.base();
     let base = base.trim_start_matches("BASE=");
     let sleep = format!("sleep {}", 30000 + (std::process::id() + 7) % 30000);
-    std::fs::write(context.join("Dockerfile"), format!("FROM {base}\nRUN --mount=type=secret,id=tok,required cat /run/secrets/tok >/dev/null && {sleep}\n")).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {base}\nRUN --mount=type=secret,id=tok,required cat /run/secrets/tok >/dev/null && {sleep}\n"),
+    )
+    .unwrap();
     make_readable(&context);
     let src = format!("id=tok,src={}", secret.display());
     let mut child = h
-        .build_command(
-            USER,
-            &cache,
-            &[
-                "-c",
-                context.to_str().unwrap(),
-                "--no-push",
-                "--secret",
-                &src,
-            ],
-        )
+        .build_command(USER, &cache, &["-c", context.to_str().unwrap(), "--no-push", "--secret", &src])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -393,37 +310,18 @@ async fn issue_16_secrets_live_only_in_memory_and_a_killed_builds_are_removed() 
     while processes_mentioning(&sleep).is_empty() && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        !processes_mentioning(&sleep).is_empty(),
-        "the RUN never started"
-    );
-    assert_eq!(
-        files_containing(&cache, value.as_bytes()),
-        Vec::<std::path::PathBuf>::new(),
-        "the secret is on disk"
-    );
+    assert!(!processes_mentioning(&sleep).is_empty(), "the RUN never started");
+    assert_eq!(files_containing(&cache, value.as_bytes()), Vec::<std::path::PathBuf>::new(), "the secret is on disk");
     let in_memory: Vec<_> = files_containing(Path::new("/dev/shm"), value.as_bytes());
-    assert_eq!(
-        in_memory.len(),
-        1,
-        "the secret file on the tmpfs: {in_memory:?}"
-    );
+    assert_eq!(in_memory.len(), 1, "the secret file on the tmpfs: {in_memory:?}");
     for pid in processes_mentioning(&needle) {
         signal(pid, "KILL");
     }
     let _ = child.wait();
     std::thread::sleep(Duration::from_millis(300));
-    std::fs::write(
-        context.join("Dockerfile"),
-        format!("FROM {base}\nRUN true\n"),
-    )
-    .unwrap();
+    std::fs::write(context.join("Dockerfile"), format!("FROM {base}\nRUN true\n")).unwrap();
     let out = h.build_in(&cache, &["-c", context.to_str().unwrap(), "--no-push"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         files_containing(Path::new("/dev/shm"), value.as_bytes()),
         Vec::<std::path::PathBuf>::new(),

@@ -22,9 +22,7 @@ pub(crate) fn check(doc: &Value, all: &[Value]) -> Vec<String> {
             Workflow::new(&doc["spec"]["workflowSpec"], all, true).check(&mut out);
         }
         "Workflow" => Workflow::new(&doc["spec"], all, true).check(&mut out),
-        "WorkflowTemplate" | "ClusterWorkflowTemplate" => {
-            Workflow::new(&doc["spec"], all, false).check(&mut out)
-        }
+        "WorkflowTemplate" | "ClusterWorkflowTemplate" => Workflow::new(&doc["spec"], all, false).check(&mut out),
         "Task" => tekton_task_rules(&doc["spec"], &mut out),
         _ => {}
     }
@@ -36,24 +34,17 @@ fn list(v: &Value) -> &[Value] {
 }
 
 fn names(v: &Value) -> BTreeSet<String> {
-    list(v)
-        .iter()
-        .filter_map(|p| p["name"].as_str().map(str::to_string))
-        .collect()
+    list(v).iter().filter_map(|p| p["name"].as_str().map(str::to_string)).collect()
 }
 
 fn cron_rules(doc: &Value, out: &mut Vec<String>) {
     let spec = &doc["spec"];
     let name = doc["metadata"]["name"].as_str().unwrap_or_default();
     if name.len() > 52 {
-        out.push(format!(
-            "cron workflow name {name:?} must not be more than 52 characters long"
-        ));
+        out.push(format!("cron workflow name {name:?} must not be more than 52 characters long"));
     }
     if !spec["schedule"].is_null() {
-        out.push(
-            "spec.schedule: Argo 4 has no `schedule`; use `schedules`, a list (Argo ≥ 3.6)".into(),
-        );
+        out.push("spec.schedule: Argo 4 has no `schedule`; use `schedules`, a list (Argo ≥ 3.6)".into());
     }
     let schedules = list(&spec["schedules"]);
     if schedules.is_empty() {
@@ -66,11 +57,8 @@ fn cron_rules(doc: &Value, out: &mut Vec<String>) {
         }
     }
     if let Some(tz) = spec["timezone"].as_str() {
-        let known = !tz.is_empty()
-            && !tz.contains("..")
-            && std::path::Path::new("/usr/share/zoneinfo")
-                .join(tz)
-                .is_file();
+        let known =
+            !tz.is_empty() && !tz.contains("..") && std::path::Path::new("/usr/share/zoneinfo").join(tz).is_file();
         if !known {
             out.push(format!("invalid timezone {tz:?}"));
         }
@@ -80,10 +68,7 @@ fn cron_rules(doc: &Value, out: &mut Vec<String>) {
             out.push(format!("'{policy}' is not a valid concurrencyPolicy"));
         }
     }
-    if spec["startingDeadlineSeconds"]
-        .as_i64()
-        .is_some_and(|s| s < 0)
-    {
+    if spec["startingDeadlineSeconds"].as_i64().is_some_and(|s| s < 0) {
         out.push("startingDeadlineSeconds must be positive".into());
     }
 }
@@ -93,18 +78,11 @@ fn cron_rules(doc: &Value, out: &mut Vec<String>) {
 pub(crate) fn parse_cron(line: &str) -> Result<(), String> {
     let mut line = line.trim();
     if line.starts_with("CRON_TZ=") || line.starts_with("TZ=") {
-        line = line
-            .split_once(' ')
-            .map(|(_, rest)| rest.trim())
-            .ok_or("no schedule after the time zone")?;
+        line = line.split_once(' ').map(|(_, rest)| rest.trim()).ok_or("no schedule after the time zone")?;
     }
     if let Some(descriptor) = line.strip_prefix('@') {
-        let known = [
-            "yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly",
-        ];
-        let every = descriptor
-            .strip_prefix("every ")
-            .is_some_and(|d| !d.trim().is_empty());
+        let known = ["yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly"];
+        let every = descriptor.strip_prefix("every ").is_some_and(|d| !d.trim().is_empty());
         return if known.contains(&descriptor) || every {
             Ok(())
         } else {
@@ -113,22 +91,11 @@ pub(crate) fn parse_cron(line: &str) -> Result<(), String> {
     }
     let fields: Vec<&str> = line.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!(
-            "expected exactly 5 fields, found {}: {line:?}",
-            fields.len()
-        ));
+        return Err(format!("expected exactly 5 fields, found {}: {line:?}", fields.len()));
     }
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
+    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
     const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-    let bounds: [(u32, u32, &[&str]); 5] = [
-        (0, 59, &[]),
-        (0, 23, &[]),
-        (1, 31, &[]),
-        (1, 12, &MONTHS),
-        (0, 6, &DAYS),
-    ];
+    let bounds: [(u32, u32, &[&str]); 5] = [(0, 59, &[]), (0, 23, &[]), (1, 31, &[]), (1, 12, &MONTHS), (0, 6, &DAYS)];
     for (field, (min, max, names)) in fields.iter().zip(bounds) {
         for part in field.split(',') {
             cron_part(part, min, max, names)?;
@@ -139,13 +106,7 @@ pub(crate) fn parse_cron(line: &str) -> Result<(), String> {
 
 fn cron_part(part: &str, min: u32, max: u32, names: &[&str]) -> Result<(), String> {
     let (range, step) = match part.split_once('/') {
-        Some((r, s)) => (
-            r,
-            Some(
-                s.parse::<u32>()
-                    .map_err(|_| format!("bad step in {part:?}"))?,
-            ),
-        ),
+        Some((r, s)) => (r, Some(s.parse::<u32>().map_err(|_| format!("bad step in {part:?}"))?)),
         None => (part, None),
     };
     if step == Some(0) {
@@ -155,9 +116,7 @@ fn cron_part(part: &str, min: u32, max: u32, names: &[&str]) -> Result<(), Strin
         let lower = s.to_ascii_lowercase();
         let v = match names.iter().position(|n| *n == lower) {
             Some(i) => i as u32 + min,
-            None => s
-                .parse()
-                .map_err(|_| format!("failed to parse {s:?} in {part:?}"))?,
+            None => s.parse().map_err(|_| format!("failed to parse {s:?} in {part:?}"))?,
         };
         if (min..=max).contains(&v) {
             Ok(v)
@@ -187,27 +146,12 @@ struct Workflow<'a> {
     globals: BTreeSet<String>,
 }
 
-const TEMPLATE_TYPES: [&str; 10] = [
-    "container",
-    "containerSet",
-    "steps",
-    "script",
-    "resource",
-    "dag",
-    "suspend",
-    "data",
-    "http",
-    "plugin",
-];
+const TEMPLATE_TYPES: [&str; 10] =
+    ["container", "containerSet", "steps", "script", "resource", "dag", "suspend", "data", "http", "plugin"];
 
 impl<'a> Workflow<'a> {
     fn new(spec: &'a Value, all: &'a [Value], submitted: bool) -> Self {
-        Self {
-            spec,
-            all,
-            submitted,
-            globals: names(&spec["arguments"]["parameters"]),
-        }
+        Self { spec, all, submitted, globals: names(&spec["arguments"]["parameters"]) }
     }
 
     fn check(&self, out: &mut Vec<String>) {
@@ -222,9 +166,9 @@ impl<'a> Workflow<'a> {
             }
         }
         match self.spec["entrypoint"].as_str() {
-            Some(entry) if self.local(entry).is_none() => out.push(format!(
-                "spec.entrypoint: template name '{entry}' undefined"
-            )),
+            Some(entry) if self.local(entry).is_none() => {
+                out.push(format!("spec.entrypoint: template name '{entry}' undefined"))
+            }
             None if self.submitted => out.push("spec.entrypoint is required".into()),
             _ => {}
         }
@@ -239,22 +183,13 @@ impl<'a> Workflow<'a> {
     }
 
     fn local(&self, name: &str) -> Option<&'a Value> {
-        list(&self.spec["templates"])
-            .iter()
-            .find(|t| t["name"] == name)
+        list(&self.spec["templates"]).iter().find(|t| t["name"] == name)
     }
 
     /// The template a `templateRef` names in another document.
     fn referenced(&self, r: &Value) -> Result<&'a Value, String> {
-        let kind = if r["clusterScope"] == true {
-            "ClusterWorkflowTemplate"
-        } else {
-            "WorkflowTemplate"
-        };
-        let (name, template) = (
-            r["name"].as_str().unwrap_or_default(),
-            r["template"].as_str().unwrap_or_default(),
-        );
+        let kind = if r["clusterScope"] == true { "ClusterWorkflowTemplate" } else { "WorkflowTemplate" };
+        let (name, template) = (r["name"].as_str().unwrap_or_default(), r["template"].as_str().unwrap_or_default());
         self.all
             .iter()
             .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
@@ -267,15 +202,11 @@ impl<'a> Workflow<'a> {
         let name = t["name"].as_str().unwrap_or_default();
         let types = TEMPLATE_TYPES.iter().filter(|k| !t[**k].is_null()).count();
         if types != 1 {
-            out.push(format!(
-                "templates.{name}: {types} template types specified; choose exactly one"
-            ));
+            out.push(format!("templates.{name}: {types} template types specified; choose exactly one"));
         }
         if let Some(patch) = t["podSpecPatch"].as_str() {
             if !serde_norway::from_str::<Value>(patch).is_ok_and(|v| v.is_object()) {
-                out.push(format!(
-                    "templates.{name}.podSpecPatch is not a YAML/JSON object: {patch}"
-                ));
+                out.push(format!("templates.{name}.podSpecPatch is not a YAML/JSON object: {patch}"));
             }
         }
         let volumes: BTreeSet<String> = names(&t["volumes"])
@@ -287,15 +218,14 @@ impl<'a> Workflow<'a> {
                     .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_string)),
             )
             .collect();
-        for container in ["container", "script"]
-            .iter()
-            .map(|k| &t[*k])
-            .filter(|c| !c.is_null())
-        {
+        for container in ["container", "script"].iter().map(|k| &t[*k]).filter(|c| !c.is_null()) {
             for m in list(&container["volumeMounts"]) {
                 let volume = m["name"].as_str().unwrap_or_default();
                 if !volumes.contains(volume) {
-                    out.push(format!("templates.{name}: volumeMount {:?} refers to volume '{volume}', which is not declared", m["mountPath"]));
+                    out.push(format!(
+                        "templates.{name}: volumeMount {:?} refers to volume '{volume}', which is not declared",
+                        m["mountPath"]
+                    ));
                 }
             }
         }
@@ -314,17 +244,15 @@ impl<'a> Workflow<'a> {
             let task_name = task["name"].as_str().unwrap_or_default();
             let at = format!("templates.{name}.tasks.{task_name}");
             let target = match (task["template"].as_str(), task["templateRef"].is_null()) {
-                (Some(local), true) => self
-                    .local(local)
-                    .ok_or_else(|| format!("{at}: template name '{local}' undefined")),
+                (Some(local), true) => {
+                    self.local(local).ok_or_else(|| format!("{at}: template name '{local}' undefined"))
+                }
                 (None, false) => self.referenced(&task["templateRef"]).inspect(|referenced| {
                     // Argo runs (and validates) the referenced template with the caller's
                     // parameters and volumes.
                     self.template(referenced, out);
                 }),
-                _ => Err(format!(
-                    "{at}: exactly one of template and templateRef is required"
-                )),
+                _ => Err(format!("{at}: exactly one of template and templateRef is required")),
             };
             let target = target.map_err(|e| out.push(e)).ok();
             if let Some(target) = target {
@@ -343,10 +271,7 @@ impl<'a> Workflow<'a> {
             targets.push((task_name, target));
         }
         for task in tasks {
-            let at = format!(
-                "templates.{name}.tasks.{}",
-                task["name"].as_str().unwrap_or_default()
-            );
+            let at = format!("templates.{name}.tasks.{}", task["name"].as_str().unwrap_or_default());
             let depends = task["depends"].as_str().unwrap_or_default();
             let named = depends
                 .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
@@ -373,11 +298,7 @@ impl<'a> Workflow<'a> {
         out: &mut Vec<String>,
     ) {
         let text = serde_json::to_string(t).unwrap();
-        for tag in text
-            .split("{{")
-            .skip(1)
-            .filter_map(|s| s.split_once("}}").map(|(tag, _)| tag.trim()))
-        {
+        for tag in text.split("{{").skip(1).filter_map(|s| s.split_once("}}").map(|(tag, _)| tag.trim())) {
             let ok = if let Some(p) = tag.strip_prefix("inputs.parameters.") {
                 inputs.contains(p)
             } else if let Some(p) = tag.strip_prefix("workflow.parameters.") {
@@ -396,10 +317,7 @@ impl<'a> Workflow<'a> {
 
 /// `tasks.<name>.…` names a task of this DAG; `….outputs.parameters.<p>` an output its template declares.
 fn task_tag(rest: &str, tasks: &[(&str, Option<&Value>)]) -> bool {
-    let Some((_, target)) = tasks
-        .iter()
-        .find(|(n, _)| rest.starts_with(&format!("{n}.")) || rest == *n)
-    else {
+    let Some((_, target)) = tasks.iter().find(|(n, _)| rest.starts_with(&format!("{n}.")) || rest == *n) else {
         return false;
     };
     let Some(output) = rest.split_once(".outputs.parameters.").map(|(_, p)| p) else {
@@ -415,16 +333,10 @@ fn tekton_task_rules(spec: &Value, out: &mut Vec<String>) {
     let workspaces = names(&spec["workspaces"]);
     let results = names(&spec["results"]);
     let volumes = names(&spec["volumes"]);
-    let text = serde_json::to_string(&spec["steps"]).unwrap()
-        + &serde_json::to_string(&spec["sidecars"]).unwrap();
-    for var in text
-        .split("$(")
-        .skip(1)
-        .filter_map(|s| s.split_once(')').map(|(v, _)| v))
-    {
+    let text = serde_json::to_string(&spec["steps"]).unwrap() + &serde_json::to_string(&spec["sidecars"]).unwrap();
+    for var in text.split("$(").skip(1).filter_map(|s| s.split_once(')').map(|(v, _)| v)) {
         let declared = |prefix: &str, set: &BTreeSet<String>| {
-            var.strip_prefix(prefix)
-                .map(|rest| set.contains(rest.split(['.', '[']).next().unwrap_or_default()))
+            var.strip_prefix(prefix).map(|rest| set.contains(rest.split(['.', '[']).next().unwrap_or_default()))
         };
         let ok = declared("params.", &params)
             .or_else(|| declared("workspaces.", &workspaces))
@@ -443,7 +355,10 @@ fn tekton_task_rules(spec: &Value, out: &mut Vec<String>) {
         for m in list(&step["volumeMounts"]) {
             let volume = m["name"].as_str().unwrap_or_default();
             if !volumes.contains(volume) {
-                out.push(format!("steps.{name}: volumeMount {:?} refers to volume '{volume}', which is not declared", m["mountPath"]));
+                out.push(format!(
+                    "steps.{name}: volumeMount {:?} refers to volume '{volume}', which is not declared",
+                    m["mountPath"]
+                ));
             }
         }
     }
@@ -463,10 +378,5 @@ fn tekton_task_rules(spec: &Value, out: &mut Vec<String>) {
 #[case("5-1 * * * *", false)]
 #[case("@fortnightly", false)]
 fn cron_lines_parse_as_argo_parses_them(#[case] line: &str, #[case] valid: bool) {
-    assert_eq!(
-        parse_cron(line).is_ok(),
-        valid,
-        "{line}: {:?}",
-        parse_cron(line)
-    );
+    assert_eq!(parse_cron(line).is_ok(), valid, "{line}: {:?}", parse_cron(line));
 }

@@ -30,20 +30,12 @@ pub(crate) fn deploy_documents() -> Vec<Document> {
     assert!(!files.is_empty(), "no manifests under deploy/");
     let mut docs = Vec::new();
     for file in files {
-        let rel = file
-            .strip_prefix(workspace())
-            .unwrap()
-            .display()
-            .to_string();
+        let rel = file.strip_prefix(workspace()).unwrap().display().to_string();
         let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{rel}: {e}"));
         for (index, de) in serde_norway::Deserializer::from_str(&text).enumerate() {
-            let value =
-                Value::deserialize(de).unwrap_or_else(|e| panic!("{rel} document {index}: {e}"));
+            let value = Value::deserialize(de).unwrap_or_else(|e| panic!("{rel} document {index}: {e}"));
             if !value.is_null() {
-                docs.push(Document {
-                    origin: format!("{rel}#{index}"),
-                    value,
-                });
+                docs.push(Document { origin: format!("{rel}#{index}"), value });
             }
         }
     }
@@ -74,15 +66,9 @@ fn schemas_dir() -> PathBuf {
             candidates.push(Path::new(gitdir).join("../../../../shared/schemas"));
         }
     }
-    candidates
-        .into_iter()
-        .find(|d| d.is_dir())
-        .unwrap_or_else(|| {
-            panic!(
-                "../shared/schemas not found beside {}; set RBUILD_SCHEMAS_DIR",
-                workspace().display()
-            )
-        })
+    candidates.into_iter().find(|d| d.is_dir()).unwrap_or_else(|| {
+        panic!("../shared/schemas not found beside {}; set RBUILD_SCHEMAS_DIR", workspace().display())
+    })
 }
 
 fn read_schema(name: &str) -> Value {
@@ -112,10 +98,8 @@ pub(crate) struct Schemas {
 }
 
 /// The Argo releases checked: a template must work on both.
-const ARGO_FILES: [(&str, &str); 2] = [
-    ("Argo v4.1.2", "argo-workflows-v4.1.2.schema.json"),
-    ("Argo v3.7.9", "argo-workflows-v3.7.9.schema.json"),
-];
+const ARGO_FILES: [(&str, &str); 2] =
+    [("Argo v4.1.2", "argo-workflows-v4.1.2.schema.json"), ("Argo v3.7.9", "argo-workflows-v3.7.9.schema.json")];
 
 impl Schemas {
     pub(crate) fn load() -> Self {
@@ -127,10 +111,7 @@ impl Schemas {
                 (*label, schema["definitions"].take())
             })
             .collect();
-        Self {
-            argo,
-            tekton: tekton_definitions(&read_schema(ARGO_FILES[0].1)),
-        }
+        Self { argo, tekton: tekton_definitions(&read_schema(ARGO_FILES[0].1)) }
     }
 
     /// Schema errors of `doc` (empty: valid), each prefixed with the schema that reports it.
@@ -144,7 +125,9 @@ impl Schemas {
                 .flat_map(|(label, defs)| check(label, defs, &format!("io.argoproj.workflow.v1alpha1.{kind}"), doc))
                 .collect(),
             "tekton.dev/v1" => check("Tekton v1", &self.tekton, &format!("v1.{kind}"), doc),
-            _ => vec![format!("apiVersion {api:?} kind {kind:?}: no schema for it (argoproj.io/v1alpha1, tekton.dev/v1)")],
+            _ => vec![format!(
+                "apiVersion {api:?} kind {kind:?}: no schema for it (argoproj.io/v1alpha1, tekton.dev/v1)"
+            )],
         }
     }
 }
@@ -158,12 +141,8 @@ fn check(label: &str, definitions: &Value, definition: &str, doc: &Value) -> Vec
         "$ref": format!("#/definitions/{definition}"),
         "definitions": definitions,
     });
-    let validator =
-        jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{label} schema: {e}"));
-    validator
-        .iter_errors(doc)
-        .map(|e| format!("{label}: {}: {e}", e.instance_path()))
-        .collect()
+    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{label} schema: {e}"));
+    validator.iter_errors(doc).map(|e| format!("{label}: {}: {e}", e.instance_path())).collect()
 }
 
 /// Tekton's swagger with the Kubernetes types it references but does not include taken from
@@ -177,11 +156,7 @@ fn tekton_definitions(argo: &Value) -> Value {
     let own = tekton["definitions"].as_object().unwrap();
     let text = serde_json::to_string(&tekton["definitions"]).unwrap();
     let mut rewritten = text.clone();
-    for reference in text
-        .split("\"$ref\":\"#/definitions/")
-        .skip(1)
-        .filter_map(|s| s.split('"').next())
-    {
+    for reference in text.split("\"$ref\":\"#/definitions/").skip(1).filter_map(|s| s.split('"').next()) {
         if own.contains_key(reference) {
             continue;
         }
@@ -193,24 +168,16 @@ fn tekton_definitions(argo: &Value) -> Value {
             Some(name) => format!("io.k8s.api.core.v1.{name}"),
             None => "tekton.Any".to_string(),
         };
-        let target = if defs.contains_key(&target) || target.starts_with("tekton.") {
-            target
-        } else {
-            "tekton.Any".to_string()
-        };
-        rewritten = rewritten.replace(
-            &format!("\"#/definitions/{reference}\""),
-            &format!("\"#/definitions/{target}\""),
-        );
+        let target =
+            if defs.contains_key(&target) || target.starts_with("tekton.") { target } else { "tekton.Any".to_string() };
+        rewritten =
+            rewritten.replace(&format!("\"#/definitions/{reference}\""), &format!("\"#/definitions/{target}\""));
     }
     let own: Map<String, Value> = serde_json::from_str(&rewritten).unwrap();
     defs.extend(own);
     defs.insert("tekton.Duration".into(), json!({"type": "string"}));
     defs.insert("tekton.Any".into(), json!({}));
-    defs.insert(
-        "v1.ParamValue".into(),
-        json!({"type": ["string", "array", "object"]}),
-    );
+    defs.insert("v1.ParamValue".into(), json!({"type": ["string", "array", "object"]}));
     strict(&mut defs);
     Value::Object(defs)
 }
@@ -234,12 +201,7 @@ fn every_deploy_manifest_is_valid_for_argo_4_and_3_and_tekton_strictly() {
             report.push(format!("{}: {problem}", doc.origin));
         }
     }
-    assert!(
-        report.is_empty(),
-        "{} problems:\n{}",
-        report.len(),
-        report.join("\n")
-    );
+    assert!(report.is_empty(), "{} problems:\n{}", report.len(), report.join("\n"));
     let kinds: Vec<&str> = all.iter().filter_map(|d| d["kind"].as_str()).collect();
     for kind in ["ClusterWorkflowTemplate", "CronWorkflow", "Task"] {
         assert!(kinds.contains(&kind), "no {kind} under deploy/: {kinds:?}");
@@ -270,30 +232,14 @@ type Mutation = fn(&mut Value);
 #[case::tekton_undeclared_param("Task", |d: &mut Value| d["spec"]["steps"][0]["image"] = json!("$(params.nope)"), "$(params.nope)")]
 #[case::tekton_undeclared_result("Task", |d: &mut Value| d["spec"]["steps"][2]["env"][0]["value"] = json!("$(results.NOPE.path)"), "$(results.NOPE.path)")]
 #[case::tekton_undeclared_volume("Task", |d: &mut Value| d["spec"]["steps"][2]["volumeMounts"][0]["name"] = json!("nope"), "volume 'nope'")]
-fn invalid_manifests_are_rejected(
-    #[case] kind: &str,
-    #[case] mutate: Mutation,
-    #[case] expected: &str,
-) {
+fn invalid_manifests_are_rejected(#[case] kind: &str, #[case] mutate: Mutation, #[case] expected: &str) {
     let schemas = Schemas::load();
     let all: Vec<Value> = deploy_documents().into_iter().map(|d| d.value).collect();
     // The CronWorkflow, or the `rbuild-ci` ClusterWorkflowTemplate / Task.
-    let sample = |d: &&Value| {
-        d["kind"] == kind && (kind == "CronWorkflow" || d["metadata"]["name"] == "rbuild-ci")
-    };
-    let mut doc = all
-        .iter()
-        .find(sample)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {kind} rbuild-ci"));
-    assert!(
-        problems(&schemas, &doc, &all).is_empty(),
-        "the unmutated {kind} must be valid"
-    );
+    let sample = |d: &&Value| d["kind"] == kind && (kind == "CronWorkflow" || d["metadata"]["name"] == "rbuild-ci");
+    let mut doc = all.iter().find(sample).cloned().unwrap_or_else(|| panic!("no {kind} rbuild-ci"));
+    assert!(problems(&schemas, &doc, &all).is_empty(), "the unmutated {kind} must be valid");
     mutate(&mut doc);
     let found = problems(&schemas, &doc, &all);
-    assert!(
-        found.iter().any(|p| p.contains(expected)),
-        "expected an error naming {expected:?}, got {found:#?}"
-    );
+    assert!(found.iter().any(|p| p.contains(expected)), "expected an error naming {expected:?}, got {found:#?}");
 }

@@ -49,12 +49,8 @@ fn fresh_state(h: &Harness, name: &str) -> std::path::PathBuf {
 
 /// The raw manifest `image` names, parsed.
 fn raw(h: &Harness, image: &str) -> Value {
-    let out = h.ctx.skopeo(&[
-        "inspect".into(),
-        "--raw".into(),
-        "--tls-verify=false".into(),
-        format!("docker://{image}"),
-    ]);
+    let out =
+        h.ctx.skopeo(&["inspect".into(), "--raw".into(), "--tls-verify=false".into(), format!("docker://{image}")]);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -64,12 +60,7 @@ fn entries(index: &Value) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| {
-            (
-                m["platform"]["architecture"].as_str().unwrap().to_owned(),
-                m["digest"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|m| (m["platform"]["architecture"].as_str().unwrap().to_owned(), m["digest"].as_str().unwrap().to_owned()))
         .collect()
 }
 
@@ -87,16 +78,8 @@ fn unpack_arch(h: &Harness, image: &str, arch: &str) -> std::path::PathBuf {
         format!("docker://{image}"),
         format!("oci:{layout}"),
     ]);
-    let out = Command::new("umoci")
-        .args(["unpack", "--image", &layout])
-        .arg(dir.join("bundle"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "umoci: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("umoci").args(["unpack", "--image", &layout]).arg(dir.join("bundle")).output().unwrap();
+    assert!(out.status.success(), "umoci: {}", String::from_utf8_lossy(&out.stderr));
     dir.join("bundle/rootfs")
 }
 
@@ -109,13 +92,7 @@ fn tools_keys(out: &Output) -> Vec<String> {
     stderr(out)
         .lines()
         .filter(|l| l.contains("uname -m > /build-arch") && l.starts_with("cache: "))
-        .filter_map(|l| {
-            l.split(" key ")
-                .nth(1)?
-                .split_whitespace()
-                .next()
-                .map(str::to_owned)
-        })
+        .filter_map(|l| l.split(" key ").nth(1)?.split_whitespace().next().map(str::to_owned))
         .collect()
 }
 
@@ -127,10 +104,7 @@ async fn issue_20_two_platform_index_under_both_tags_and_fresh_rebuild_hits_the_
     let cache_repo = h.image("multi/app/cache");
     let out_dir = fresh_state(&h, "out");
     let build = |state: &Path, explain: bool| {
-        let (c, o) = (
-            ctx.to_str().unwrap(),
-            out_dir.join(state.file_name().unwrap()),
-        );
+        let (c, o) = (ctx.to_str().unwrap(), out_dir.join(state.file_name().unwrap()));
         let mut args = vec![
             "-c",
             c,
@@ -164,25 +138,17 @@ async fn issue_20_two_platform_index_under_both_tags_and_fresh_rebuild_hits_the_
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = ok(h.build_in(state, &args));
-        let summary: Value =
-            serde_json::from_str(&std::fs::read_to_string(o.join("build.json")).unwrap()).unwrap();
+        let summary: Value = serde_json::from_str(&std::fs::read_to_string(o.join("build.json")).unwrap()).unwrap();
         (out, summary)
     };
     let (first_out, first) = build(&fresh_state(&h, "pod1"), false);
     let digest = first["digest"].as_str().unwrap().to_owned();
     let index = raw(&h, &format!("{repo}:latest"));
-    assert_eq!(
-        index["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json",
-        "{index}"
-    );
+    assert_eq!(index["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json", "{index}");
     let arches: Vec<String> = entries(&index).into_iter().map(|(a, _)| a).collect();
     assert_eq!(arches, ["amd64", "arm64"], "entries sorted by platform");
     for tag in ["latest", "v1-0123456"] {
-        assert_eq!(
-            h.digest(&format!("{repo}:{tag}")),
-            digest,
-            "{tag} names the index"
-        );
+        assert_eq!(h.digest(&format!("{repo}:{tag}")), digest, "{tag} names the index");
     }
     // Each tag names the index, never a single-platform image; each entry's config agrees.
     let arm = h.ctx.skopeo(&[
@@ -196,65 +162,36 @@ async fn issue_20_two_platform_index_under_both_tags_and_fresh_rebuild_hits_the_
     let arm: Value = serde_json::from_slice(&arm.stdout).unwrap();
     assert_eq!(arm["architecture"], "arm64");
     let rootfs = unpack_arch(&h, &format!("{repo}:latest"), "arm64");
-    assert_eq!(
-        std::fs::read_to_string(rootfs.join("arch")).unwrap(),
-        "linux/arm64 aarch64\n",
-        "the RUN ran emulated"
-    );
+    assert_eq!(std::fs::read_to_string(rootfs.join("arch")).unwrap(), "linux/arm64 aarch64\n", "the RUN ran emulated");
     assert_eq!(
         std::fs::read_to_string(rootfs.join("build-arch")).unwrap(),
         "x86_64\n",
         "the BUILDPLATFORM stage ran natively"
     );
     let rootfs = unpack_arch(&h, &format!("{repo}:latest"), "amd64");
-    assert_eq!(
-        std::fs::read_to_string(rootfs.join("arch")).unwrap(),
-        "linux/amd64 x86_64\n"
-    );
-    assert!(
-        stderr(&first_out).contains("linux/arm64 aarch64"),
-        "{}",
-        stderr(&first_out)
-    );
+    assert_eq!(std::fs::read_to_string(rootfs.join("arch")).unwrap(), "linux/amd64 x86_64\n");
+    assert!(stderr(&first_out).contains("linux/arm64 aarch64"), "{}", stderr(&first_out));
     // A fresh pod: empty local state, everything from the registry cache, same index.
     let (again_out, again) = build(&fresh_state(&h, "pod2"), true);
     assert_eq!(again["digest"], digest.as_str());
-    let run_steps = again["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| !s["instruction"].as_str().unwrap().starts_with("FROM"));
-    assert!(
-        run_steps.clone().count() >= 6 && run_steps.clone().all(|s| s["cached"] == true),
-        "{again}"
-    );
-    let platforms: Vec<&str> = again["platforms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["platform"].as_str().unwrap())
-        .collect();
+    let run_steps =
+        again["steps"].as_array().unwrap().iter().filter(|s| !s["instruction"].as_str().unwrap().starts_with("FROM"));
+    assert!(run_steps.clone().count() >= 6 && run_steps.clone().all(|s| s["cached"] == true), "{again}");
+    let platforms: Vec<&str> =
+        again["platforms"].as_array().unwrap().iter().map(|p| p["platform"].as_str().unwrap()).collect();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
     // The OCI layout holds both platforms behind one index.
     let layout = format!("oci:{}", out_dir.join("layout").display());
     for arch in ["amd64", "arm64"] {
-        let out = h.ctx.skopeo(&[
-            "inspect".into(),
-            "--override-arch".into(),
-            arch.into(),
-            "--config".into(),
-            layout.clone(),
-        ]);
+        let out =
+            h.ctx.skopeo(&["inspect".into(), "--override-arch".into(), arch.into(), "--config".into(), layout.clone()]);
         let config: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(config["architecture"], arch, "{layout}");
     }
     // `FROM --platform=$BUILDPLATFORM` is one stage for both targets: one cache key.
     let keys = tools_keys(&again_out);
     assert_eq!(keys.len(), 2, "{}", stderr(&again_out));
-    assert_eq!(
-        keys[0], keys[1],
-        "the build-platform stage has the same key for both targets"
-    );
+    assert_eq!(keys[0], keys[1], "the build-platform stage has the same key for both targets");
 }
 
 /// Argo's substitution for the template's own parameters (`{{workflow.parameters.*}}`,
@@ -269,11 +206,7 @@ fn substitute(text: &str, scope: &BTreeMap<String, String>) -> String {
 }
 
 /// The script and env of template `name`, resolved with `scope`.
-fn script_of(
-    doc: &Value,
-    name: &str,
-    scope: &BTreeMap<String, String>,
-) -> (String, BTreeMap<String, String>) {
+fn script_of(doc: &Value, name: &str, scope: &BTreeMap<String, String>) -> (String, BTreeMap<String, String>) {
     let t = doc["spec"]["templates"]
         .as_array()
         .unwrap()
@@ -284,17 +217,9 @@ fn script_of(
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_owned(),
-                substitute(e["value"].as_str().unwrap(), scope),
-            )
-        })
+        .map(|e| (e["name"].as_str().unwrap().to_owned(), substitute(e["value"].as_str().unwrap(), scope)))
         .collect();
-    (
-        substitute(t["script"]["source"].as_str().unwrap(), scope),
-        env,
-    )
+    (substitute(t["script"]["source"].as_str().unwrap(), scope), env)
 }
 
 /// Runs a template script as the test user (Argo's `command: [sh]` + source file).
@@ -303,10 +228,7 @@ fn run_script(h: &Harness, name: &str, script: &str, env: &BTreeMap<String, Stri
     std::fs::write(&file, script).unwrap();
     make_readable(&file);
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid", USER, "--regid", USER, "--init-groups", "sh"])
-        .arg(&file)
-        .env_clear()
-        .envs(env);
+    cmd.args(["--reuid", USER, "--regid", USER, "--init-groups", "sh"]).arg(&file).env_clear().envs(env);
     cmd
 }
 
@@ -342,9 +264,7 @@ async fn issue_20_argo_fan_out_and_merge_give_the_one_command_index() {
         ],
     ));
     let one_command = std::fs::read_to_string(&digest_file).unwrap();
-    let doc: Value =
-        serde_norway::from_str(&std::fs::read_to_string(workspace().join(TEMPLATE)).unwrap())
-            .unwrap();
+    let doc: Value = serde_norway::from_str(&std::fs::read_to_string(workspace().join(TEMPLATE)).unwrap()).unwrap();
     let mut scope: BTreeMap<String, String> = [
         ("container_image", repo.clone()),
         ("container_tag", "v2".into()),
@@ -354,11 +274,7 @@ async fn issue_20_argo_fan_out_and_merge_give_the_one_command_index() {
         ("required_platforms", "linux/amd64,linux/arm64".into()),
         (
             "extra_args",
-            format!(
-                "--insecure-registry {} --build-arg {} --reproducible",
-                h.ctx.registry.addr(),
-                base(&h)
-            ),
+            format!("--insecure-registry {} --build-arg {} --reproducible", h.ctx.registry.addr(), base(&h)),
         ),
     ]
     .into_iter()
@@ -373,35 +289,17 @@ async fn issue_20_argo_fan_out_and_merge_give_the_one_command_index() {
             let (script, mut env) = script_of(&doc, "build-arch", &scope);
             let state = fresh_state(&h, &format!("pod-{arch}"));
             env.insert("WORKDIR".into(), c.into());
-            env.insert(
-                "IMAGE_FILE".into(),
-                out_dir
-                    .join(format!("image-{arch}"))
-                    .to_string_lossy()
-                    .into_owned(),
-            );
-            env.insert(
-                "DOCKER_CONFIG".into(),
-                state.join("docker").to_string_lossy().into_owned(),
-            );
-            env.insert(
-                "RBUILD_CACHE_DIR".into(),
-                state.to_string_lossy().into_owned(),
-            );
+            env.insert("IMAGE_FILE".into(), out_dir.join(format!("image-{arch}")).to_string_lossy().into_owned());
+            env.insert("DOCKER_CONFIG".into(), state.join("docker").to_string_lossy().into_owned());
+            env.insert("RBUILD_CACHE_DIR".into(), state.to_string_lossy().into_owned());
             env.insert("HOME".into(), state.to_string_lossy().into_owned());
             env.insert("PATH".into(), path.clone());
-            run_script(&h, &format!("build-{arch}"), &script, &env)
-                .spawn()
-                .unwrap()
+            run_script(&h, &format!("build-{arch}"), &script, &env).spawn().unwrap()
         })
         .collect();
     for child in children {
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "build-arch script failed:\n{}",
-            stderr(&out)
-        );
+        assert!(out.status.success(), "build-arch script failed:\n{}", stderr(&out));
     }
     let images: Vec<String> = ["amd64", "arm64"]
         .iter()
@@ -409,66 +307,32 @@ async fn issue_20_argo_fan_out_and_merge_give_the_one_command_index() {
         .collect();
     // The merge refuses to tag an index that lacks a platform.
     let mut merge = |images: &[String], name: &str| {
-        scope.insert(
-            "inputs.parameters.images".into(),
-            serde_json::to_string(images).unwrap(),
-        );
+        scope.insert("inputs.parameters.images".into(), serde_json::to_string(images).unwrap());
         scope.insert("inputs.parameters.commit".into(), COMMIT.into());
         let (script, mut env) = script_of(&doc, "merge-index", &scope);
         let state = fresh_state(&h, name);
-        env.insert(
-            "DIGEST_FILE".into(),
-            out_dir.join(name).to_string_lossy().into_owned(),
-        );
-        env.insert(
-            "DOCKER_CONFIG".into(),
-            state.join("docker").to_string_lossy().into_owned(),
-        );
-        env.insert(
-            "RBUILD_CACHE_DIR".into(),
-            state.to_string_lossy().into_owned(),
-        );
+        env.insert("DIGEST_FILE".into(), out_dir.join(name).to_string_lossy().into_owned());
+        env.insert("DOCKER_CONFIG".into(), state.join("docker").to_string_lossy().into_owned());
+        env.insert("RBUILD_CACHE_DIR".into(), state.to_string_lossy().into_owned());
         env.insert("PATH".into(), path.clone());
         run_script(&h, name, &script, &env).output().unwrap()
     };
     let partial = merge(&images[..1], "merge-partial");
     assert!(!partial.status.success(), "merged without arm64");
-    assert!(
-        stderr(&partial).contains("lacks platform(s) linux/arm64"),
-        "{}",
-        stderr(&partial)
-    );
+    assert!(stderr(&partial).contains("lacks platform(s) linux/arm64"), "{}", stderr(&partial));
     let missing = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{repo}:latest"),
-        ])
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{repo}:latest")])
         .output()
         .unwrap();
-    assert!(
-        !missing.status.success(),
-        "a tag moved before every platform was in"
-    );
+    assert!(!missing.status.success(), "a tag moved before every platform was in");
     let out = merge(&images, "merge");
-    assert!(
-        out.status.success(),
-        "merge-index script failed:\n{}",
-        stderr(&out)
-    );
+    assert!(out.status.success(), "merge-index script failed:\n{}", stderr(&out));
     let merged = std::fs::read_to_string(out_dir.join("merge")).unwrap();
-    assert_eq!(
-        merged, one_command,
-        "fan-out + merge gives the one-command index"
-    );
+    assert_eq!(merged, one_command, "fan-out + merge gives the one-command index");
     for tag in ["latest", "v2-0123456"] {
         assert_eq!(h.digest(&format!("{repo}:{tag}")), merged, "{tag}");
     }
-    let arches: Vec<String> = entries(&raw(&h, &format!("{repo}:latest")))
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
+    let arches: Vec<String> = entries(&raw(&h, &format!("{repo}:latest"))).into_iter().map(|(a, _)| a).collect();
     assert_eq!(arches, ["amd64", "arm64"]);
 }
 
@@ -500,11 +364,7 @@ async fn issue_20_foreign_run_without_a_handler_names_the_fix() {
             &format!("{repo}:latest"),
         ],
     );
-    let out = cmd
-        .env("RBUILD_QEMU_PATH", "")
-        .env("RBUILD_BINFMT_MISC", &no_binfmt)
-        .output()
-        .unwrap();
+    let out = cmd.env("RBUILD_QEMU_PATH", "").env("RBUILD_BINFMT_MISC", &no_binfmt).output().unwrap();
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
     for needle in [
@@ -519,16 +379,8 @@ async fn issue_20_foreign_run_without_a_handler_names_the_fix() {
     }
     assert!(!err.contains("Exec format error"), "{err}");
     let tag = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{repo}:latest"),
-        ])
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{repo}:latest")])
         .output()
         .unwrap();
-    assert!(
-        !tag.status.success(),
-        "a failed multi-platform build moved the tag"
-    );
+    assert!(!tag.status.success(), "a failed multi-platform build moved the tag");
 }

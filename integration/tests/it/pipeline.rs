@@ -156,7 +156,8 @@ fn cron_workflow_warms_the_main_branch_cache() {
     assert_eq!(template_ref["clusterScope"], true);
     named(&argo["spec"]["templates"], template_ref["template"].as_str().unwrap());
     // Every workflow parameter the borrowed clone template and the warm step use is declared.
-    let used = serde_json::to_string(&named(&argo["spec"]["templates"], "git-clone")).unwrap() + &serde_json::to_string(wf).unwrap();
+    let used = serde_json::to_string(&named(&argo["spec"]["templates"], "git-clone")).unwrap()
+        + &serde_json::to_string(wf).unwrap();
     for tag in placeholders(&used) {
         if let Some(name) = tag.strip_prefix("workflow.parameters.") {
             assert!(names(params).contains(&name), "cron workflow lacks parameter {name}");
@@ -238,7 +239,8 @@ pub(crate) fn resolve_step(arguments: &BTreeMap<&str, String>, task: &str) -> Re
     for p in spec["arguments"]["parameters"].as_array().unwrap() {
         let name = p["name"].as_str().unwrap();
         let value = arguments.get(name).cloned().or_else(|| p["value"].as_str().map(str::to_string));
-        workflow.insert(format!("workflow.parameters.{name}"), value.unwrap_or_else(|| panic!("argument {name} missing")));
+        workflow
+            .insert(format!("workflow.parameters.{name}"), value.unwrap_or_else(|| panic!("argument {name} missing")));
     }
     let templates = &spec["templates"];
     let task = named(&named(templates, spec["entrypoint"].as_str().unwrap())["dag"]["tasks"], task);
@@ -279,7 +281,13 @@ pub(crate) fn git_repository(dir: &Path) -> String {
 #[test]
 fn own_dockerfile_plans_as_builder_plus_rootless_runtime() {
     let out = Command::new(crate::support::rbuild_bin())
-        .args(["plan", "--build-arg", "RUST_IMAGE=registry.example/rust:1", "--build-arg", "RUNTIME_IMAGE=registry.example/debian:12"])
+        .args([
+            "plan",
+            "--build-arg",
+            "RUST_IMAGE=registry.example/rust:1",
+            "--build-arg",
+            "RUNTIME_IMAGE=registry.example/debian:12",
+        ])
         .arg(workspace())
         .output()
         .unwrap();
@@ -288,15 +296,25 @@ fn own_dockerfile_plans_as_builder_plus_rootless_runtime() {
     let stages = plan["stages"].as_array().unwrap();
     let bases: Vec<&str> = stages.iter().map(|s| s["base"]["reference"].as_str().unwrap()).collect();
     assert_eq!(bases, ["registry.example/rust:1", "registry.example/debian:12"]);
-    let runtime: Vec<&str> = stages[1]["steps"].as_array().unwrap().iter().map(|s| s["original"].as_str().unwrap()).collect();
+    let runtime: Vec<&str> =
+        stages[1]["steps"].as_array().unwrap().iter().map(|s| s["original"].as_str().unwrap()).collect();
     let has = |prefix: &str| runtime.iter().any(|s| s.starts_with(prefix));
-    for want in ["ENV DOCKER_CONFIG=/home/rbuild/.docker", "USER 1000", "ENTRYPOINT [\"rbuild\"]", "COPY --from=builder --chown=1000:1000 /out/home/rbuild /home/rbuild"] {
+    for want in [
+        "ENV DOCKER_CONFIG=/home/rbuild/.docker",
+        "USER 1000",
+        "ENTRYPOINT [\"rbuild\"]",
+        "COPY --from=builder --chown=1000:1000 /out/home/rbuild /home/rbuild",
+    ] {
         assert!(has(want), "{want} missing: {runtime:#?}");
     }
     let script = runtime.join("\n");
     for want in [
-        "uidmap ca-certificates", "chmod u-s /usr/bin/newuidmap /usr/bin/newgidmap", "setcap cap_setuid+ep /usr/bin/newuidmap", "setcap cap_setgid+ep /usr/bin/newgidmap",
-        "rbuild:100000:65536' > /etc/subuid", "/etc/rbuild/own-image",
+        "uidmap ca-certificates",
+        "chmod u-s /usr/bin/newuidmap /usr/bin/newgidmap",
+        "setcap cap_setuid+ep /usr/bin/newuidmap",
+        "setcap cap_setgid+ep /usr/bin/newgidmap",
+        "rbuild:100000:65536' > /etc/subuid",
+        "/etc/rbuild/own-image",
     ] {
         assert!(script.contains(want), "{want} missing: {script}");
     }

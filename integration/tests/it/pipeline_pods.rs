@@ -33,8 +33,18 @@ fn security_of(template: &Value) -> PodSecurity {
         allow_privilege_escalation: field("allowPrivilegeEscalation").as_bool().unwrap_or(true),
         read_only_root_fs: field("readOnlyRootFilesystem").as_bool().unwrap_or(false),
         proc_mount: if field("procMount") == "Unmasked" { ProcMount::Unmasked } else { ProcMount::Default },
-        seccomp: if field("seccompProfile")["type"] == "Unconfined" { Seccomp::Unconfined } else { Seccomp::RuntimeDefault },
-        capabilities_add: field("capabilities")["add"].as_array().into_iter().flatten().filter_map(|c| c.as_str()).map(str::to_string).collect(),
+        seccomp: if field("seccompProfile")["type"] == "Unconfined" {
+            Seccomp::Unconfined
+        } else {
+            Seccomp::RuntimeDefault
+        },
+        capabilities_add: field("capabilities")["add"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .map(str::to_string)
+            .collect(),
         host_users: template["hostUsers"].as_bool().unwrap_or(true),
     }
 }
@@ -96,7 +106,12 @@ impl Workflow {
         let pod = Pod::new(label, &container, image);
         let out = pod.run(STEP_LIMIT);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "step {label} failed in its pod ({:?}):\n{}\n{stderr}", container.security, String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "step {label} failed in its pod ({:?}):\n{}\n{stderr}",
+            container.security,
+            String::from_utf8_lossy(&out.stdout)
+        );
         StepRun { pod, volumes, stderr }
     }
 }
@@ -112,7 +127,8 @@ impl StepRun {
     /// The value of `step`'s output parameter `name` (`valueFrom.path`): in the volume mounted
     /// over that path when there is one, else in the pod's root.
     fn output(&self, step: &ResolvedStep, name: &str) -> String {
-        let path = named(&step.template["outputs"]["parameters"], name)["valueFrom"]["path"].as_str().unwrap().to_string();
+        let path =
+            named(&step.template["outputs"]["parameters"], name)["valueFrom"]["path"].as_str().unwrap().to_string();
         let on_volume = self.volumes.iter().find_map(|v| {
             let rest = Path::new(&path).strip_prefix(&v.mount_path).ok()?;
             Some(v.host.join(rest))
@@ -171,7 +187,10 @@ async fn argo_steps_run_in_pods_and_push_tag_and_latest(#[case] suffix: &str, #[
     }
     let tags = h.ctx.skopeo(&["list-tags".into(), "--tls-verify=false".into(), format!("docker://{repo}/cache")]);
     let tags: Value = serde_json::from_slice(&tags.stdout).unwrap();
-    assert!(tags["Tags"].as_array().unwrap().iter().any(|t| t.as_str().unwrap().starts_with("sha256-")), "no cache entries: {tags}");
+    assert!(
+        tags["Tags"].as_array().unwrap().iter().any(|t| t.as_str().unwrap().starts_with("sha256-")),
+        "no cache entries: {tags}"
+    );
     let rootfs = h.unpack(&format!("{repo}:latest"));
     assert_eq!(std::fs::read_to_string(rootfs.join("app/run.txt")).unwrap(), "built by the pipeline\n");
     assert_eq!(std::fs::read_to_string(rootfs.join("app/hello.txt")).unwrap(), "hello from the pipeline repository\n");

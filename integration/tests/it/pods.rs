@@ -40,15 +40,29 @@ fn buildkit_rootless() -> PodSecurity {
 
 /// A `hostUsers: false` pod (Kubernetes ≥ 1.30 allows `procMount: Unmasked` only there).
 fn user_namespaced(uid: u32) -> PodSecurity {
-    PodSecurity { run_as_user: uid, host_users: false, proc_mount: ProcMount::Unmasked, seccomp: Seccomp::Unconfined, ..PodSecurity::default() }
+    PodSecurity {
+        run_as_user: uid,
+        host_users: false,
+        proc_mount: ProcMount::Unmasked,
+        seccomp: Seccomp::Unconfined,
+        ..PodSecurity::default()
+    }
 }
 
 /// The profiles of issue 14, item 2.
 const PROFILES: [Profile; 6] = [
-    Profile { name: "(a) BuildKit rootless pod", security: buildkit_rootless, expect: Expect::Builds("userns, no process sandbox") },
+    Profile {
+        name: "(a) BuildKit rootless pod",
+        security: buildkit_rootless,
+        expect: Expect::Builds("userns, no process sandbox"),
+    },
     Profile { name: "(b) Kaniko pod", security: PodSecurity::default, expect: Expect::Builds("container") },
     Profile { name: "(c) hostUsers: false, root", security: || user_namespaced(0), expect: Expect::Builds("userns") },
-    Profile { name: "(d) hostUsers: false, uid 1000", security: || user_namespaced(1000), expect: Expect::RunRefused("hostUsers: false with runAsUser: 0") },
+    Profile {
+        name: "(d) hostUsers: false, uid 1000",
+        security: || user_namespaced(1000),
+        expect: Expect::RunRefused("hostUsers: false with runAsUser: 0"),
+    },
     Profile {
         name: "(e) PSS restricted",
         security: || PodSecurity { run_as_user: 1000, allow_privilege_escalation: false, ..PodSecurity::default() },
@@ -87,7 +101,12 @@ impl BuildPod {
         // An emptyDir is world-writable; the context belongs to the pod's user.
         let owner = security.id_shift() + security.run_as_user;
         std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o777)).unwrap();
-        std::process::Command::new("chown").arg("-R").arg(format!("{owner}:{owner}")).arg(ws.join("ctx")).status().unwrap();
+        std::process::Command::new("chown")
+            .arg("-R")
+            .arg(format!("{owner}:{owner}"))
+            .arg(ws.join("ctx"))
+            .status()
+            .unwrap();
         let args = [
             "rbuild",
             "build",
@@ -169,7 +188,10 @@ fn run_profile(h: &Harness, profile: &Profile) -> Result<String, String> {
         }
         Expect::RunRefused(setting) => {
             if out.status.success() || !stderr.contains(setting) || !stderr.contains("step ") {
-                return Err(format!("expected a refusal naming the step and `{setting}`, got {}:\n{stderr}", out.status));
+                return Err(format!(
+                    "expected a refusal naming the step and `{setting}`, got {}:\n{stderr}",
+                    out.status
+                ));
             }
             let no_run_image = h.image(&format!("pods/{label}-no-run:v1"));
             let no_run = BuildPod::new(h, profile.name, (profile.security)(), "pods-no-run", &no_run_image);
@@ -212,14 +234,22 @@ async fn pod_profiles_give_their_expected_outcomes() {
 async fn explicit_userns_in_a_masked_proc_pod_needs_no_process_sandbox() {
     let Some(h) = Harness::start().await else { return };
     let image = h.image("pods/explicit:v1");
-    let refused = BuildPod::with_flags(&h, "explicit-refused", buildkit_rootless(), "pods", &image, &["--isolation", "userns"]);
+    let refused =
+        BuildPod::with_flags(&h, "explicit-refused", buildkit_rootless(), "pods", &image, &["--isolation", "userns"]);
     let out = refused.pod.run(POD_LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     for want in ["isolation: userns (requested)", "MountProc failed", "procMount: Unmasked", "--no-process-sandbox"] {
         assert!(stderr.contains(want), "{want}: {stderr}");
     }
-    let flagged = BuildPod::with_flags(&h, "explicit-flag", buildkit_rootless(), "pods", &image, &["--isolation", "userns", "--no-process-sandbox"]);
+    let flagged = BuildPod::with_flags(
+        &h,
+        "explicit-flag",
+        buildkit_rootless(),
+        "pods",
+        &image,
+        &["--isolation", "userns", "--no-process-sandbox"],
+    );
     let out = flagged.pod.run(POD_LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

@@ -23,11 +23,7 @@ async fn pull_by_tag_and_by_digest(#[case] repo: &str, #[case] by_digest: bool) 
         reference = reference.with_digest(expected.clone());
     }
     let store = ctx.fresh_store("pulled");
-    let pulled = ctx
-        .client
-        .pull(&reference, &TargetPlatform::host(), &store)
-        .await
-        .unwrap();
+    let pulled = ctx.client.pull(&reference, &TargetPlatform::host(), &store).await.unwrap();
     assert_eq!(pulled.resolved.manifest.digest, *expected);
     assert!(pulled.resolved.index.is_none());
     assert_eq!(pulled.resolved.image.layers().len(), 1);
@@ -65,23 +61,14 @@ async fn platform_selection_from_an_index(#[case] repo: &str, #[case] platform: 
             let pulled = result.unwrap();
             assert_eq!(pulled.resolved.manifest.digest, children[i]);
             assert_eq!(pulled.resolved.index.as_ref().unwrap().digest, *index);
-            assert_eq!(
-                pulled.config.architecture().to_string(),
-                platform.architecture
-            );
+            assert_eq!(pulled.config.architecture().to_string(), platform.architecture);
             assert_blobs_verified(&store, &pulled);
         }
         None => {
             let err = result.unwrap_err();
-            assert!(
-                matches!(err, RegistryError::NoMatchingPlatform { .. }),
-                "{err}"
-            );
+            assert!(matches!(err, RegistryError::NoMatchingPlatform { .. }), "{err}");
             let msg = err.to_string();
-            assert!(
-                msg.contains("linux/amd64") && msg.contains("linux/arm64"),
-                "{msg}"
-            );
+            assert!(msg.contains("linux/amd64") && msg.contains("linux/arm64"), "{msg}");
         }
     }
 }
@@ -95,10 +82,7 @@ async fn docker_hub_images_come_from_the_mirror() {
     let client = ctx.client_with(|c| c.mirrors.push(addr.clone()));
     let reference: Reference = "busybox".parse().unwrap();
     let store = ctx.fresh_store("pulled");
-    let pulled = client
-        .pull(&reference, &TargetPlatform::host(), &store)
-        .await
-        .unwrap();
+    let pulled = client.pull(&reference, &TargetPlatform::host(), &store).await.unwrap();
     assert_eq!(pulled.resolved.endpoint.name, addr);
     assert_eq!(pulled.resolved.manifest.digest, ctx.base.busybox);
     assert_blobs_verified(&store, &pulled);
@@ -110,18 +94,8 @@ async fn busybox_fixture_has_a_usable_rootfs() {
         return;
     };
     let store = ctx.fresh_store("pulled");
-    let pulled = ctx
-        .client
-        .pull(
-            &ctx.registry.reference("busybox"),
-            &TargetPlatform::host(),
-            &store,
-        )
-        .await
-        .unwrap();
-    let layer = store
-        .open_blob(pulled.resolved.image.layers()[0].digest())
-        .unwrap();
+    let pulled = ctx.client.pull(&ctx.registry.reference("busybox"), &TargetPlatform::host(), &store).await.unwrap();
+    let layer = store.open_blob(pulled.resolved.image.layers()[0].digest()).unwrap();
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(layer));
     let mut seen = std::collections::BTreeMap::new();
     for entry in archive.entries().unwrap() {
@@ -136,11 +110,7 @@ async fn busybox_fixture_has_a_usable_rootfs() {
         seen.insert(path, (mode, link, text));
     }
     for applet in rbuild_integration::images::APPLETS {
-        assert_eq!(
-            seen[&format!("bin/{applet}")].1.as_deref(),
-            Some("busybox"),
-            "{applet}"
-        );
+        assert_eq!(seen[&format!("bin/{applet}")].1.as_deref(), Some("busybox"), "{applet}");
     }
     assert_eq!(seen["bin/busybox"].0 & 0o111, 0o111);
     assert_eq!(seen["tmp"].0, 0o1777);

@@ -3,9 +3,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use rbuild_cache::oci::Digest;
-use rbuild_cache::registry::{
-    BlobPush, Direction, ImageToPush, ManifestKind, TransferProgress, DEFAULT_CHUNK_SIZE,
-};
+use rbuild_cache::registry::{BlobPush, Direction, ImageToPush, ManifestKind, TransferProgress, DEFAULT_CHUNK_SIZE};
 use rbuild_integration::images::{busybox_layer, push, write_image, Flavor};
 use rbuild_integration::Variant;
 use rstest::rstest;
@@ -72,10 +70,7 @@ impl TransferProgress for RecordedTransfers {
 #[case::monolithic(DEFAULT_CHUNK_SIZE, false)]
 #[case::chunked(100_000, true)]
 #[tokio::test]
-async fn push_then_pull_round_trip_checked_by_skopeo(
-    #[case] chunk_size: u64,
-    #[case] chunked: bool,
-) {
+async fn push_then_pull_round_trip_checked_by_skopeo(#[case] chunk_size: u64, #[case] chunked: bool) {
     let Some(ctx) = TestContext::start(Variant::Http).await else {
         return;
     };
@@ -87,20 +82,10 @@ async fn push_then_pull_round_trip_checked_by_skopeo(
     let target = ctx.registry.reference("roundtrip/app");
     let image = ImageToPush::from_manifest(manifest.clone(), &target).unwrap();
     let tags = vec!["v1".to_owned(), "latest".to_owned()];
-    let report = client
-        .push_image(&ctx.store, &target, &tags, &image, &[])
-        .await
-        .unwrap();
+    let report = client.push_image(&ctx.store, &target, &tags, &image, &[]).await.unwrap();
     assert_eq!(report.digest, ctx.base.busybox);
-    assert!(report
-        .blobs
-        .iter()
-        .all(|(_, p)| matches!(p, BlobPush::Uploaded(_))));
-    let patches = requests(
-        &ctx.registry.log(),
-        "PATCH",
-        "/v2/roundtrip/app/blobs/uploads/",
-    );
+    assert!(report.blobs.iter().all(|(_, p)| matches!(p, BlobPush::Uploaded(_))));
+    let patches = requests(&ctx.registry.log(), "PATCH", "/v2/roundtrip/app/blobs/uploads/");
     assert_eq!(patches > 1, chunked, "PATCH requests: {patches}");
     // Byte progress adds up to each blob, however it was sent.
     transfers.assert_complete(Direction::Upload, &image.blobs);
@@ -108,10 +93,7 @@ async fn push_then_pull_round_trip_checked_by_skopeo(
     // Every tag names the same digest; every blob pulls back verified.
     for tag in &tags {
         let store = ctx.fresh_store(&format!("pull-{tag}"));
-        let pulled = client
-            .pull(&target.with_tag(tag), &TargetPlatform::host(), &store)
-            .await
-            .unwrap();
+        let pulled = client.pull(&target.with_tag(tag), &TargetPlatform::host(), &store).await.unwrap();
         assert_eq!(pulled.resolved.manifest.digest, report.digest);
         assert_eq!(pulled.resolved.manifest.bytes, manifest.bytes);
         assert_blobs_verified(&store, &pulled);
@@ -135,16 +117,11 @@ async fn push_then_pull_round_trip_checked_by_skopeo(
     args.extend(ctx.registry.skopeo_flags(SRC));
     args.extend([src, format!("oci:{}:v1", layout.display())]);
     ctx.skopeo(&args);
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"], report.digest.to_string());
     for (digest, _) in &image.blobs {
         let theirs = std::fs::read(layout.join("blobs/sha256").join(digest.digest())).unwrap();
-        assert_eq!(
-            theirs,
-            ctx.store.read_blob(digest).unwrap(),
-            "blob {digest}"
-        );
+        assert_eq!(theirs, ctx.store.read_blob(digest).unwrap(), "blob {digest}");
     }
 }
 
@@ -157,23 +134,11 @@ async fn docker_media_types_are_kept_and_present_blobs_skipped() {
     let arch = TargetPlatform::host().architecture;
     let manifest = write_image(&ctx.store, Flavor::Docker, &arch, None, &[layer]).unwrap();
     let repo = format!("{}/dockertypes", ctx.registry.addr());
-    let first = push(&ctx.client, &ctx.store, &repo, &["v1"], &manifest)
-        .await
-        .unwrap();
+    let first = push(&ctx.client, &ctx.store, &repo, &["v1"], &manifest).await.unwrap();
     assert!(first.uploaded_bytes() > 0);
-    let again = push(&ctx.client, &ctx.store, &repo, &["v2"], &manifest)
-        .await
-        .unwrap();
-    assert!(
-        again.blobs.iter().all(|(_, p)| *p == BlobPush::Existed),
-        "{:?}",
-        again.blobs
-    );
-    let raw = ctx
-        .client
-        .get_raw_manifest(&ctx.registry.reference("dockertypes:v2"))
-        .await
-        .unwrap();
+    let again = push(&ctx.client, &ctx.store, &repo, &["v2"], &manifest).await.unwrap();
+    assert!(again.blobs.iter().all(|(_, p)| *p == BlobPush::Existed), "{:?}", again.blobs);
+    let raw = ctx.client.get_raw_manifest(&ctx.registry.reference("dockertypes:v2")).await.unwrap();
     assert_eq!(raw.kind, ManifestKind::DockerManifest);
     assert_eq!(raw.digest, manifest.digest);
     let mut args = vec!["inspect".to_owned()];
@@ -207,42 +172,17 @@ async fn cross_repo_mount_uploads_no_layer_bytes(#[case] variant: Variant, #[cas
         }
     }
     let before = ctx.registry.log().len();
-    let report = ctx
-        .client
-        .push_image(
-            &ctx.store,
-            &target,
-            &["v1".to_owned()],
-            &image,
-            &mount_from,
-        )
-        .await
-        .unwrap();
-    assert!(
-        report.blobs.iter().all(|(_, p)| *p == BlobPush::Mounted),
-        "{:?}",
-        report.blobs
-    );
+    let report = ctx.client.push_image(&ctx.store, &target, &["v1".to_owned()], &image, &mount_from).await.unwrap();
+    assert!(report.blobs.iter().all(|(_, p)| *p == BlobPush::Mounted), "{:?}", report.blobs);
     assert_eq!(report.uploaded_bytes(), 0);
     // The registry's own access log: mounts, and no byte-carrying upload request.
     let log = ctx.registry.log();
     let log = &log[before..];
-    assert_eq!(
-        requests(log, "POST", "mount=sha256"),
-        image.blobs.len(),
-        "{log}"
-    );
+    assert_eq!(requests(log, "POST", "mount=sha256"), image.blobs.len(), "{log}");
     assert_eq!(requests(log, "DELETE", "/v2/mounted/app/blobs/uploads/"), 0, "no mount was tried in vain: {log}");
     assert_eq!(requests(log, "PATCH", "/v2/mounted/app/blobs/uploads/"), 0);
     assert_eq!(requests(log, "PUT", "/v2/mounted/app/blobs/uploads/"), 0);
-    let pulled = ctx
-        .client
-        .pull(
-            &target.with_tag("v1"),
-            &TargetPlatform::host(),
-            &ctx.fresh_store("pulled"),
-        )
-        .await
-        .unwrap();
+    let pulled =
+        ctx.client.pull(&target.with_tag("v1"), &TargetPlatform::host(), &ctx.fresh_store("pulled")).await.unwrap();
     assert_eq!(pulled.resolved.manifest.digest, ctx.base.busybox);
 }

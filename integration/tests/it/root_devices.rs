@@ -42,10 +42,7 @@ fn device_layer(store: &rbuild_cache::store::BlobStore) -> Layer {
     let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&raw).unwrap();
     let blob = store.put_bytes(&gz.finish().unwrap()).unwrap();
-    Layer {
-        blob,
-        diff_id: sha256_digest(&raw),
-    }
+    Layer { blob, diff_id: sha256_digest(&raw) }
 }
 
 #[tokio::test]
@@ -62,9 +59,7 @@ async fn issue_16_device_nodes_from_a_base_are_not_devices_in_a_root_run() {
     let arch = rbuild_cache::platform::TargetPlatform::host().architecture;
     let manifest = write_image(&ctx.store, Flavor::Oci, &arch, None, &[busybox, devices]).unwrap();
     let base = format!("{}/devbase", ctx.registry.addr());
-    push(&ctx.client, &ctx.store, &base, &["1"], &manifest)
-        .await
-        .unwrap();
+    push(&ctx.client, &ctx.store, &base, &["1"], &manifest).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let context = dir.path().join("ctx");
     std::fs::create_dir(&context).unwrap();
@@ -78,19 +73,10 @@ async fn issue_16_device_nodes_from_a_base_are_not_devices_in_a_root_run() {
         .arg("build")
         .arg("-c")
         .arg(&context)
-        .args([
-            "--insecure-registry",
-            ctx.registry.addr(),
-            "--no-push",
-            "--cache-dir",
-        ])
+        .args(["--insecure-registry", ctx.registry.addr(), "--no-push", "--cache-dir"])
         .arg(dir.path().join("cache"))
         .env("HOME", dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -22,7 +22,11 @@ fn assert_removable_by(user: &str, dir: &Path) {
     let uid = uid_of(user);
     let walk = Command::new("find").arg(dir).args(["-not", "-uid", &uid.to_string()]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&walk.stdout), "", "entries not owned by {user}");
-    let leftovers: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("build-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
+        .collect();
     assert!(leftovers.is_empty(), "work dirs left: {leftovers:?}");
     let rm = Command::new("setpriv")
         .args(["--reuid", user, "--regid", user, "--init-groups", "sh", "-c", "rm -rf \"$1\"/*", "rm"])
@@ -45,7 +49,11 @@ async fn build_owners_as(user: &str) {
     let cache = h.shared.path().join(format!("cache-{user}"));
     std::fs::create_dir(&cache).unwrap();
     chown_to(user, &cache);
-    ok(h.build_as(user, &cache, &["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image]));
+    ok(h.build_as(
+        user,
+        &cache,
+        &["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image],
+    ));
     let rootfs = h.unpack(&image);
     for (path, want) in [
         ("data/chowned", (1234, 5678)),
@@ -82,10 +90,18 @@ async fn without_a_subordinate_range_run_keeps_the_single_id_map_and_says_why() 
     chown_to(NOSUB, &cache);
     let single = h.context("build/single");
     let image = h.image("run/nosub:v1");
-    ok(h.build_as(NOSUB, &cache, &["--context", single.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image]));
+    ok(h.build_as(
+        NOSUB,
+        &cache,
+        &["--context", single.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image],
+    ));
     assert_eq!(owner(&h.unpack(&image), "data/secret"), (1000, 1000));
     let owners = h.context("build/run-owners");
-    let out = h.build_as(NOSUB, &cache, &["--context", owners.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image]);
+    let out = h.build_as(
+        NOSUB,
+        &cache,
+        &["--context", owners.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image],
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     for want in ["RUN (line 6)", "single-id user namespace map", "/etc/subuid"] {
@@ -105,7 +121,11 @@ fn assert_nowhere(needle: &str, layout: &Path, text: &str) {
             Ok(_) => plain,
             Err(_) => raw,
         };
-        assert!(!data.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle:?} found in blob {}", blob.path().display());
+        assert!(
+            !data.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle:?} found in blob {}",
+            blob.path().display()
+        );
     }
 }
 
@@ -121,7 +141,18 @@ async fn run_mounts_cache_secret_bind_tmpfs() {
     let build = |stamp: &str| {
         let stamp = format!("STAMP={stamp}");
         let src = format!("id=token,src={}", secret.display());
-        ok(h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--build-arg", &stamp, "--secret", &src, "--destination", &image]))
+        ok(h.build(&[
+            "--context",
+            context.to_str().unwrap(),
+            "--build-arg",
+            &h.base(),
+            "--build-arg",
+            &stamp,
+            "--secret",
+            &src,
+            "--destination",
+            &image,
+        ]))
     };
     build("first");
     let out = build("second");
@@ -131,7 +162,10 @@ async fn run_mounts_cache_secret_bind_tmpfs() {
     assert_eq!(read("secret-length").trim(), value.len().to_string());
     assert_eq!(read("from-context"), "context data\n");
     let listing = read("context-listing");
-    assert!(listing.contains("data.txt") && !listing.contains("ignored.txt"), ".dockerignore applies to the bind: {listing}");
+    assert!(
+        listing.contains("data.txt") && !listing.contains("ignored.txt"),
+        ".dockerignore applies to the bind: {listing}"
+    );
     assert_eq!(read("from-stage"), "from-stage\nfrom-stage\n", "rw bind writes are discarded");
     assert_eq!(read("from-tmpfs"), "temp\n");
     for absent in ["var/cache", "run/secrets", "etc/tok2", "src", "tools", "scratch", "run"] {
@@ -159,7 +193,11 @@ async fn run_heredocs_follow_buildkit() {
         ("h5", "shebang /dev/pipes/EOF\n"),
         ("h6", "first\nsecond world\n"),
     ] {
-        assert_eq!(std::fs::read_to_string(rootfs.join(path)).unwrap_or_else(|e| panic!("{path}: {e}")), want, "{path}");
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join(path)).unwrap_or_else(|e| panic!("{path}: {e}")),
+            want,
+            "{path}"
+        );
     }
     assert!(!rootfs.join("dev/pipes").exists());
 }
@@ -171,7 +209,14 @@ async fn run_heredocs_follow_buildkit() {
 async fn unusable_mounts_fail_naming_the_line(#[case] case: &str, #[case] expected: &[&str]) {
     let Some(h) = Harness::start().await else { return };
     let context = h.context(case);
-    let out = h.build(&["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &h.image("run/failing:v1")]);
+    let out = h.build(&[
+        "--context",
+        context.to_str().unwrap(),
+        "--build-arg",
+        &h.base(),
+        "--destination",
+        &h.image("run/failing:v1"),
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     for want in expected {
@@ -187,7 +232,18 @@ async fn sigterm_cancels_the_namespaced_build_and_cleans_up() {
     let context = h.context("build/run-cancel");
     let cache = h.shared.path().join("cache");
     let mut child = h
-        .build_command(USER, &cache, &["--context", context.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &h.image("run/cancel:v1")])
+        .build_command(
+            USER,
+            &cache,
+            &[
+                "--context",
+                context.to_str().unwrap(),
+                "--build-arg",
+                &h.base(),
+                "--destination",
+                &h.image("run/cancel:v1"),
+            ],
+        )
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -23,16 +23,8 @@ impl TestContext {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path().join("store")).unwrap();
         let client = RegistryClient::new(registry.client_config()).unwrap();
-        let base = push_base_images(&client, &store, registry.addr())
-            .await
-            .expect("push base images");
-        Some(Self {
-            registry,
-            dir,
-            store,
-            client,
-            base,
-        })
+        let base = push_base_images(&client, &store, registry.addr()).await.expect("push base images");
+        Some(Self { registry, dir, store, client, base })
     }
 
     /// A client with a modified configuration.
@@ -57,15 +49,8 @@ impl TestContext {
 
     /// Run skopeo with `args`; panics with its stderr on failure.
     pub fn skopeo(&self, args: &[String]) -> Output {
-        let out = Command::new("skopeo")
-            .args(args)
-            .output()
-            .expect("run skopeo");
-        assert!(
-            out.status.success(),
-            "skopeo {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new("skopeo").args(args).output().expect("run skopeo");
+        assert!(out.status.success(), "skopeo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         out
     }
 }
@@ -85,15 +70,8 @@ pub fn assert_blobs_verified(store: &BlobStore, pulled: &PulledImage) {
 /// The `rbuild` binary next to this test executable (`target/<profile>/rbuild`).
 pub fn rbuild_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary lives in target/<profile>/deps");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("test binary lives in target/<profile>/deps");
     let bin = profile_dir.join("rbuild");
-    assert!(
-        bin.is_file(),
-        "{} not found: run `cargo build -p rbuild` before the integration tests",
-        bin.display()
-    );
+    assert!(bin.is_file(), "{} not found: run `cargo build -p rbuild` before the integration tests", bin.display());
     bin
 }

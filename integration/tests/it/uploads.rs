@@ -78,7 +78,17 @@ fn fresh_state(h: &Harness, name: &str) -> PathBuf {
 fn build(h: &Harness, proxy: &CountingProxy, state: &str, context: &std::path::Path, destinations: &[&str]) -> Output {
     let base = format!("BASE={}/busybox:latest", proxy.addr);
     let cache = format!("{}/fill/cache", proxy.addr);
-    let mut args = vec!["--insecure-registry", &proxy.addr, "--context", context.to_str().unwrap(), "--build-arg", &base, "--cache-repo", &cache, "--explain-cache"];
+    let mut args = vec![
+        "--insecure-registry",
+        &proxy.addr,
+        "--context",
+        context.to_str().unwrap(),
+        "--build-arg",
+        &base,
+        "--cache-repo",
+        &cache,
+        "--explain-cache",
+    ];
     let destinations: Vec<String> = destinations.iter().map(|d| format!("{}/{d}", proxy.addr)).collect();
     for d in &destinations {
         args.extend(["--destination", d]);
@@ -104,7 +114,12 @@ fn explained(out: &Output) -> impl Iterator<Item = String> + '_ {
 
 /// (digest, size) of the layers of the manifest `image` (read from the registry directly).
 fn layers(h: &Harness, image: &str) -> Vec<(String, u64)> {
-    let out = h.ctx.skopeo(&["inspect".into(), "--tls-verify=false".into(), "--raw".into(), format!("docker://{}", h.image(image))]);
+    let out = h.ctx.skopeo(&[
+        "inspect".into(),
+        "--tls-verify=false".into(),
+        "--raw".into(),
+        format!("docker://{}", h.image(image)),
+    ]);
     let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let layers = manifest["layers"].as_array().unwrap_or_else(|| panic!("{manifest}"));
     layers.iter().map(|l| (l["digest"].as_str().unwrap().to_string(), l["size"].as_u64().unwrap())).collect()
@@ -128,7 +143,8 @@ async fn cache_filling_build_uploads_each_new_layer_once_and_fills_cache_and_eve
     // Entries are written as their layers finish: the first step's is in the cache
     // repository before the image's manifest (four steps, three of them RUN, later).
     let log = h.ctx.registry.log();
-    let put = |path: &str| log[mark..].find(&format!("\"PUT /v2/{path} ")).unwrap_or_else(|| panic!("no PUT {path}: {log}"));
+    let put =
+        |path: &str| log[mark..].find(&format!("\"PUT /v2/{path} ")).unwrap_or_else(|| panic!("no PUT {path}: {log}"));
     let first_entry = format!("fill/cache/manifests/{}", key_tags(&first)[0]);
     assert!(put(&first_entry) < put("fill/app/manifests/v1"), "the first entry was written after the image was pushed");
     let base: Vec<_> = layers(&h, "busybox:latest").into_iter().map(|(d, _)| d).collect();
@@ -141,7 +157,10 @@ async fn cache_filling_build_uploads_each_new_layer_once_and_fills_cache_and_eve
     // The bytes on the wire: the new layers once, plus requests, configs and manifests (a
     // few KiB each); a second copy of either random layer (≥ 700 kB) would exceed it.
     let layer_bytes: u64 = new.iter().map(|(_, size)| size).sum();
-    assert!(sent >= layer_bytes && sent < layer_bytes + 256 * 1024, "sent {sent} bytes for {layer_bytes} bytes of new layers");
+    assert!(
+        sent >= layer_bytes && sent < layer_bytes + 256 * 1024,
+        "sent {sent} bytes for {layer_bytes} bytes of new layers"
+    );
     let digest = String::from_utf8_lossy(&first.stdout).trim().to_string();
     for image in ["fill/app:v1", "fill/app:latest", "fill/mirror:v1"] {
         assert_eq!(h.digest(&h.image(image)), digest, "{image}");

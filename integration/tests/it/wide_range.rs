@@ -25,18 +25,12 @@ async fn a_600000_id_range_builds_layers_owned_by_uid_491327() {
         format!("ARG BASE\nFROM ${{BASE}}\nRUN mkdir /high && touch /high/f && chown -R {HIGH_ID}:{HIGH_ID} /high\n"),
     )
     .unwrap();
-    std::fs::write(
-        second.join("Dockerfile"),
-        "ARG IMG\nFROM ${IMG}\nRUN stat -c %u:%g /high/f > /owner.txt\n",
-    )
-    .unwrap();
+    std::fs::write(second.join("Dockerfile"), "ARG IMG\nFROM ${IMG}\nRUN stat -c %u:%g /high/f > /owner.txt\n")
+        .unwrap();
     make_readable(&dir);
     let image = h.image("wide/high:v1");
     let child = h.image("wide/child:v1");
-    let (cache1, cache2) = (
-        h.shared.path().join("cache-wide-1"),
-        h.shared.path().join("cache-wide-2"),
-    );
+    let (cache1, cache2) = (h.shared.path().join("cache-wide-1"), h.shared.path().join("cache-wide-2"));
     for c in [&cache1, &cache2] {
         std::fs::create_dir(c).unwrap();
         chown_to(WIDE_USER, c);
@@ -44,44 +38,20 @@ async fn a_600000_id_range_builds_layers_owned_by_uid_491327() {
     ok(h.build_as(
         WIDE_USER,
         &cache1,
-        &[
-            "--context",
-            first.to_str().unwrap(),
-            "--build-arg",
-            &h.base(),
-            "--destination",
-            &image,
-        ],
+        &["--context", first.to_str().unwrap(), "--build-arg", &h.base(), "--destination", &image],
     ));
     let root = h.unpack(&image);
     let meta = std::fs::metadata(root.join("high/f")).unwrap();
-    assert_eq!(
-        (meta.uid(), meta.gid()),
-        (HIGH_ID, HIGH_ID),
-        "owner of /high/f in the pushed layer"
-    );
+    assert_eq!((meta.uid(), meta.gid()), (HIGH_ID, HIGH_ID), "owner of /high/f in the pushed layer");
 
     // A fresh cache: the layer with uid 491327 is pulled and unpacked as rbuild-wide.
     let img_arg = format!("IMG={image}");
     ok(h.build_as(
         WIDE_USER,
         &cache2,
-        &[
-            "--context",
-            second.to_str().unwrap(),
-            "--build-arg",
-            &img_arg,
-            "--destination",
-            &child,
-        ],
+        &["--context", second.to_str().unwrap(), "--build-arg", &img_arg, "--destination", &child],
     ));
     let root = h.unpack(&child);
-    assert_eq!(
-        std::fs::read_to_string(root.join("owner.txt")).unwrap(),
-        format!("{HIGH_ID}:{HIGH_ID}\n")
-    );
-    assert_eq!(
-        std::fs::metadata(root.join("high/f")).unwrap().uid(),
-        HIGH_ID
-    );
+    assert_eq!(std::fs::read_to_string(root.join("owner.txt")).unwrap(), format!("{HIGH_ID}:{HIGH_ID}\n"));
+    assert_eq!(std::fs::metadata(root.join("high/f")).unwrap().uid(), HIGH_ID);
 }

@@ -33,7 +33,5 @@ pub(super) fn parse(raw: &RawArgs<'_>) -> Result<Vec<ArgDecl>, InstructionErrorK
 
 /// Expands the defaults (names are literal).
 pub(super) fn expand(args: &[ArgDecl], ex: &mut Expander<'_>) -> Result<Vec<ArgDecl>, InstructionErrorKind> {
-    args.iter()
-        .map(|a| Ok(ArgDecl { name: a.name.clone(), default: ex.opt(&a.default, "ARG default")? }))
-        .collect()
+    args.iter().map(|a| Ok(ArgDecl { name: a.name.clone(), default: ex.opt(&a.default, "ARG default")? })).collect()
 }

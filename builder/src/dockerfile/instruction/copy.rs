@@ -62,7 +62,10 @@ pub(super) fn parse(raw: &RawArgs<'_>, kind: CopyKind) -> Result<Copy, Instructi
     };
     let flags = Flags::parse(name, raw.flags, known)?;
     let Some((dest, sources)) = raw.words.split_last().filter(|(_, s)| !s.is_empty()) else {
-        return Err(InstructionErrorKind::Arity { instruction: name, expected: "at least two arguments, but got fewer" });
+        return Err(InstructionErrorKind::Arity {
+            instruction: name,
+            expected: "at least two arguments, but got fewer",
+        });
     };
     Ok(Copy {
         sources: sources.to_vec(),

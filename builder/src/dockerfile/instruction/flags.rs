@@ -32,17 +32,16 @@ impl Flags {
                 Some((n, v)) => (n.to_string(), Some(v.to_string())),
                 None => (body.to_string(), None),
             };
-            let kind = known
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, kind)| *kind)
-                .ok_or_else(|| InstructionErrorKind::UnknownFlag {
-                    instruction: instruction.to_string(),
-                    flag: name.clone(),
-                })?;
+            let kind = known.iter().find(|(k, _)| *k == name).map(|(_, kind)| *kind).ok_or_else(|| {
+                InstructionErrorKind::UnknownFlag { instruction: instruction.to_string(), flag: name.clone() }
+            })?;
             match (kind, &value) {
                 (FlagKind::Bool, Some(v)) if !matches!(v.to_ascii_lowercase().as_str(), "true" | "false") => {
-                    return Err(InstructionErrorKind::BadFlagValue { flag: name, value: v.clone(), expected: "true or false" })
+                    return Err(InstructionErrorKind::BadFlagValue {
+                        flag: name,
+                        value: v.clone(),
+                        expected: "true or false",
+                    })
                 }
                 (FlagKind::String | FlagKind::Multi, None) => {
                     return Err(InstructionErrorKind::MissingFlagValue { flag: name })

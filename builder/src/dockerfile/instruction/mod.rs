@@ -65,8 +65,24 @@ pub struct Located {
 
 /// Every instruction keyword, lower case.
 pub const KEYWORDS: &[&str] = &[
-    "add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label",
-    "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir",
+    "add",
+    "arg",
+    "cmd",
+    "copy",
+    "entrypoint",
+    "env",
+    "expose",
+    "from",
+    "healthcheck",
+    "label",
+    "maintainer",
+    "onbuild",
+    "run",
+    "shell",
+    "stopsignal",
+    "user",
+    "volume",
+    "workdir",
 ];
 
 /// Why a node is not a valid instruction.
@@ -97,7 +113,11 @@ pub enum InstructionErrorKind {
     #[error("{what} can not be an empty string")]
     Empty { what: &'static str },
     #[error("failed to expand {what}: {source}")]
-    Expand { what: &'static str, #[source] source: ShellError },
+    Expand {
+        what: &'static str,
+        #[source]
+        source: ShellError,
+    },
 }
 
 impl Instruction {
@@ -258,10 +278,8 @@ impl<'a> Expander<'a> {
 
     /// One word, no splitting.
     pub fn word(&mut self, word: &str, what: &'static str) -> Result<String, InstructionErrorKind> {
-        let expanded = self
-            .lexer
-            .expand_word(word, self.env)
-            .map_err(|source| InstructionErrorKind::Expand { what, source })?;
+        let expanded =
+            self.lexer.expand_word(word, self.env).map_err(|source| InstructionErrorKind::Expand { what, source })?;
         self.used.extend(expanded.used);
         Ok(expanded.value)
     }
@@ -270,7 +288,8 @@ impl<'a> Expander<'a> {
     /// lexer with `SkipProcessQuotes`, used for COPY/ADD heredoc bodies).
     pub fn raw(&mut self, text: &str, what: &'static str) -> Result<String, InstructionErrorKind> {
         let lexer = ShellLexer::with_options('\\', LexOptions { skip_process_quotes: true, ..LexOptions::default() });
-        let expanded = lexer.expand_word(text, self.env).map_err(|source| InstructionErrorKind::Expand { what, source })?;
+        let expanded =
+            lexer.expand_word(text, self.env).map_err(|source| InstructionErrorKind::Expand { what, source })?;
         self.used.extend(expanded.used);
         Ok(expanded.value)
     }
@@ -282,10 +301,8 @@ impl<'a> Expander<'a> {
 
     /// One word split the way a shell splits after expansion.
     pub fn split(&mut self, word: &str, what: &'static str) -> Result<Vec<String>, InstructionErrorKind> {
-        let expanded = self
-            .lexer
-            .expand_words(word, self.env)
-            .map_err(|source| InstructionErrorKind::Expand { what, source })?;
+        let expanded =
+            self.lexer.expand_words(word, self.env).map_err(|source| InstructionErrorKind::Expand { what, source })?;
         self.used.extend(expanded.used);
         Ok(expanded.value)
     }

@@ -64,12 +64,8 @@ impl Mount {
     /// Parses one `--mount` value (comma-separated `key=value`, CSV quoting allowed).
     pub fn parse(value: &str) -> Result<Self, MountError> {
         let fields = split_csv(value);
-        let kind = fields
-            .iter()
-            .find_map(|f| f.strip_prefix("type="))
-            .map(parse_kind)
-            .transpose()?
-            .unwrap_or(MountKind::Bind);
+        let kind =
+            fields.iter().find_map(|f| f.strip_prefix("type=")).map(parse_kind).transpose()?.unwrap_or(MountKind::Bind);
         let mut m = Mount {
             kind,
             target: None,
@@ -121,12 +117,17 @@ impl Mount {
             }
             "mode" => {
                 let v = need(val)?;
-                self.mode = Some(u32::from_str_radix(&v, 8).map_err(|_| MountError::Value { key: key.into(), value: v })?);
+                self.mode =
+                    Some(u32::from_str_radix(&v, 8).map_err(|_| MountError::Value { key: key.into(), value: v })?);
             }
             "uid" | "gid" => {
                 let v = need(val)?;
                 let n = v.parse().map_err(|_| MountError::Value { key: key.into(), value: v })?;
-                if key == "uid" { self.uid = Some(n) } else { self.gid = Some(n) }
+                if key == "uid" {
+                    self.uid = Some(n)
+                } else {
+                    self.gid = Some(n)
+                }
             }
             _ => return Err(MountError::UnknownKey { key: key.to_string() }),
         }

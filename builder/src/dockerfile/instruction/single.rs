@@ -3,7 +3,6 @@
 
 use super::{Expander, InstructionErrorKind, RawArgs};
 
-
 /// One exposed port (`80`, `53/udp`, `8000-8010/tcp`), normalised by the image config writer.
 pub type Expose = String;
 
@@ -43,4 +42,3 @@ pub(super) fn volume(raw: &RawArgs<'_>) -> Result<Vec<String>, InstructionErrorK
     }
     Ok(raw.words.clone())
 }
-

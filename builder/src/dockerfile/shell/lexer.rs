@@ -16,20 +16,9 @@ pub(super) fn run(
     env: &dyn EnvLookup,
 ) -> Result<Expanded<(String, Vec<String>)>, ShellError> {
     let chars: Vec<char> = word.chars().collect();
-    let mut scan = Scanner {
-        chars: &chars,
-        pos: 0,
-        lexer,
-        env,
-        used: BTreeSet::new(),
-        unset: BTreeSet::new(),
-    };
+    let mut scan = Scanner { chars: &chars, pos: 0, lexer, env, used: BTreeSet::new(), unset: BTreeSet::new() };
     let value = scan.process_until(None, lexer.options.raw_escapes)?;
-    Ok(Expanded {
-        value,
-        used: scan.used,
-        unset: scan.unset,
-    })
+    Ok(Expanded { value, used: scan.used, unset: scan.unset })
 }
 
 /// Collects the split words the way BuildKit's `wordsStruct` does.
@@ -106,11 +95,7 @@ impl Scanner<'_> {
 
     /// Processes until the end of the word, or until `stop` (consumed) when given.
     /// `raw_escapes` keeps escape characters, as BuildKit does inside patterns.
-    fn process_until(
-        &mut self,
-        stop: Option<char>,
-        raw_escapes: bool,
-    ) -> Result<(String, Vec<String>), ShellError> {
+    fn process_until(&mut self, stop: Option<char>, raw_escapes: bool) -> Result<(String, Vec<String>), ShellError> {
         let start = self.pos;
         let mut result = String::new();
         let mut words = Words::default();
@@ -124,11 +109,8 @@ impl Scanner<'_> {
                 result.push_str(&text);
                 words.add_string(&text);
             } else if self.quotes_active() && (ch == '\'' || ch == '"') {
-                let text = if ch == '\'' {
-                    self.process_single_quote()?
-                } else {
-                    self.process_double_quote(raw_escapes)?
-                };
+                let text =
+                    if ch == '\'' { self.process_single_quote()? } else { self.process_double_quote(raw_escapes)? };
                 result.push_str(&text);
                 words.add_raw_string(&text);
             } else {
@@ -255,16 +237,9 @@ impl Scanner<'_> {
                 let op = self.next();
                 self.process_modifier(start, &name, true, op)
             }
-            Some(op @ ('+' | '-' | '?' | '#' | '%')) => {
-                self.process_modifier(start, &name, false, Some(op))
-            }
+            Some(op @ ('+' | '-' | '?' | '#' | '%')) => self.process_modifier(start, &name, false, Some(op)),
             Some('/') => self.process_replace(start, &name),
-            Some(other) => Err(error(
-                start,
-                ShellErrorKind::UnsupportedModifier {
-                    modifier: other.to_string(),
-                },
-            )),
+            Some(other) => Err(error(start, ShellErrorKind::UnsupportedModifier { modifier: other.to_string() })),
         }
     }
 
@@ -289,11 +264,7 @@ impl Scanner<'_> {
         }
         let unset = value.is_none() || (null_is_unset && value.as_deref() == Some(""));
         match op {
-            Some('-') => Ok(if unset {
-                word
-            } else {
-                value.unwrap_or_default()
-            }),
+            Some('-') => Ok(if unset { word } else { value.unwrap_or_default() }),
             Some('+') => Ok(if unset { String::new() } else { word }),
             Some('?') => match value {
                 Some(value) if !unset => Ok(value),
@@ -322,12 +293,7 @@ impl Scanner<'_> {
                 };
                 trimmed.map_err(|reason| invalid_pattern(start, pat, reason))
             }
-            _ => Err(error(
-                start,
-                ShellErrorKind::UnsupportedModifier {
-                    modifier: modifier(),
-                },
-            )),
+            _ => Err(error(start, ShellErrorKind::UnsupportedModifier { modifier: modifier() })),
         }
     }
 
@@ -409,19 +375,12 @@ impl Scanner<'_> {
 }
 
 fn invalid_pattern(start: usize, pat: &str, reason: pattern::PatternError) -> ShellError {
-    error(
-        start,
-        ShellErrorKind::InvalidPattern {
-            pattern: pat.to_owned(),
-            reason,
-        },
-    )
+    error(start, ShellErrorKind::InvalidPattern { pattern: pat.to_owned(), reason })
 }
 
 /// Go's `unicode.IsDigit`: general category Nd.
 pub(super) fn is_digit(ch: char) -> bool {
-    ch.is_ascii_digit()
-        || (!ch.is_ascii() && get_general_category(ch) == GeneralCategory::DecimalNumber)
+    ch.is_ascii_digit() || (!ch.is_ascii() && get_general_category(ch) == GeneralCategory::DecimalNumber)
 }
 
 /// Go's `unicode.IsLetter`: general categories Lu, Ll, Lt, Lm, Lo.

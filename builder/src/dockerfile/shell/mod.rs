@@ -38,10 +38,7 @@ impl<S: BuildHasher> EnvLookup for HashMap<String, String, S> {
 /// Ordered `(name, value)` pairs; when a name occurs twice the last one wins.
 impl EnvLookup for [(String, String)] {
     fn lookup(&self, name: &str) -> Option<&str> {
-        self.iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        self.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
     }
 }
 
@@ -140,30 +137,14 @@ impl ShellLexer {
 
     /// One word: quotes removed, escapes processed, variables expanded, no splitting
     /// (BuildKit `ProcessWord`).
-    pub fn expand_word(
-        &self,
-        word: &str,
-        env: &dyn EnvLookup,
-    ) -> Result<Expanded<String>, ShellError> {
-        lexer::run(self, word, env).map(|out| Expanded {
-            value: out.value.0,
-            used: out.used,
-            unset: out.unset,
-        })
+    pub fn expand_word(&self, word: &str, env: &dyn EnvLookup) -> Result<Expanded<String>, ShellError> {
+        lexer::run(self, word, env).map(|out| Expanded { value: out.value.0, used: out.used, unset: out.unset })
     }
 
     /// Words split as a shell does after expansion (BuildKit `ProcessWords`): unquoted
     /// whitespace, including whitespace from an unquoted variable's value, separates words.
-    pub fn expand_words(
-        &self,
-        word: &str,
-        env: &dyn EnvLookup,
-    ) -> Result<Expanded<Vec<String>>, ShellError> {
-        lexer::run(self, word, env).map(|out| Expanded {
-            value: out.value.1,
-            used: out.used,
-            unset: out.unset,
-        })
+    pub fn expand_words(&self, word: &str, env: &dyn EnvLookup) -> Result<Expanded<Vec<String>>, ShellError> {
+        lexer::run(self, word, env).map(|out| Expanded { value: out.value.1, used: out.used, unset: out.unset })
     }
 }
 

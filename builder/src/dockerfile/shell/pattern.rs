@@ -39,9 +39,7 @@ fn to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, Patter
                 }
                 let escaped = chars.next();
                 match escaped {
-                    Some(c @ ('*' | '?' | '\\')) => {
-                        out.push_str(&regex::escape(c.encode_utf8(&mut buf)))
-                    }
+                    Some(c @ ('*' | '?' | '\\')) => out.push_str(&regex::escape(c.encode_utf8(&mut buf))),
                     _ => return Err(PatternError::InvalidEscape { escaped }),
                 }
             }
@@ -52,11 +50,7 @@ fn to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, Patter
 }
 
 /// `${v#p}` (shortest) / `${v##p}` (longest): removes a matching prefix.
-pub(super) fn trim_prefix(
-    pattern: &str,
-    value: &str,
-    greedy: bool,
-) -> Result<String, PatternError> {
+pub(super) fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, PatternError> {
     let re = to_regex(pattern, greedy, true)?;
     Ok(match re.find(value) {
         Some(m) => value[m.end()..].to_owned(),
@@ -66,11 +60,7 @@ pub(super) fn trim_prefix(
 
 /// `${v%p}` (shortest) / `${v%%p}` (longest): removes a matching suffix. Like BuildKit, the
 /// pattern and the value are reversed so that the suffix search becomes a prefix search.
-pub(super) fn trim_suffix(
-    pattern: &str,
-    value: &str,
-    greedy: bool,
-) -> Result<String, PatternError> {
+pub(super) fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, PatternError> {
     let reversed: String = value.chars().rev().collect();
     let trimmed = trim_prefix(&reverse_pattern(pattern), &reversed, greedy)?;
     Ok(trimmed.chars().rev().collect())
@@ -109,12 +99,7 @@ fn reverse_pattern(pattern: &str) -> String {
 /// `${v/p/r}` (first match) and `${v//p/r}` (every match). For `//`, the replacement is
 /// expanded like Go's `Regexp.ReplaceAllString` template (`$0` is the match, `$$` is `$`,
 /// other `$name`s are empty), because that is what BuildKit calls.
-pub(super) fn replace(
-    value: &str,
-    pattern: &str,
-    replacement: &str,
-    all: bool,
-) -> Result<String, PatternError> {
+pub(super) fn replace(value: &str, pattern: &str, replacement: &str, all: bool) -> Result<String, PatternError> {
     let re = to_regex(pattern, true, false)?;
     if !all {
         return Ok(match re.find(value) {
@@ -137,11 +122,7 @@ pub(super) fn replace(
         }
         last_end = m.end();
         let width = value[search..].chars().next().map_or(1, char::len_utf8);
-        search = if search + width > m.end() {
-            search + width
-        } else {
-            m.end()
-        };
+        search = if search + width > m.end() { search + width } else { m.end() };
     }
     out.push_str(value.get(last_end..).unwrap_or_default());
     Ok(out)
@@ -180,11 +161,7 @@ fn extract_group(text: &str) -> Option<(&str, &str)> {
         Some(body) => (true, body),
         None => (false, text),
     };
-    let len: usize = body
-        .chars()
-        .take_while(|c| *c == '_' || is_letter(*c) || is_digit(*c))
-        .map(char::len_utf8)
-        .sum();
+    let len: usize = body.chars().take_while(|c| *c == '_' || is_letter(*c) || is_digit(*c)).map(char::len_utf8).sum();
     if len == 0 {
         return None;
     }

@@ -17,11 +17,20 @@ use crate::sandbox::CancelToken;
 #[derive(Debug, thiserror::Error)]
 pub enum AddError {
     #[error("cannot download {url}")]
-    Download { url: String, #[source] source: reqwest::Error },
+    Download {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("cannot download {url}: HTTP status {status}")]
     Status { url: String, status: u16 },
     #[error("cannot write the download of {url} to {path}")]
-    Write { url: String, path: PathBuf, #[source] source: io::Error },
+    Write {
+        url: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("checksum mismatch for {url}: expected {expected}, got {actual}")]
     ChecksumMismatch { url: String, expected: String, actual: String },
     #[error("invalid --checksum {value:?}: expected sha256:<64 hex>, sha384:<96 hex> or sha512:<128 hex>")]
@@ -35,7 +44,11 @@ pub enum AddError {
     #[error("ADD --keep-git-dir is not supported (it applies to git sources, which rbuild does not fetch)")]
     KeepGitDir,
     #[error("cannot extract archive {path}")]
-    Extract { path: PathBuf, #[source] source: UnpackError },
+    Extract {
+        path: PathBuf,
+        #[source]
+        source: UnpackError,
+    },
     #[error("the download of {url} was cancelled")]
     Cancelled { url: String },
 }
@@ -96,7 +109,8 @@ pub fn archive_compression(path: &Path) -> Option<Compression> {
 /// symlinks are resolved inside `dest` (Docker extracts in a chroot at the destination).
 pub fn extract(path: &Path, compression: Compression, dest: &Path, opts: &UnpackOptions) -> Result<(), AddError> {
     let extract_err = |source| AddError::Extract { path: path.to_path_buf(), source };
-    let root = RootDir::open(dest).map_err(|e| extract_err(UnpackError::Resolve { path: dest.to_path_buf(), source: e }))?;
+    let root =
+        RootDir::open(dest).map_err(|e| extract_err(UnpackError::Resolve { path: dest.to_path_buf(), source: e }))?;
     let file = File::open(path).map_err(|source| extract_err(UnpackError::Read { source }))?;
     let reader = compression.decoder(file).map_err(|source| extract_err(UnpackError::Read { source }))?;
     unpack_archive(&root, reader, opts).map_err(extract_err)?;
@@ -203,7 +217,12 @@ pub struct Download {
 
 /// Downloads `url` into a temporary file in `dir`, verifying `checksum` when given.
 /// Cancellation is checked between chunks.
-pub fn download(url: &str, checksum: Option<&Checksum>, dir: &Path, cancel: &CancelToken) -> Result<Download, AddError> {
+pub fn download(
+    url: &str,
+    checksum: Option<&Checksum>,
+    dir: &Path,
+    cancel: &CancelToken,
+) -> Result<Download, AddError> {
     let net = |source| AddError::Download { url: url.into(), source };
     let client = reqwest::blocking::Client::builder()
         .connect_timeout(Duration::from_secs(30))

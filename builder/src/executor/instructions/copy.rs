@@ -16,9 +16,9 @@ use super::copy_source::{self, Excludes, Selected, SourceRoot};
 use super::{absolute, InstructionError, StepContext, StepEffect};
 use crate::dockerfile::instruction::Copy;
 use crate::image::ImageConfig;
+use crate::layer::exclusions::Exclusions;
 use crate::layer::ownership::{OwnerRecord, OWNER_XATTR};
 use crate::layer::root_path::{Escape, MissingDirs, RootDir};
-use crate::layer::exclusions::Exclusions;
 use crate::layer::unpack::UnpackOptions;
 use crate::layer::verify::unpack_verified;
 use crate::sandbox::resolve_user;
@@ -33,7 +33,12 @@ struct Attrs {
 }
 
 /// Copies the sources of a COPY or ADD into the stage root.
-pub(super) fn copy(c: &Copy, keyword: &'static str, config: &ImageConfig, ctx: &StepContext<'_>) -> Result<StepEffect, InstructionError> {
+pub(super) fn copy(
+    c: &Copy,
+    keyword: &'static str,
+    config: &ImageConfig,
+    ctx: &StepContext<'_>,
+) -> Result<StepEffect, InstructionError> {
     let is_add = keyword == "ADD";
     let checksum = check_remote(c, is_add)?;
     let attrs = attrs(c, ctx)?;
@@ -107,7 +112,9 @@ fn attrs(c: &Copy, ctx: &StepContext<'_>) -> Result<Attrs, InstructionError> {
     let chmod = c
         .chmod
         .as_deref()
-        .map(|m| u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777).ok_or(InstructionError::Chmod { value: m.into() }))
+        .map(|m| {
+            u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777).ok_or(InstructionError::Chmod { value: m.into() })
+        })
         .transpose()?;
     Ok(Attrs { chown, chmod })
 }
@@ -131,7 +138,11 @@ fn from_root_dir(from: &str, ctx: &StepContext<'_>) -> Result<FromRoot, Instruct
         .iter()
         .find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(from)) || s.index.to_string() == from);
     if let Some(stage) = stage {
-        let output = ctx.earlier.get(stage.index).and_then(Option::as_ref).ok_or_else(|| InstructionError::UnknownStage { name: from.into() })?;
+        let output = ctx
+            .earlier
+            .get(stage.index)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| InstructionError::UnknownStage { name: from.into() })?;
         return Ok(FromRoot::Stage(output.rootfs.clone()));
     }
     let image = ctx.bases.image(from).ok_or_else(|| InstructionError::ImageNotPulled { image: from.into() })?;
@@ -149,8 +160,14 @@ fn from_root_dir(from: &str, ctx: &StepContext<'_>) -> Result<FromRoot, Instruct
     }
     for layer in &image.layers {
         let d = &layer.descriptor;
-        unpack_verified(&root, &layer.blob, (d.codec, d.digest.digest(), d.diff_id.digest()), &opts, &Exclusions::none())
-            .map_err(|source| InstructionError::FromImage { image: from.into(), source: Box::new(source) })?;
+        unpack_verified(
+            &root,
+            &layer.blob,
+            (d.codec, d.digest.digest(), d.diff_id.digest()),
+            &opts,
+            &Exclusions::none(),
+        )
+        .map_err(|source| InstructionError::FromImage { image: from.into(), source: Box::new(source) })?;
     }
     Ok(FromRoot::Image(dir))
 }
@@ -184,7 +201,11 @@ impl Copier<'_> {
     /// Where a single file goes: into `dest` when it is (or must be) a directory, else `dest`.
     fn file_target(&self, dest: &str, name: &str, dest_is_dir: bool) -> Result<String, InstructionError> {
         let existing_dir = self.resolve(dest).ok().and_then(|h| fs::metadata(h).ok()).is_some_and(|m| m.is_dir());
-        Ok(if dest_is_dir || existing_dir { format!("{}/{name}", dest.trim_end_matches('/')) } else { dest.to_string() })
+        Ok(if dest_is_dir || existing_dir {
+            format!("{}/{name}", dest.trim_end_matches('/'))
+        } else {
+            dest.to_string()
+        })
     }
 
     /// Host path of a container path, parents created, every symlink resolved inside the root.
@@ -282,7 +303,14 @@ impl Copier<'_> {
 
     /// Copies the contents of directory source `sel` into `dest` (created like the source
     /// directory when missing; an existing destination keeps its own metadata).
-    fn tree(&mut self, root: SourceRoot<'_>, sel: &Selected, excludes: &Excludes, dest: &str, meta: &fs::Metadata) -> Result<(), InstructionError> {
+    fn tree(
+        &mut self,
+        root: SourceRoot<'_>,
+        sel: &Selected,
+        excludes: &Excludes,
+        dest: &str,
+        meta: &fs::Metadata,
+    ) -> Result<(), InstructionError> {
         let dest_host = self.resolve(if dest.is_empty() { "/" } else { dest })?;
         if !dest_host.exists() {
             // BuildKit's --chmod applies to what is copied, not to the destination directory
@@ -330,7 +358,11 @@ impl Copier<'_> {
             let link = fs::read_link(src).map_err(InstructionError::io("read link", src))?;
             std::os::unix::fs::symlink(&link, host).map_err(InstructionError::io("create symlink", host))?;
             let (uid, gid, _) = self.owner_mode(src, meta, false);
-            self.ctx.exec.identity.set_link_owner(host, uid, gid).map_err(InstructionError::io("set the owner of", host))?;
+            self.ctx
+                .exec
+                .identity
+                .set_link_owner(host, uid, gid)
+                .map_err(InstructionError::io("set the owner of", host))?;
             return set_link_mtime(host, meta);
         }
         if !ft.is_file() {
@@ -354,7 +386,13 @@ impl Copier<'_> {
 
     /// ADD of a URL: downloaded next to the stage root, then moved into place (mode 0600
     /// unless `--chmod`, mtime from `Last-Modified`); never extracted.
-    fn download(&mut self, url: &str, checksum: Option<&Checksum>, dest: &str, dest_is_dir: bool) -> Result<(), InstructionError> {
+    fn download(
+        &mut self,
+        url: &str,
+        checksum: Option<&Checksum>,
+        dest: &str,
+        dest_is_dir: bool,
+    ) -> Result<(), InstructionError> {
         let work = &self.ctx.exec.work_dir;
         let download = add::download(url, checksum, work, &self.ctx.exec.cancel)?;
         let target = self.file_target(dest, &add::url_file_name(url), dest_is_dir)?;

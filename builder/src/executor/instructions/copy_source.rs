@@ -100,7 +100,12 @@ impl Excludes {
 /// Resolves one (expanded, non-heredoc, non-URL) source to its top-level matches.
 /// A missing plain path is an error; a wildcard that matches nothing selects nothing
 /// (BuildKit's `AllowEmptyWildcard`).
-pub fn select(root: SourceRoot<'_>, src: &str, parents: bool, excludes: &Excludes) -> Result<Vec<Selected>, InstructionError> {
+pub fn select(
+    root: SourceRoot<'_>,
+    src: &str,
+    parents: bool,
+    excludes: &Excludes,
+) -> Result<Vec<Selected>, InstructionError> {
     let (pivot, pattern) = match (parents, src.split_once("/./")) {
         (true, Some((pivot, rest))) => (clean_rel(pivot), clean_rel(rest)),
         _ => (String::new(), clean_rel(src)),
@@ -131,7 +136,9 @@ pub fn select(root: SourceRoot<'_>, src: &str, parents: bool, excludes: &Exclude
         .map(|(rel, keep)| {
             let host = match follow_in_root(&dir, &rel, MissingDirs::Fail) {
                 Ok(h) if fs::metadata(&h).is_ok() => h,
-                Ok(_) | Err(RootPathError::NotFound { .. }) | Err(RootPathError::NotADirectory { .. }) => return Err(missing()),
+                Ok(_) | Err(RootPathError::NotFound { .. }) | Err(RootPathError::NotADirectory { .. }) => {
+                    return Err(missing())
+                }
                 Err(e) => return Err(resolve_err(src, e)),
             };
             let name = rel.rsplit('/').next().unwrap_or_default().to_string();
@@ -164,14 +171,16 @@ pub fn follow_in_root(root: &RootDir, rel: &str, missing: MissingDirs) -> Result
 /// A wildcard match that is a directory is kept even when `--exclude` matches its name:
 /// its contents are filtered instead (BuildKit's `ADD --exclude=* dir* /d` gives an empty `/d`).
 fn is_dir_in(root: SourceRoot<'_>, rel: &str) -> bool {
-    RootDir::open(root.dir())
-        .and_then(|d| follow_in_root(&d, rel, MissingDirs::Fail))
-        .is_ok_and(|h| h.is_dir())
+    RootDir::open(root.dir()).and_then(|d| follow_in_root(&d, rel, MissingDirs::Fail)).is_ok_and(|h| h.is_dir())
 }
 
 /// Everything below a selected directory, in walk order (parents before children), with
 /// `.dockerignore` and `--exclude` applied. A file source yields nothing.
-pub fn walk(root: SourceRoot<'_>, source: &Selected, excludes: &Excludes) -> Result<Vec<SelectedFile>, InstructionError> {
+pub fn walk(
+    root: SourceRoot<'_>,
+    source: &Selected,
+    excludes: &Excludes,
+) -> Result<Vec<SelectedFile>, InstructionError> {
     if !source.host.is_dir() {
         return Ok(Vec::new());
     }
@@ -224,7 +233,13 @@ pub fn selected_context_files(copy: &Copy, context: &BuildContext) -> Result<Vec
 
 /// `(path relative to the root, path relative to base)` of every match of `pattern` below
 /// `base`; a matching directory is not searched further (like fsutil).
-fn wildcard_matches(root: SourceRoot<'_>, src: &str, base: &str, pattern: &str, parents: bool) -> Result<Vec<(String, String)>, InstructionError> {
+fn wildcard_matches(
+    root: SourceRoot<'_>,
+    src: &str,
+    base: &str,
+    pattern: &str,
+    parents: bool,
+) -> Result<Vec<(String, String)>, InstructionError> {
     let dir = RootDir::open(root.dir()).map_err(|e| resolve_err(src, e))?;
     let base_host = match dir.open_dir(Path::new(base), Escape::Clamp, MissingDirs::Fail) {
         Ok((_, host)) => host,
@@ -238,8 +253,9 @@ fn wildcard_matches(root: SourceRoot<'_>, src: &str, base: &str, pattern: &str, 
     while !parents && pattern.contains("**") {
         pattern = pattern.replace("**", "*");
     }
-    let matcher = DockerIgnore::from_patterns([pattern.as_str()])
-        .map_err(|e| InstructionError::Context(crate::executor::context::ContextError::Pattern { pattern: src.into(), source: e }))?;
+    let matcher = DockerIgnore::from_patterns([pattern.as_str()]).map_err(|e| {
+        InstructionError::Context(crate::executor::context::ContextError::Pattern { pattern: src.into(), source: e })
+    })?;
     let depth = if pattern.contains("**") { usize::MAX } else { pattern.split('/').count() };
     let mut found = Vec::new();
     let mut it = walkdir::WalkDir::new(&base_host).min_depth(1).max_depth(depth).sort_by_file_name().into_iter();

@@ -8,7 +8,11 @@ use crate::image::{self, ImageConfig};
 use crate::plan::Step;
 
 /// Applies a config-only instruction.
-pub(super) fn apply(instruction: &Instruction, config: &mut ImageConfig, previous: &[Step]) -> Result<(), InstructionError> {
+pub(super) fn apply(
+    instruction: &Instruction,
+    config: &mut ImageConfig,
+    previous: &[Step],
+) -> Result<(), InstructionError> {
     let shell = shell(config);
     let c = &mut config.config;
     match instruction {
@@ -40,7 +44,9 @@ pub(super) fn apply(instruction: &Instruction, config: &mut ImageConfig, previou
         Instruction::Onbuild { source, .. } => c.on_build.push(source.clone()),
         // ARG values reach RUN through the plan's `Step::args`; nothing lands in the config.
         Instruction::Arg { .. } => {}
-        other => return Err(InstructionError::unsupported(format!("{} as a config-only instruction", other.keyword()))),
+        other => {
+            return Err(InstructionError::unsupported(format!("{} as a config-only instruction", other.keyword())))
+        }
     }
     Ok(())
 }

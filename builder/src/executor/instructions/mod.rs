@@ -12,10 +12,10 @@ mod workdir;
 
 use std::path::{Path, PathBuf};
 
+use super::base::BaseSet;
 use super::context::ContextError;
 use super::progress::StepEvent;
 use super::stage::StageOutput;
-use super::base::BaseSet;
 use super::Executor;
 use crate::dockerfile::instruction::Instruction;
 use crate::image::ImageConfig;
@@ -66,13 +66,21 @@ pub enum InstructionError {
     NoIsolation { reason: String },
     /// The sandbox could not run the command.
     #[error("cannot run {command:?}")]
-    Sandbox { command: String, #[source] source: SandboxError },
+    Sandbox {
+        command: String,
+        #[source]
+        source: SandboxError,
+    },
     /// USER or `--chown` names an unknown user or group.
     #[error("cannot resolve the user")]
     User(#[from] UserError),
     /// A destination path cannot be resolved inside the stage root.
     #[error("cannot resolve {path} in the stage root")]
-    Resolve { path: String, #[source] source: RootPathError },
+    Resolve {
+        path: String,
+        #[source]
+        source: RootPathError,
+    },
     /// Reading the build context failed.
     #[error(transparent)]
     Context(#[from] ContextError),
@@ -87,17 +95,29 @@ pub enum InstructionError {
     Chmod { value: String },
     /// An `--exclude` pattern does not compile.
     #[error("invalid --exclude pattern in {patterns:?}")]
-    Exclude { patterns: Vec<String>, #[source] source: Box<crate::dockerignore::DockerIgnoreError> },
+    Exclude {
+        patterns: Vec<String>,
+        #[source]
+        source: Box<crate::dockerignore::DockerIgnoreError>,
+    },
     /// The image of a `COPY --from=<image>` was not pulled before the build (only an ONBUILD
     /// trigger, which the first planning pass cannot see, can name such an image).
     #[error("--from={image}: the image was not pulled before the build (is it named only by an ONBUILD trigger?)")]
     ImageNotPulled { image: String },
     /// The layers of a `COPY --from=<image>` image could not be fetched.
     #[error("cannot fetch the layers of {image} for COPY --from")]
-    FromImageFetch { image: String, #[source] source: Box<rbuild_cache::registry::RegistryError> },
+    FromImageFetch {
+        image: String,
+        #[source]
+        source: Box<rbuild_cache::registry::RegistryError>,
+    },
     /// The image of a `COPY --from=<image>` cannot be unpacked.
     #[error("cannot unpack image {image} for --from")]
-    FromImage { image: String, #[source] source: Box<crate::layer::unpack::UnpackError> },
+    FromImage {
+        image: String,
+        #[source]
+        source: Box<crate::layer::unpack::UnpackError>,
+    },
     /// ADD of an archive or URL failed.
     #[error(transparent)]
     Add(#[from] Box<add::AddError>),
@@ -106,7 +126,12 @@ pub enum InstructionError {
     Mount { detail: String },
     /// A file operation failed.
     #[error("cannot {op} {path}")]
-    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<add::AddError> for InstructionError {
@@ -130,9 +155,7 @@ impl InstructionError {
 pub fn apply(step: &Step, config: &mut ImageConfig, ctx: &StepContext<'_>) -> Result<StepEffect, InstructionError> {
     match &step.instruction {
         Instruction::Run(run) => run::run(run, step, config, ctx),
-        Instruction::Copy(copy) | Instruction::Add(copy) => {
-            copy::copy(copy, step.instruction.keyword(), config, ctx)
-        }
+        Instruction::Copy(copy) | Instruction::Add(copy) => copy::copy(copy, step.instruction.keyword(), config, ctx),
         Instruction::Workdir { path } => workdir::workdir(path, config, ctx),
         Instruction::From(_) => Err(InstructionError::unsupported("FROM inside a stage")),
         other => metadata::apply(other, config, ctx.previous).map(|()| StepEffect::ConfigOnly),

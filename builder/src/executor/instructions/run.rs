@@ -8,10 +8,17 @@ use super::{run_heredoc, run_mount, shell, InstructionError, StepContext, StepEf
 use crate::dockerfile::instruction::{NetworkMode, Run, Security};
 use crate::image::ImageConfig;
 use crate::plan::Step;
-use crate::sandbox::{self, resolve_user, ExtraMount, MountSource, ProcessSandbox, SandboxConfig, SandboxError, UserSpec};
+use crate::sandbox::{
+    self, resolve_user, ExtraMount, MountSource, ProcessSandbox, SandboxConfig, SandboxError, UserSpec,
+};
 
 /// Runs the command; a non-zero exit fails the step with the command and its code.
-pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContext<'_>) -> Result<StepEffect, InstructionError> {
+pub(super) fn run(
+    run: &Run,
+    step: &Step,
+    config: &ImageConfig,
+    ctx: &StepContext<'_>,
+) -> Result<StepEffect, InstructionError> {
     if run.security == Security::Insecure {
         return Err(InstructionError::unsupported("RUN --security=insecure"));
     }
@@ -28,7 +35,11 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
         None => None,
     };
     if let Some(dir) = &pipes {
-        prepared.mounts.push(ExtraMount { source: MountSource::Bind(dir.path().to_path_buf()), target: run_heredoc::PIPES_DIR.into(), readonly: true });
+        prepared.mounts.push(ExtraMount {
+            source: MountSource::Bind(dir.path().to_path_buf()),
+            target: run_heredoc::PIPES_DIR.into(),
+            readonly: true,
+        });
     }
     let sandbox = ctx.exec.sandbox.get().map_err(|reason| InstructionError::NoIsolation { reason })?;
     // Container isolation has no mount namespace to bind a file in: it keeps the pod's hosts.
@@ -37,7 +48,14 @@ pub(super) fn run(run: &Run, step: &Step, config: &ImageConfig, ctx: &StepContex
         _ => Some(hosts_dir(ctx)?),
     };
     if let Some(dir) = &hosts {
-        prepared.mounts.insert(0, ExtraMount { source: MountSource::Bind(dir.path().join("hosts")), target: "/etc/hosts".into(), readonly: true });
+        prepared.mounts.insert(
+            0,
+            ExtraMount {
+                source: MountSource::Bind(dir.path().join("hosts")),
+                target: "/etc/hosts".into(),
+                readonly: true,
+            },
+        );
     }
     let mut env = environment(config, step, ctx, &user);
     env.append(&mut prepared.env);
@@ -80,12 +98,15 @@ const HOSTNAME: &str = "buildkitsandbox";
 /// hostname), bound over `/etc/hosts` like BuildKit does instead of the host's file.
 fn hosts_dir(ctx: &StepContext<'_>) -> Result<tempfile::TempDir, InstructionError> {
     let work = &ctx.exec.work_dir;
-    let dir = tempfile::Builder::new().prefix("hosts-").tempdir_in(work).map_err(InstructionError::io("create", work))?;
+    let dir =
+        tempfile::Builder::new().prefix("hosts-").tempdir_in(work).map_err(InstructionError::io("create", work))?;
     let file = dir.path().join("hosts");
     let body = format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     std::fs::write(&file, body).map_err(InstructionError::io("write", &file))?;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).map_err(InstructionError::io("chmod", &file))?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).map_err(InstructionError::io("chmod", dir.path()))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
+        .map_err(InstructionError::io("chmod", &file))?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(InstructionError::io("chmod", dir.path()))?;
     Ok(dir)
 }
 
@@ -95,11 +116,14 @@ fn pipe_dir(name: &str, body: &str, ctx: &StepContext<'_>) -> Result<tempfile::T
         return Err(InstructionError::unsupported(format!("a RUN heredoc script named {name:?}")));
     }
     let work = &ctx.exec.work_dir;
-    let dir = tempfile::Builder::new().prefix("pipes-").tempdir_in(work).map_err(InstructionError::io("create", work))?;
+    let dir =
+        tempfile::Builder::new().prefix("pipes-").tempdir_in(work).map_err(InstructionError::io("create", work))?;
     let file = dir.path().join(name);
     std::fs::write(&file, body).map_err(InstructionError::io("write", &file))?;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).map_err(InstructionError::io("chmod", &file))?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).map_err(InstructionError::io("chmod", dir.path()))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+        .map_err(InstructionError::io("chmod", &file))?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(InstructionError::io("chmod", dir.path()))?;
     Ok(dir)
 }
 

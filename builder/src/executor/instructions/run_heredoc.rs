@@ -64,7 +64,13 @@ mod tests {
     }
 
     fn run(line: &str, docs: Vec<Heredoc>) -> Run {
-        Run { command: CommandLine::Shell(line.into()), mounts: Vec::new(), network: NetworkMode::Default, security: Security::Sandbox, heredocs: docs }
+        Run {
+            command: CommandLine::Shell(line.into()),
+            mounts: Vec::new(),
+            network: NetworkMode::Default,
+            security: Security::Sandbox,
+            heredocs: docs,
+        }
     }
 
     const SH: [&str; 2] = ["/bin/sh", "-c"];
@@ -77,7 +83,12 @@ mod tests {
     #[case::interpreter_after("<<EOF bash", vec![doc("EOF", false, "echo hi\n")], &["/bin/sh", "-c", "<<EOF bash\necho hi\nEOF"], None)]
     #[case::interpreter_before("python3 <<EOF", vec![doc("EOF", false, "print(1)\n")], &["/bin/sh", "-c", "python3 <<EOF\nprint(1)\nEOF"], None)]
     #[case::several("cat <<A <<-B > /f", vec![doc("A", false, "a\n"), doc("B", true, "\tb\n")], &["/bin/sh", "-c", "cat <<A <<-B > /f\na\nA\n\tb\nB"], None)]
-    fn builds_the_command(#[case] line: &str, #[case] docs: Vec<Heredoc>, #[case] argv: &[&str], #[case] pipe: Option<(&str, &str)>) {
+    fn builds_the_command(
+        #[case] line: &str,
+        #[case] docs: Vec<Heredoc>,
+        #[case] argv: &[&str],
+        #[case] pipe: Option<(&str, &str)>,
+    ) {
         let shell: Vec<String> = SH.iter().map(|s| s.to_string()).collect();
         let got = script(&run(line, docs), &shell);
         assert_eq!(got.argv, argv);

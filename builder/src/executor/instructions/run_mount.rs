@@ -61,7 +61,10 @@ pub(super) fn resolve(m: &Mount, config: &ImageConfig) -> Result<Planned, Instru
     Ok(match m.kind {
         MountKind::Bind => Planned::Bind {
             origin: Origin { from: m.from.clone(), source: m.source.clone().unwrap_or_else(|| "/".into()) },
-            target: m.target.as_deref().map_or_else(|| config.config.working_dir.clone().unwrap_or_else(|| "/".into()), target),
+            target: m
+                .target
+                .as_deref()
+                .map_or_else(|| config.config.working_dir.clone().unwrap_or_else(|| "/".into()), target),
             readonly: m.readonly,
         },
         MountKind::Cache => {
@@ -143,7 +146,9 @@ fn secret_dir() -> Result<tempfile::TempDir, InstructionError> {
     let shm = Path::new(SECRET_TMPFS);
     let on_tmpfs = rustix::fs::statfs(shm).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC);
     if !on_tmpfs {
-        return Err(InstructionError::Mount { detail: format!("secrets are kept in memory only, but {SECRET_TMPFS} is not a tmpfs here") });
+        return Err(InstructionError::Mount {
+            detail: format!("secrets are kept in memory only, but {SECRET_TMPFS} is not a tmpfs here"),
+        });
     }
     tempfile::Builder::new()
         .prefix(&rbuild_cache::state::secret_dir_prefix())
@@ -165,13 +170,20 @@ impl std::fmt::Debug for RunMounts {
 }
 
 /// Prepares every mount of a RUN on the host.
-pub(super) fn prepare(mounts: &[Mount], config: &ImageConfig, ctx: &StepContext<'_>) -> Result<RunMounts, InstructionError> {
+pub(super) fn prepare(
+    mounts: &[Mount],
+    config: &ImageConfig,
+    ctx: &StepContext<'_>,
+) -> Result<RunMounts, InstructionError> {
     let mut out = RunMounts::default();
     if mounts.is_empty() {
         return Ok(out);
     }
     let work = &ctx.exec.work_dir;
-    let scratch = tempfile::Builder::new().prefix("run-mounts-").tempdir_in(work).map_err(InstructionError::io("create", work))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("run-mounts-")
+        .tempdir_in(work)
+        .map_err(InstructionError::io("create", work))?;
     for (i, m) in mounts.iter().enumerate() {
         match resolve(m, config)? {
             Planned::Bind { origin, target, readonly } => {
@@ -211,10 +223,18 @@ pub(super) fn prepare(mounts: &[Mount], config: &ImageConfig, ctx: &StepContext<
                     let host = dir.join(format!("secret-{i}"));
                     fs::write(&host, value.expose()).map_err(InstructionError::io("write", &host))?;
                     set_attrs(ctx.exec.identity, &host, attrs)?;
-                    out.mounts.push(ExtraMount { source: MountSource::Bind(host), target: target.into(), readonly: true });
+                    out.mounts.push(ExtraMount {
+                        source: MountSource::Bind(host),
+                        target: target.into(),
+                        readonly: true,
+                    });
                 }
             }
-            Planned::Tmpfs { target, size } => out.mounts.push(ExtraMount { source: MountSource::Tmpfs { size }, target: target.into(), readonly: false }),
+            Planned::Tmpfs { target, size } => out.mounts.push(ExtraMount {
+                source: MountSource::Tmpfs { size },
+                target: target.into(),
+                readonly: false,
+            }),
         }
     }
     out._scratch = Some(scratch);
@@ -227,17 +247,25 @@ fn origin_path(origin: &Origin, ctx: &StepContext<'_>) -> Result<PathBuf, Instru
     let (root, place) = match &origin.from {
         None => (ctx.exec.context.dir().to_path_buf(), "the build context".to_string()),
         Some(from) => {
-            let stage = ctx.plan.stages.iter().find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(from)) || s.index.to_string() == *from);
+            let stage = ctx.plan.stages.iter().find(|s| {
+                s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(from)) || s.index.to_string() == *from
+            });
             let Some(stage) = stage else {
                 return Err(InstructionError::unsupported(format!("RUN --mount from an image ({from})")));
             };
-            let out = ctx.earlier.get(stage.index).and_then(Option::as_ref).ok_or_else(|| InstructionError::UnknownStage { name: from.clone() })?;
+            let out = ctx
+                .earlier
+                .get(stage.index)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| InstructionError::UnknownStage { name: from.clone() })?;
             (out.rootfs.clone(), format!("stage {from}"))
         }
     };
     let missing = || InstructionError::SourceMissing { source_path: origin.source.clone(), place: place.clone() };
-    let dir = RootDir::open(&root).map_err(|source| InstructionError::Resolve { path: origin.source.clone(), source })?;
-    let host = dir.resolve_host_path(Path::new(&origin.source), Escape::Clamp, MissingDirs::Fail).map_err(|_| missing())?;
+    let dir =
+        RootDir::open(&root).map_err(|source| InstructionError::Resolve { path: origin.source.clone(), source })?;
+    let host =
+        dir.resolve_host_path(Path::new(&origin.source), Escape::Clamp, MissingDirs::Fail).map_err(|_| missing())?;
     fs::symlink_metadata(&host).map_err(|_| missing())?;
     Ok(host)
 }
@@ -248,13 +276,18 @@ fn excluded(origin: &Origin, rel: &Path, source: &Path, ctx: &StepContext<'_>) -
         return false;
     }
     let full = source.join(rel);
-    full.strip_prefix(ctx.exec.context.dir()).is_ok_and(|r| !r.as_os_str().is_empty() && ctx.exec.context.is_excluded(&r.to_string_lossy()))
+    full.strip_prefix(ctx.exec.context.dir())
+        .is_ok_and(|r| !r.as_os_str().is_empty() && ctx.exec.context.is_excluded(&r.to_string_lossy()))
 }
 
 /// Whether anything under a context origin is excluded (then it is copied, not bound).
 fn has_excluded(origin: &Origin, source: &Path, ctx: &StepContext<'_>) -> bool {
     origin.from.is_none()
-        && walkdir::WalkDir::new(source).min_depth(1).into_iter().flatten().any(|e| e.path().strip_prefix(source).is_ok_and(|r| excluded(origin, r, source, ctx)))
+        && walkdir::WalkDir::new(source)
+            .min_depth(1)
+            .into_iter()
+            .flatten()
+            .any(|e| e.path().strip_prefix(source).is_ok_and(|r| excluded(origin, r, source, ctx)))
 }
 
 /// Copies `src` (file or tree) to `dst`, skipping what `skip` names; hard links where
@@ -262,7 +295,8 @@ fn has_excluded(origin: &Origin, source: &Path, ctx: &StepContext<'_>) -> bool {
 fn copy_tree(src: &Path, dst: &Path, skip: &dyn Fn(&Path) -> bool, copy: bool) -> Result<(), InstructionError> {
     let mut walk = walkdir::WalkDir::new(src).sort_by_file_name().into_iter();
     while let Some(entry) = walk.next() {
-        let entry = entry.map_err(|e| InstructionError::Io { op: "walk", path: src.to_path_buf(), source: e.into() })?;
+        let entry =
+            entry.map_err(|e| InstructionError::Io { op: "walk", path: src.to_path_buf(), source: e.into() })?;
         let rel = entry.path().strip_prefix(src).unwrap_or(Path::new(""));
         if !rel.as_os_str().is_empty() && skip(rel) {
             if entry.file_type().is_dir() {
@@ -297,7 +331,11 @@ fn cache_dir(root: &Path, id: &str, sharing: Sharing) -> Result<(PathBuf, Option
     let lock = |dir: &Path, blocking: bool| -> Result<Option<File>, InstructionError> {
         let path = dir.with_extension("lock");
         let file = File::create(&path).map_err(InstructionError::io("create", &path))?;
-        let op = if blocking { rustix::fs::FlockOperation::LockExclusive } else { rustix::fs::FlockOperation::NonBlockingLockExclusive };
+        let op = if blocking {
+            rustix::fs::FlockOperation::LockExclusive
+        } else {
+            rustix::fs::FlockOperation::NonBlockingLockExclusive
+        };
         match rustix::fs::flock(&file, op) {
             Ok(()) => Ok(Some(file)),
             Err(rustix::io::Errno::WOULDBLOCK) if !blocking => Ok(None),
@@ -318,16 +356,24 @@ fn cache_dir(root: &Path, id: &str, sharing: Sharing) -> Result<(PathBuf, Option
                     return Ok((dir, Some(held)));
                 }
             }
-            Err(InstructionError::Mount { detail: format!("all {PRIVATE_INSTANCES} private instances of cache {id:?} are in use") })
+            Err(InstructionError::Mount {
+                detail: format!("all {PRIVATE_INSTANCES} private instances of cache {id:?} are in use"),
+            })
         }
     }
 }
 
 /// Creates a cache directory (atomically: built aside, then renamed) with its owner, mode
 /// and seed contents.
-fn create_cache(dir: &Path, attrs: Attrs, seed: Option<&Origin>, ctx: &StepContext<'_>) -> Result<(), InstructionError> {
+fn create_cache(
+    dir: &Path,
+    attrs: Attrs,
+    seed: Option<&Origin>,
+    ctx: &StepContext<'_>,
+) -> Result<(), InstructionError> {
     let parent = dir.parent().unwrap_or(Path::new("/"));
-    let tmp = tempfile::Builder::new().prefix(".new-").tempdir_in(parent).map_err(InstructionError::io("create", parent))?;
+    let tmp =
+        tempfile::Builder::new().prefix(".new-").tempdir_in(parent).map_err(InstructionError::io("create", parent))?;
     let fresh = tmp.path().join("dir");
     match seed {
         Some(origin) => copy_tree(&origin_path(origin, ctx)?, &fresh, &|_| false, true)?,
@@ -344,15 +390,20 @@ fn create_cache(dir: &Path, attrs: Attrs, seed: Option<&Origin>, ctx: &StepConte
 
 fn set_attrs(identity: Identity, path: &Path, attrs: Attrs) -> Result<(), InstructionError> {
     match identity {
-        Identity::Root => std::os::unix::fs::lchown(path, Some(attrs.uid), Some(attrs.gid)).map_err(InstructionError::io("chown", path))?,
+        Identity::Root => std::os::unix::fs::lchown(path, Some(attrs.uid), Some(attrs.gid))
+            .map_err(InstructionError::io("chown", path))?,
         Identity::Rootless { .. } if (attrs.uid, attrs.gid) != (0, 0) => {
             return Err(InstructionError::Mount {
-                detail: format!("uid={} gid={} needs a subordinate id range (grant one in /etc/subuid and /etc/subgid)", attrs.uid, attrs.gid),
+                detail: format!(
+                    "uid={} gid={} needs a subordinate id range (grant one in /etc/subuid and /etc/subgid)",
+                    attrs.uid, attrs.gid
+                ),
             })
         }
         Identity::Rootless { .. } => {}
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(attrs.mode & 0o7777)).map_err(InstructionError::io("chmod", path))
+    fs::set_permissions(path, fs::Permissions::from_mode(attrs.mode & 0o7777))
+        .map_err(InstructionError::io("chmod", path))
 }
 
 #[cfg(test)]

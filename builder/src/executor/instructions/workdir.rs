@@ -24,7 +24,11 @@ fn clean(path: &str) -> String {
 }
 
 /// Makes `path` (relative to the current WORKDIR) the working directory and creates it.
-pub(super) fn workdir(path: &str, config: &mut ImageConfig, ctx: &StepContext<'_>) -> Result<StepEffect, InstructionError> {
+pub(super) fn workdir(
+    path: &str,
+    config: &mut ImageConfig,
+    ctx: &StepContext<'_>,
+) -> Result<StepEffect, InstructionError> {
     let target = clean(&absolute(path, config));
     let resolve = |source| InstructionError::Resolve { path: target.clone(), source };
     let root = RootDir::open(ctx.rootfs).map_err(resolve)?;

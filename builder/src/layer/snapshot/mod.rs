@@ -62,16 +62,29 @@ pub fn choose_snapshotter(forced: Option<SnapshotterKind>, overlay_usable: bool)
 pub enum SnapshotError {
     /// Walking the tree failed.
     #[error("cannot walk {root}")]
-    Walk { root: PathBuf, #[source] source: walkdir::Error },
+    Walk {
+        root: PathBuf,
+        #[source]
+        source: walkdir::Error,
+    },
     /// Reading or writing the stat index failed.
     #[error("cannot {op} stat index {path}")]
-    Index { op: &'static str, path: PathBuf, #[source] source: io::Error },
+    Index {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// The stat index is not one this version wrote.
     #[error("stat index {path} is corrupt or from another version")]
     CorruptIndex { path: PathBuf },
     /// Reading a file's attributes failed.
     #[error("cannot read attributes of {path}")]
-    Attr { path: PathBuf, #[source] source: io::Error },
+    Attr {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// The upper directory uses an overlayfs feature whose layout we cannot convert.
     #[error("overlay upper {path} uses {feature}; mount with redirect_dir=off,metacopy=off")]
     OverlayFeature { path: PathBuf, feature: &'static str },

@@ -3,16 +3,10 @@ use rstest::rstest;
 use std::os::unix::fs::PermissionsExt;
 
 fn basic(u: &str, p: &str) -> Option<Credential> {
-    Some(Credential::Basic {
-        username: u.into(),
-        password: Secret::new(p),
-    })
+    Some(Credential::Basic { username: u.into(), password: Secret::new(p) })
 }
 
-fn store_with(
-    config_json: &str,
-    helper_path: Option<OsString>,
-) -> (tempfile::TempDir, CredentialStore) {
+fn store_with(config_json: &str, helper_path: Option<OsString>) -> (tempfile::TempDir, CredentialStore) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.json"), config_json).unwrap();
     let store = CredentialStore::load(AuthConfig {
@@ -28,21 +22,9 @@ fn store_with(
 const ALICE: &str = "YWxpY2U6czNjcmV0";
 
 #[rstest]
-#[case(
-    r#"{"auths":{"reg.io":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
-    "reg.io",
-    basic("alice", "s3cret")
-)]
-#[case(
-    r#"{"auths":{"https://reg.io/v2/":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
-    "reg.io",
-    basic("alice", "s3cret")
-)]
-#[case(
-    r#"{"auths":{"reg.io":{"username":"bob","password":"pw"}}}"#,
-    "reg.io",
-    basic("bob", "pw")
-)]
+#[case(r#"{"auths":{"reg.io":{"auth":"YWxpY2U6czNjcmV0"}}}"#, "reg.io", basic("alice", "s3cret"))]
+#[case(r#"{"auths":{"https://reg.io/v2/":{"auth":"YWxpY2U6czNjcmV0"}}}"#, "reg.io", basic("alice", "s3cret"))]
+#[case(r#"{"auths":{"reg.io":{"username":"bob","password":"pw"}}}"#, "reg.io", basic("bob", "pw"))]
 #[case(
     r#"{"auths":{"https://index.docker.io/v1/":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
     "docker.io",
@@ -53,23 +35,11 @@ const ALICE: &str = "YWxpY2U6czNjcmV0";
     "reg.io",
     Some(Credential::IdentityToken(Secret::new("refresh")))
 )]
-#[case(
-    r#"{"auths":{"reg.io":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
-    "other.io",
-    None
-)]
-#[case(
-    r#"{"auths":{"localhost:5000":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
-    "localhost:5000",
-    basic("alice", "s3cret")
-)]
+#[case(r#"{"auths":{"reg.io":{"auth":"YWxpY2U6czNjcmV0"}}}"#, "other.io", None)]
+#[case(r#"{"auths":{"localhost:5000":{"auth":"YWxpY2U6czNjcmV0"}}}"#, "localhost:5000", basic("alice", "s3cret"))]
 #[case(r#"{}"#, "reg.io", None)]
 #[tokio::test]
-async fn reads_auths(
-    #[case] json: &str,
-    #[case] registry: &str,
-    #[case] expected: Option<Credential>,
-) {
+async fn reads_auths(#[case] json: &str, #[case] registry: &str, #[case] expected: Option<Credential>) {
     let _ = ALICE;
     let (_dir, store) = store_with(json, None);
     assert_eq!(store.lookup(registry).await.unwrap(), expected);
@@ -101,10 +71,7 @@ async fn runs_credential_helpers(#[case] json: &str) {
          printf '{\"ServerURL\":\"%s\",\"Username\":\"helper-%s\",\"Secret\":\"pw\"}' \"$server\" \"$server\"\n",
     );
     let (_dir, store) = store_with(json, Some(helpers.path().as_os_str().to_owned()));
-    assert_eq!(
-        store.lookup("reg.io").await.unwrap(),
-        basic("helper-reg.io", "pw")
-    );
+    assert_eq!(store.lookup("reg.io").await.unwrap(), basic("helper-reg.io", "pw"));
 }
 
 #[tokio::test]
@@ -112,15 +79,9 @@ async fn helper_not_found_means_no_credentials_and_token_user_means_identity_tok
     let helpers = helper_dir(
         "#!/bin/sh\nread server\ncase \"$server\" in\n  tok.io) echo '{\"Username\":\"<token>\",\"Secret\":\"rt\"}' ;;\n  *) echo 'credentials not found in native keychain'; exit 1 ;;\nesac\n",
     );
-    let (_dir, store) = store_with(
-        r#"{"credsStore":"test"}"#,
-        Some(helpers.path().as_os_str().to_owned()),
-    );
+    let (_dir, store) = store_with(r#"{"credsStore":"test"}"#, Some(helpers.path().as_os_str().to_owned()));
     assert_eq!(store.lookup("none.io").await.unwrap(), None);
-    assert_eq!(
-        store.lookup("tok.io").await.unwrap(),
-        Some(Credential::IdentityToken(Secret::new("rt")))
-    );
+    assert_eq!(store.lookup("tok.io").await.unwrap(), Some(Credential::IdentityToken(Secret::new("rt"))));
 }
 
 #[test]
@@ -156,10 +117,7 @@ fn secrets_are_redacted() {
     assert!(!format!("{c:?}").contains("hunter2"));
     assert_eq!(
         c.basic_header().unwrap(),
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("alice:hunter2")
-        )
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:hunter2"))
     );
 }
 
@@ -168,11 +126,7 @@ fn secrets_are_redacted() {
 #[case(None, Some("/home/u"), Some("/home/u/.docker"))]
 #[case(Some(""), Some("/home/u"), Some("/home/u/.docker"))]
 #[case(None, None, None)]
-fn config_dir_precedence(
-    #[case] env: Option<&str>,
-    #[case] home: Option<&str>,
-    #[case] want: Option<&str>,
-) {
+fn config_dir_precedence(#[case] env: Option<&str>, #[case] home: Option<&str>, #[case] want: Option<&str>) {
     assert_eq!(
         AuthConfig::default_config_dir(env.map(OsString::from), home.map(PathBuf::from)),
         want.map(PathBuf::from)
@@ -180,39 +134,24 @@ fn config_dir_precedence(
 }
 
 #[rstest]
-#[case::auths(
-    r#"{"auths":{"reg:5000":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
-    "auths entry in"
-)]
-#[case::url_key(
-    r#"{"auths":{"https://reg:5000/v1/":{"username":"a","password":"b"}}}"#,
-    "auths entry in"
-)]
+#[case::auths(r#"{"auths":{"reg:5000":{"auth":"YWxpY2U6czNjcmV0"}}}"#, "auths entry in")]
+#[case::url_key(r#"{"auths":{"https://reg:5000/v1/":{"username":"a","password":"b"}}}"#, "auths entry in")]
 #[case::helper(
     r#"{"credHelpers":{"reg:5000":"pass"},"auths":{"reg:5000":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
     "docker-credential-pass"
 )]
 #[case::store(r#"{"credsStore":"secretservice"}"#, "docker-credential-secretservice")]
-#[case::other_registry(
-    r#"{"auths":{"other:1":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
-    "has no entry for this registry"
-)]
+#[case::other_registry(r#"{"auths":{"other:1":{"auth":"YWxpY2U6czNjcmV0"}}}"#, "has no entry for this registry")]
 #[case::empty_entry(r#"{"auths":{"reg:5000":{}}}"#, "has no entry for this registry")]
 fn credential_source_names_the_file_or_helper(#[case] config_json: &str, #[case] want: &str) {
     let (dir, _) = store_with(config_json, None);
-    let config = AuthConfig {
-        docker_config_dir: Some(dir.path().to_owned()),
-        ..AuthConfig::default()
-    };
+    let config = AuthConfig { docker_config_dir: Some(dir.path().to_owned()), ..AuthConfig::default() };
     let source = CredentialSource::find(&config, "reg:5000");
     let text = source.to_string();
     assert!(text.contains(want), "{text}");
     assert_eq!(source.found(), !want.contains("no entry"));
     if want.contains("auths") || want.contains("no entry") {
-        assert!(
-            text.contains(&dir.path().join("config.json").display().to_string()),
-            "{text}"
-        );
+        assert!(text.contains(&dir.path().join("config.json").display().to_string()), "{text}");
     }
 }
 
@@ -220,12 +159,6 @@ fn credential_source_names_the_file_or_helper(#[case] config_json: &str, #[case]
 fn credential_source_without_a_config_dir_or_with_explicit_credentials() {
     assert!(!CredentialSource::find(&AuthConfig::default(), "reg:5000").found());
     let mut config = AuthConfig::default();
-    config.explicit.insert(
-        "reg:5000".into(),
-        Credential::IdentityToken(Secret::new("t")),
-    );
-    assert_eq!(
-        CredentialSource::find(&config, "reg:5000"),
-        CredentialSource::Explicit
-    );
+    config.explicit.insert("reg:5000".into(), Credential::IdentityToken(Secret::new("t")));
+    assert_eq!(CredentialSource::find(&config, "reg:5000"), CredentialSource::Explicit);
 }

@@ -68,14 +68,9 @@ impl Case {
             expected: vec![],
         };
         let (mut documented, mut why) = (false, None);
-        for line in manifest
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
-            let (key, value) = line
-                .split_once(':')
-                .unwrap_or_else(|| panic!("{}/CASE: {line:?} is not `key: value`", case.name));
+        for line in manifest.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let (key, value) =
+                line.split_once(':').unwrap_or_else(|| panic!("{}/CASE: {line:?} is not `key: value`", case.name));
             let value = value.trim();
             match key.trim() {
                 "oracle" => documented = value == "documented",
@@ -88,8 +83,7 @@ impl Case {
             }
         }
         if documented {
-            let why = why
-                .unwrap_or_else(|| panic!("{}/CASE: `oracle: documented` needs `why:`", case.name));
+            let why = why.unwrap_or_else(|| panic!("{}/CASE: `oracle: documented` needs `why:`", case.name));
             case.oracle = Oracle::Documented(why);
             let text = std::fs::read_to_string(dir.join("EXPECTED"))
                 .unwrap_or_else(|_| panic!("{}: EXPECTED missing", case.name));
@@ -104,50 +98,32 @@ impl Case {
 }
 
 fn owner(name: &str, s: &str) -> (u32, u32) {
-    let (u, g) = s
-        .split_once(':')
-        .unwrap_or_else(|| panic!("{name}/EXPECTED: owner {s:?} is not UID:GID"));
+    let (u, g) = s.split_once(':').unwrap_or_else(|| panic!("{name}/EXPECTED: owner {s:?} is not UID:GID"));
     (u.parse().unwrap(), g.parse().unwrap())
 }
 
 fn parse_expectation(name: &str, line: &str) -> Expectation {
     if let Some(rest) = line.strip_prefix("config.") {
         let (field, json) = rest.split_once(' ').unwrap_or((rest, "null"));
-        let value =
-            serde_json::from_str(json).unwrap_or_else(|e| panic!("{name}/EXPECTED: {line:?}: {e}"));
+        let value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{name}/EXPECTED: {line:?}: {e}"));
         return Expectation::Config(field.to_string(), value);
     }
     let mut f = line.splitn(5, ' ');
     let (path, kind) = (f.next().unwrap().to_string(), f.next().unwrap_or(""));
     let mode = |m: Option<&str>| {
-        u32::from_str_radix(
-            m.unwrap_or_else(|| panic!("{name}/EXPECTED: {line:?} needs a mode")),
-            8,
-        )
-        .unwrap()
+        u32::from_str_radix(m.unwrap_or_else(|| panic!("{name}/EXPECTED: {line:?} needs a mode")), 8).unwrap()
     };
     let node = match kind {
         "absent" => None,
-        "symlink" => Some(Node::Symlink {
-            owner: (0, 0),
-            target: f.next().unwrap().to_string(),
-        }),
-        "dir" => Some(Node::Dir {
-            mode: mode(f.next()),
-            owner: owner(name, f.next().unwrap()),
-            xattrs: Default::default(),
-        }),
+        "symlink" => Some(Node::Symlink { owner: (0, 0), target: f.next().unwrap().to_string() }),
+        "dir" => {
+            Some(Node::Dir { mode: mode(f.next()), owner: owner(name, f.next().unwrap()), xattrs: Default::default() })
+        }
         "file" => {
             let (m, o) = (mode(f.next()), owner(name, f.next().unwrap()));
             let content = unescape(f.next().unwrap_or(""));
             let sha256 = hex::encode(Sha256::digest(content.as_bytes()));
-            Some(Node::File {
-                mode: m,
-                owner: o,
-                size: content.len() as u64,
-                sha256,
-                xattrs: Default::default(),
-            })
+            Some(Node::File { mode: m, owner: o, size: content.len() as u64, sha256, xattrs: Default::default() })
         }
         other => panic!("{name}/EXPECTED: unknown kind {other:?} in {line:?}"),
     };

@@ -39,26 +39,14 @@ pub(crate) struct Difference {
 }
 
 impl Difference {
-    pub(crate) fn new(
-        what: impl Into<String>,
-        ours: impl std::fmt::Debug,
-        theirs: impl std::fmt::Debug,
-    ) -> Self {
-        Self {
-            what: what.into(),
-            ours: format!("{ours:?}"),
-            theirs: format!("{theirs:?}"),
-        }
+    pub(crate) fn new(what: impl Into<String>, ours: impl std::fmt::Debug, theirs: impl std::fmt::Debug) -> Self {
+        Self { what: what.into(), ours: format!("{ours:?}"), theirs: format!("{theirs:?}") }
     }
 }
 
 impl std::fmt::Display for Difference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: rbuild {} | reference {}",
-            self.what, self.ours, self.theirs
-        )
+        write!(f, "{}: rbuild {} | reference {}", self.what, self.ours, self.theirs)
     }
 }
 
@@ -74,18 +62,11 @@ pub(crate) fn compare_configs(ours: &Value, theirs: &Value) -> Vec<Difference> {
     for field in CONFIG_FIELDS {
         let (a, b) = (&ours["config"][field], &theirs["config"][field]);
         if MAP_FIELDS.contains(field) {
-            let (x, y) = (
-                a.as_object().unwrap_or(&empty),
-                b.as_object().unwrap_or(&empty),
-            );
+            let (x, y) = (a.as_object().unwrap_or(&empty), b.as_object().unwrap_or(&empty));
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
                 if x.get(k) != y.get(k) {
-                    out.push(Difference::new(
-                        format!("config.{field}.{k}"),
-                        x.get(k),
-                        y.get(k),
-                    ));
+                    out.push(Difference::new(format!("config.{field}.{k}"), x.get(k), y.get(k)));
                 }
             }
         } else if *field == "Env" {
@@ -104,16 +85,12 @@ fn compare_env(a: &Value, b: &Value) -> Vec<Difference> {
         list.iter()
             .filter_map(Value::as_str)
             .map(|kv| {
-                kv.split_once('=')
-                    .map_or((kv.to_string(), String::new()), |(k, v)| {
-                        (k.to_string(), v.to_string())
-                    })
+                kv.split_once('=').map_or((kv.to_string(), String::new()), |(k, v)| (k.to_string(), v.to_string()))
             })
             .collect()
     };
     let (x, y) = (vars(a), vars(b));
-    let (xm, ym): (BTreeMap<_, _>, BTreeMap<_, _>) =
-        (x.iter().cloned().collect(), y.iter().cloned().collect());
+    let (xm, ym): (BTreeMap<_, _>, BTreeMap<_, _>) = (x.iter().cloned().collect(), y.iter().cloned().collect());
     let names: BTreeSet<&String> = xm.keys().chain(ym.keys()).collect();
     let mut out: Vec<Difference> = names
         .into_iter()
@@ -139,27 +116,10 @@ pub(crate) fn unset_if_empty(v: &Value) -> &Value {
 /// What is compared of one rootfs entry.
 #[derive(Debug, PartialEq, Eq, Clone)]
 pub(crate) enum Node {
-    Dir {
-        mode: u32,
-        owner: (u32, u32),
-        xattrs: Xattrs,
-    },
-    File {
-        mode: u32,
-        owner: (u32, u32),
-        size: u64,
-        sha256: String,
-        xattrs: Xattrs,
-    },
-    Symlink {
-        owner: (u32, u32),
-        target: String,
-    },
-    Other {
-        kind: &'static str,
-        mode: u32,
-        owner: (u32, u32),
-    },
+    Dir { mode: u32, owner: (u32, u32), xattrs: Xattrs },
+    File { mode: u32, owner: (u32, u32), size: u64, sha256: String, xattrs: Xattrs },
+    Symlink { owner: (u32, u32), target: String },
+    Other { kind: &'static str, mode: u32, owner: (u32, u32) },
 }
 
 /// Extended attributes of an entry, name → hex value.
@@ -173,32 +133,15 @@ pub(crate) fn snapshot(root: &Path) -> BTreeMap<String, Node> {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let meta = std::fs::symlink_metadata(&path).unwrap();
-            let (mode, owner, ft) = (
-                meta.mode() & 0o7777,
-                (meta.uid(), meta.gid()),
-                meta.file_type(),
-            );
+            let (mode, owner, ft) = (meta.mode() & 0o7777, (meta.uid(), meta.gid()), meta.file_type());
             let node = if ft.is_dir() {
                 stack.push(path.clone());
-                Node::Dir {
-                    mode,
-                    owner,
-                    xattrs: xattrs(&path),
-                }
+                Node::Dir { mode, owner, xattrs: xattrs(&path) }
             } else if ft.is_file() {
                 let sha256 = hex::encode(Sha256::digest(std::fs::read(&path).unwrap()));
-                Node::File {
-                    mode,
-                    owner,
-                    size: meta.len(),
-                    sha256,
-                    xattrs: xattrs(&path),
-                }
+                Node::File { mode, owner, size: meta.len(), sha256, xattrs: xattrs(&path) }
             } else if ft.is_symlink() {
-                Node::Symlink {
-                    owner,
-                    target: std::fs::read_link(&path).unwrap().display().to_string(),
-                }
+                Node::Symlink { owner, target: std::fs::read_link(&path).unwrap().display().to_string() }
             } else {
                 let kind = if ft.is_fifo() {
                     "fifo"
@@ -209,10 +152,7 @@ pub(crate) fn snapshot(root: &Path) -> BTreeMap<String, Node> {
                 };
                 Node::Other { kind, mode, owner }
             };
-            out.insert(
-                format!("/{}", path.strip_prefix(root).unwrap().display()),
-                node,
-            );
+            out.insert(format!("/{}", path.strip_prefix(root).unwrap().display()), node);
         }
     }
     out
@@ -229,19 +169,13 @@ fn xattrs(path: &Path) -> Xattrs {
             let name = std::ffi::OsStr::from_bytes(name);
             let mut value = vec![0u8; 65536];
             let len = rustix::fs::lgetxattr(path, name, &mut value).unwrap_or(0);
-            (
-                name.to_string_lossy().into_owned(),
-                hex::encode(&value[..len]),
-            )
+            (name.to_string_lossy().into_owned(), hex::encode(&value[..len]))
         })
         .collect()
 }
 
 /// Differences between two snapshots, one per path.
-pub(crate) fn compare_trees(
-    ours: &BTreeMap<String, Node>,
-    theirs: &BTreeMap<String, Node>,
-) -> Vec<Difference> {
+pub(crate) fn compare_trees(ours: &BTreeMap<String, Node>, theirs: &BTreeMap<String, Node>) -> Vec<Difference> {
     let paths: BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
     paths
         .into_iter()

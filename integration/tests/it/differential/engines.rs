@@ -21,10 +21,7 @@ impl Dockerd {
     /// Starts dockerd and waits until it answers; panics with its log if it does not.
     pub(crate) fn start(registry: &str) -> Self {
         // Short path: containerd's socket under exec-root must fit in sun_path.
-        let dir = tempfile::Builder::new()
-            .prefix("rbd-")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("rbd-").tempdir_in("/tmp").unwrap();
         let d = dir.path();
         std::fs::create_dir(d.join("config")).unwrap();
         let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
@@ -37,13 +34,7 @@ impl Dockerd {
             .arg(d.join("docker.pid"))
             .arg("--host")
             .arg(format!("unix://{}", d.join("docker.sock").display()))
-            .args([
-                "--bridge=none",
-                "--iptables=false",
-                "--ip-masq=false",
-                "--log-level",
-                "warn",
-            ])
+            .args(["--bridge=none", "--iptables=false", "--ip-masq=false", "--log-level", "warn"])
             .args(["--insecure-registry", registry])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -52,18 +43,10 @@ impl Dockerd {
         let mut engine = Self { dir, child };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if engine
-                .docker(&["version"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-            {
+            if engine.docker(&["version"]).output().is_ok_and(|o| o.status.success()) {
                 return engine;
             }
-            assert!(
-                engine.child.try_wait().unwrap().is_none(),
-                "dockerd exited: {}",
-                engine.log()
-            );
+            assert!(engine.child.try_wait().unwrap().is_none(), "dockerd exited: {}", engine.log());
             std::thread::sleep(Duration::from_millis(250));
         }
         panic!("dockerd did not answer within 60 s: {}", engine.log());
@@ -78,10 +61,7 @@ impl Dockerd {
     fn docker(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("timeout");
         cmd.args([STEP_TIMEOUT, "/usr/bin/docker", "-H"])
-            .arg(format!(
-                "unix://{}",
-                self.dir.path().join("docker.sock").display()
-            ))
+            .arg(format!("unix://{}", self.dir.path().join("docker.sock").display()))
             .args(args)
             .env("DOCKER_BUILDKIT", "1")
             .env("DOCKER_CONFIG", self.dir.path().join("config"))
@@ -90,12 +70,7 @@ impl Dockerd {
     }
 
     /// Builds `context` into `image` (with `--network host`) and pushes it.
-    pub(crate) fn build(
-        &self,
-        context: &Path,
-        image: &str,
-        extra: &[String],
-    ) -> Result<(), String> {
+    pub(crate) fn build(&self, context: &Path, image: &str, extra: &[String]) -> Result<(), String> {
         let mut args: Vec<&str> = vec!["build", "-q", "--network", "host", "-t", image];
         args.extend(extra.iter().map(String::as_str));
         args.push(context.to_str().unwrap());
@@ -115,11 +90,7 @@ impl Drop for Dockerd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // Mounts left by a killed engine would make the temp dir's removal fail.
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg("-l")
-            .arg(self.dir.path().join("exec"))
-            .status();
+        let _ = Command::new("umount").arg("-R").arg("-l").arg(self.dir.path().join("exec")).status();
     }
 }
 
@@ -128,11 +99,7 @@ fn run(mut cmd: Command, what: &str) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{what} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        Err(format!("{what} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr)))
     }
 }
 
@@ -168,10 +135,5 @@ pub(crate) fn buildah_build(context: &Path, image: &str, extra: &[String]) -> Re
     args.extend(extra.iter().map(String::as_str));
     args.push(context.to_str().unwrap());
     buildah(&args)?;
-    buildah(&[
-        "push",
-        "--tls-verify=false",
-        image,
-        &format!("docker://{image}"),
-    ])
+    buildah(&["push", "--tls-verify=false", image, &format!("docker://{image}")])
 }

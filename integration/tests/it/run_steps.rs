@@ -271,3 +271,22 @@ async fn sigterm_cancels_the_namespaced_build_and_cleans_up() {
     assert!(sleeping.stdout.is_empty(), "RUN processes left");
     assert_removable_by(USER, &cache);
 }
+
+/// Issue 18: a RUN of a scratch stage that writes into a directory the sandbox created for
+/// its mount points (`/etc`) keeps that directory and its files, with no "cannot remove
+/// sandbox placeholder" warning; the placeholders it did not fill are gone.
+#[tokio::test]
+async fn issue_18_scratch_run_filling_a_placeholder_directory_warns_nothing() {
+    let Some(h) = Harness::start().await else { return };
+    let context = h.context("build/scratch-run");
+    std::fs::copy("/bin/busybox", context.join("busybox")).unwrap();
+    let image = h.image("run/scratch-filled:v1");
+    let out = ok(h.build(&["--context", context.to_str().unwrap(), "--destination", &image, "--progress", "plain"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("placeholder") && !stderr.contains("WARN"), "{stderr}");
+    let rootfs = h.unpack(&image);
+    assert_eq!(std::fs::read_to_string(rootfs.join("etc/app/x")).unwrap(), "filled\n");
+    for gone in ["etc/hosts", "etc/resolv.conf", "proc", "dev", "sys"] {
+        assert!(std::fs::symlink_metadata(rootfs.join(gone)).is_err(), "{gone} left in the image");
+    }
+}

@@ -55,7 +55,12 @@ fn local_prune_removes_what_it_says() {
     file(root, "entries/127.0.0.1:5000/app/cache/old", 100, 20);
     file(root, "mounts/go-build/a/b", 2000, 9);
     file(root, "store/blobs/sha256/new", 1000, 0);
-    file(root, "build-42/stage-0/f", 5000, 30);
+    // A work directory of a killed build (no process holds pid 999999's lock) and one of a
+    // running build (this test's pid, locked).
+    file(root, "build-999999-dead/stage-0/f", 5000, 30);
+    let _running = rbuild_cache::state::ProcessLock::acquire(root).unwrap();
+    let live = format!("{}x/stage-0/f", rbuild_cache::state::ProcessLock::build_dir_prefix());
+    file(root, &live, 5000, 30);
     let out = rbuild(&["cache", "prune", "--local", "--cache-dir", root.to_str().unwrap(), "--older-than", "7d"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -64,7 +69,9 @@ fn local_prune_removes_what_it_says() {
         assert!(!root.join(gone).exists(), "{gone} left");
     }
     assert!(root.join("store/blobs/sha256/new").exists());
-    assert!(root.join("build-42/stage-0/f").exists(), "a build's work directory is not the prune's");
+    assert!(stderr.contains("1 work directories and 0 partial downloads of killed builds removed"), "{stderr}");
+    assert!(!root.join("build-999999-dead").exists(), "a killed build's work directory left");
+    assert!(root.join(&live).exists(), "a running build's work directory is not the prune's");
     // Then by size: the one blob left goes when the limit is below it.
     let out = rbuild(&["cache", "prune", "--local", "--cache-dir", root.to_str().unwrap(), "--max-size", "500B"]);
     assert!(

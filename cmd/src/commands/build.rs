@@ -34,6 +34,25 @@ pub struct Session {
     pub display: Arc<dyn progress::Display>,
     pub log: StepLog,
     pub cancel: CancelToken,
+    /// This process's claim on its work files in the cache directory, taken by the first
+    /// platform build.
+    owner: std::sync::Mutex<Option<ProcessLock>>,
+}
+
+impl Session {
+    /// Locks `<cache_dir>/owners/<pid>` once for the whole run (a second lock of the same file
+    /// from this process, on another descriptor, would wait for the first: parallel platform
+    /// builds would run one after the other), then removes what killed builds left there
+    /// (work directories, half-written store files) and their in-memory secrets.
+    fn claim(&self, cache_dir: &std::path::Path, store_dir: &std::path::Path) -> anyhow::Result<()> {
+        let mut owner = self.owner.lock().unwrap_or_else(|e| e.into_inner());
+        if owner.is_none() {
+            *owner = Some(ProcessLock::acquire(cache_dir)?);
+            sweep_dead(cache_dir, store_dir);
+            sweep_dead_secrets(std::path::Path::new("/dev/shm"));
+        }
+        Ok(())
+    }
 }
 
 /// Run `rbuild build`: one platform (a plain manifest), or several (an index; see
@@ -44,7 +63,7 @@ pub struct Session {
 pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let cancel = cancel_on_signals().context("installing signal handlers")?;
     let display = progress::display(args.progress).map_err(exit::usage)?;
-    let session = Session { log: StepLog::new(display.clone()), display, cancel };
+    let session = Session { log: StepLog::new(display.clone()), display, cancel, owner: Default::default() };
     let platforms = settings::platforms(&args.dockerfile).map_err(exit::usage)?;
     let result = if platforms.len() > 1 {
         super::build_multi::run(args, &platforms, &session)
@@ -82,7 +101,7 @@ pub fn build(
     part: Option<&rbuild_builder::plan::Platform>,
     session: &Session,
 ) -> anyhow::Result<PlatformBuild> {
-    let Session { display, log, cancel } = session;
+    let Session { display, log, cancel, .. } = session;
     let started = Instant::now();
     let s = settings::build_settings(args).map_err(exit::usage)?;
     // With a cache, the `auto` probe (a trial sandbox, tens of ms) runs on its own thread: it
@@ -125,11 +144,7 @@ pub fn build(
         move || client.cancel()
     });
     let store = BlobStore::open(s.cache_dir.join("store"))?;
-    // Claim this process's work files; remove what killed builds left (their work dirs
-    // and half-written store files).
-    let _owner = ProcessLock::acquire(&s.cache_dir)?;
-    sweep_dead(&s.cache_dir, store.root());
-    sweep_dead_secrets(std::path::Path::new("/dev/shm"));
+    session.claim(&s.cache_dir, store.root())?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     display.phase("resolving base images");
     // Push access to every repository this build writes is checked while the bases resolve:

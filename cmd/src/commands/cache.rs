@@ -81,6 +81,17 @@ fn prune_local(args: &PruneArgs) -> anyhow::Result<()> {
         Some(d) => d.clone(),
         None => crate::settings::default_cache_dir()?,
     };
+    // What killed builds left (work directories, half-written store files) goes first, whatever
+    // the policy: no process owns it any more. Running builds' files stay.
+    let swept = rbuild_cache::state::sweep_dead(&dir, &dir.join("store"));
+    if swept.build_dirs + swept.temp_files > 0 {
+        eprintln!(
+            "prune {}: {} work directories and {} partial downloads of killed builds removed",
+            dir.display(),
+            swept.build_dirs,
+            swept.temp_files
+        );
+    }
     let policy = PrunePolicy { older_than: args.older_than, max_size: args.max_size };
     let report = rbuild_cache::cache_dir::prune(&dir, policy, std::time::SystemTime::now())?;
     eprintln!(

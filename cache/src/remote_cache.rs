@@ -85,6 +85,10 @@ pub struct CacheEntry {
     pub manifest: Digest,
     /// The layer (in the cache repository), if the step produced one.
     pub layer: Option<Descriptor>,
+    /// Whether this lookup saw the layer (in the local store or the cache repository), or
+    /// there is none; `false` for a local entry trusted because its layer was pushed before,
+    /// which the registry may since have lost (retention and garbage collection).
+    pub layer_seen: bool,
 }
 
 /// The answer for one key.
@@ -197,7 +201,7 @@ impl RemoteCache {
         if let Some(local) = &self.local {
             local.save(key, &raw.bytes);
         }
-        Ok(Lookup::Hit(Box::new(entry)))
+        Ok(Lookup::Hit(Box::new(CacheEntry { layer_seen: true, ..entry })))
     }
 
     /// The entry the first readable tag of `tags` names (position or parent tags).
@@ -381,7 +385,8 @@ fn entry_from(raw: &RawManifest, image: &ImageManifest, config: &[u8]) -> Result
     if meta.diff_id.is_some() != layer.is_some() {
         return Err("layer and diff id do not match".into());
     }
-    Ok(CacheEntry { meta, manifest: raw.digest.clone(), layer })
+    let layer_seen = layer.is_none();
+    Ok(CacheEntry { meta, manifest: raw.digest.clone(), layer, layer_seen })
 }
 
 /// Whether a well-formed entry answers `key` at `now`: the entry, or the answer instead.
@@ -417,11 +422,10 @@ impl LocalEntries {
             entry_from(&raw, &image, &config)
         });
         match usable(entry, key, now, ttl) {
-            Ok(entry)
-                if entry.layer.as_ref().is_none_or(|l| {
-                    self.store.contains(l.digest()) || self.pushed.contains(&l.digest().to_string())
-                }) =>
-            {
+            Ok(entry) if entry.layer.as_ref().is_none_or(|l| self.store.contains(l.digest())) => {
+                Some(CacheEntry { layer_seen: true, ..entry })
+            }
+            Ok(entry) if entry.layer.as_ref().is_some_and(|l| self.pushed.contains(&l.digest().to_string())) => {
                 Some(entry)
             }
             Ok(_) | Err(Lookup::Expired { .. }) => None,
@@ -584,6 +588,7 @@ mod tests {
         if let Some(entry) = found {
             assert_eq!(entry.meta, meta);
             assert_eq!(entry.manifest, sha256_digest(&bytes));
+            assert_eq!(entry.layer_seen, !matches!(how, Local::LayerPushed), "{how:?}: only a pushed layer is unseen");
         }
         assert_eq!(local.path(&key).is_file(), kept, "{how:?}");
     }

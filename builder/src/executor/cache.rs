@@ -12,6 +12,8 @@ use crate::image::{History, ImageConfig, ImageLayer};
 use crate::layer::{Codec, DiffId, LayerDescriptor, LayerDigest, ManifestFormat};
 use crate::plan::{Base, Plan, Stage, Step};
 use rbuild_cache::key::CACHE_FORMAT_VERSION;
+use rbuild_cache::oci::Digest;
+use rbuild_cache::reference::Reference;
 use rbuild_cache::remote_cache::{parent_tag, position_tag, CacheEntry, EntryMeta, Lookup};
 
 /// What the cache answered for one step.
@@ -98,6 +100,9 @@ pub fn prepare(exec: &Executor<'_>, plan: &Plan, bases: &BaseSet) -> Result<Vec<
             };
             answers.push(answer);
         }
+        if let Some((remote, s)) = settings {
+            miss_gone_layers(remote, s, &mut answers);
+        }
         let write = settings.is_some_and(|(_, s)| s.mode == CacheMode::Max || in_image.contains(&stage.index));
         out.push(Some(StageCache { keys: stage_keys, answers, positions, write }));
     }
@@ -134,6 +139,41 @@ fn hit(exec: &Executor<'_>, remote: &super::Remote, s: &super::CacheSettings, en
         _ => None,
     };
     StepAnswer::Hit { entry, config: Box::new(config), layer }
+}
+
+/// Hits before a stage's last miss are unpacked for it, so their layers must be somewhere:
+/// a local index entry trusted for a layer pushed before ([`CacheEntry::layer_seen`] false)
+/// is checked in the cache repository, and one whose blob is gone (registry retention and
+/// garbage collection) becomes a miss — rebuilt and its entry rewritten — not a failed fetch.
+fn miss_gone_layers(remote: &super::Remote, s: &super::CacheSettings, answers: &mut [StepAnswer]) {
+    let Some(last_miss) = answers.iter().rposition(|a| matches!(a, StepAnswer::Miss { .. })) else { return };
+    let unseen: Vec<(usize, Reference, Digest)> = answers
+        .iter()
+        .take(last_miss)
+        .enumerate()
+        .filter_map(|(i, a)| match a {
+            StepAnswer::Hit { entry, .. } if !entry.layer_seen => entry
+                .layer
+                .as_ref()
+                .map(|l| (i, s.cache.repository().with_digest(entry.manifest.clone()), l.digest().clone())),
+            _ => None,
+        })
+        .collect();
+    let client = s.cache.client();
+    let found = remote
+        .runtime
+        .block_on(futures_util::future::join_all(unseen.iter().map(|(_, r, d)| client.blob_exists(r, d))));
+    for ((i, _, digest), found) in unseen.into_iter().zip(found) {
+        let why = match found {
+            Ok(true) => continue,
+            Ok(false) => format!("layer blob {digest} is gone from the cache repository; rebuilt"),
+            Err(e) => format!("layer blob {digest} cannot be checked ({e}); rebuilt"),
+        };
+        tracing::warn!(%why, "a locally indexed cache entry is unusable");
+        if let Some(answer) = answers.get_mut(i) {
+            *answer = StepAnswer::Miss { why };
+        }
+    }
 }
 
 /// For each miss whose lookup found nothing, compares the key with the closest earlier

@@ -450,6 +450,32 @@ async fn a_push_trusts_its_record_of_pushed_blobs_until_the_registry_lost_one() 
     assert_eq!(c.run("cache/rec:v3"), "app v1\ndependency v1\ncommit none\n");
 }
 
+/// Issue 16: the local index trusts an entry whose layer it pushed before; when the registry
+/// lost that blob (retention and GC) and the local store no longer has it, a later build that
+/// must unpack it (a later step misses) rebuilds that step and rewrites its entry instead of
+/// failing to fetch it.
+#[tokio::test]
+async fn an_indexed_entry_whose_layer_the_registry_lost_is_a_miss_and_is_rewritten() {
+    let Some(c) = Case::start("build/cache-steps").await else { return };
+    let state = c.fresh_dir();
+    let first = c.build_in_state(&state, "cache/gc:v1");
+    assert_eq!(hits(&first), ALL_MISS);
+    let key = explained(&first)[0].key.clone();
+    let layer = c.entry(&key)["layers"][0]["digest"].as_str().unwrap().to_string();
+    std::fs::remove_file(c.blob_file(&layer)).unwrap();
+    std::fs::remove_file(state.join("store/blobs/sha256").join(layer.trim_start_matches("sha256:"))).unwrap();
+    c.edit("src/app.txt", "app v2\n");
+    let second = c.build_in_state(&state, "cache/gc:v2");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(hits(&second), [false, true, true, true, false, false, false], "{stderr}");
+    assert!(explained(&second)[0].line.contains("is gone from the cache repository"), "{stderr}");
+    let rewritten = c.entry(&key)["layers"][0]["digest"].as_str().unwrap().to_string();
+    assert!(c.blob_file(&rewritten).is_file(), "the entry is rewritten with a layer the registry holds");
+    let rootfs = c.h.unpack(&c.h.image("cache/gc:v2"));
+    let files = ["cat", "/first.txt", "/src/app.txt", "/dep-copy.txt", "/commit.txt"];
+    assert_eq!(run_in(&rootfs, &files), "first\napp v2\ndependency v1\ncommit none\n");
+}
+
 #[tokio::test]
 async fn eight_concurrent_builds_of_two_dockerfiles_share_one_cache_repo() {
     let Some(c) = Case::start("build/cache-steps").await else { return };

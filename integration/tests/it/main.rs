@@ -14,6 +14,8 @@
 //! - `diagnostics` (issue 18): TLS/HTTP and CA hints, credential errors before any step, a
 //!   failed RUN's output in every progress mode, exit codes 130/143, `--cache-only` into a new
 //!   cache repository, `--commit-suffix auto` on a dirty tree
+//! - `hostile_corpus` (issue 16): 33 hostile archives through FROM and ADD, rootless and root,
+//!   a canary directory outside the build root unchanged, no panic
 //! - `build`: `rbuild build` as an unprivileged user: files, owners, config, running the image,
 //!   commit-suffixed and latest tags, failures
 //! - `differential`: the `testdata/build/diff-*` cases built by rbuild (rootless and root) and
@@ -60,6 +62,7 @@ mod diagnostics;
 mod differential;
 mod failures;
 mod faults;
+mod hostile_corpus;
 mod liveness;
 mod manifest_rules;
 mod manifests;

@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rbuild_builder::executor::error_chain;
 use rbuild_builder::layer::ownership::IdMaps;
 use rbuild_builder::layer::root_path::RootDir;
 use rbuild_builder::layer::unpack::{unpack_archive, unpack_layer, OwnershipMode, UnpackOptions};
@@ -101,13 +102,7 @@ fn damaged_sparse_entries_are_refused(#[case] truncate: bool) {
     let root = RootDir::open(tmp.path()).unwrap();
     let opts = UnpackOptions { ownership: OwnershipMode::Chown(IdMaps::default()) };
     let err = unpack_archive(&root, archive.as_slice(), &opts).unwrap_err();
-    let mut msg = err.to_string();
-    let mut src = std::error::Error::source(&err);
-    while let Some(c) = src {
-        msg.push_str(": ");
-        msg.push_str(&c.to_string());
-        src = c.source();
-    }
+    let msg = error_chain(&err);
     assert!(msg.contains("sparse") || msg.contains("archive"), "{msg}");
 }
 

@@ -7,6 +7,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use layer_support::{header, list_tree, raw_tar, Raw};
+use rbuild_builder::executor::error_chain;
 use rbuild_builder::layer::ownership::{IdMaps, OWNER_XATTR};
 use rbuild_builder::layer::root_path::RootDir;
 use rbuild_builder::layer::unpack::{unpack_layer, OwnershipMode, UnpackOptions};
@@ -35,16 +36,7 @@ fn scene() -> Scene {
 
 fn apply(root: &Path, tar: &[u8]) -> Result<(), String> {
     let r = RootDir::open(root).unwrap();
-    unpack_layer(&r, Codec::None, tar, &chown_opts()).map(|_| ()).map_err(|e| {
-        let mut s = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(c) = src {
-            s.push_str(": ");
-            s.push_str(&c.to_string());
-            src = c.source();
-        }
-        s
-    })
+    unpack_layer(&r, Codec::None, tar, &chown_opts()).map(|_| ()).map_err(|e| error_chain(&e))
 }
 
 #[rstest::rstest]

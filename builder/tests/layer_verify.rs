@@ -6,6 +6,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use rbuild_builder::executor::error_chain;
 use rbuild_builder::image::archive::write_docker_archive_file;
 use rbuild_builder::image::{assemble, write_oci_layout, AssembledImage, ImageConfig, ImageLayer};
 use rbuild_builder::layer::exclusions::Exclusions;
@@ -43,16 +44,7 @@ fn unpack(layer: &ImageLayer, diff_id: &oci_spec::image::Digest) -> Result<(), S
     let d = &layer.descriptor;
     unpack_verified(&root, &layer.blob, (d.codec, d.digest.digest(), diff_id), &opts, &Exclusions::none())
         .map(|_| ())
-        .map_err(|e| {
-            let mut s = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(c) = src {
-                s.push_str(": ");
-                s.push_str(&c.to_string());
-                src = c.source();
-            }
-            s
-        })
+        .map_err(|e| error_chain(&e))
 }
 
 #[test]
